@@ -1,0 +1,37 @@
+//! `sprig`: the native command line of Sprig.
+
+use clap::{Parser, Subcommand};
+
+mod commands;
+
+/// Sprig's native tools: inspect, tokenize and run GGUF models.
+#[derive(Debug, Parser)]
+#[command(name = "sprig", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print a GGUF file's metadata, tensor types and size (header only).
+    Inspect(commands::inspect::Args),
+    /// Print the token ids of a text as JSON.
+    Tokenize(commands::tokenize::Args),
+    /// Print the token ids of a conversation in the model's chat format as JSON.
+    ChatPrompt(commands::chat_prompt::Args),
+    /// Generate text, streamed to stdout; figures on stderr.
+    Generate(commands::generate::Args),
+    /// Measure prefill and decode speed.
+    Bench(commands::bench::Args),
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Inspect(args) => commands::inspect::run(&args),
+        Command::Tokenize(args) => commands::tokenize::run(&args),
+        Command::ChatPrompt(args) => commands::chat_prompt::run(&args),
+        Command::Generate(args) => commands::generate::run(&args),
+        Command::Bench(args) => commands::bench::run(&args),
+    }
+}

@@ -1,0 +1,32 @@
+//! `sprig-engine`: runs llama-family quantized GGUF models on candle.
+//!
+//! The engine knows nothing of browsers: it reads models from any byte source
+//! ([`gguf`]), runs the quantized forward pass with a KV cache ([`model`]),
+//! tokenizes from GGUF metadata ([`tokenizer`]), builds chat prompts ([`chat`]),
+//! samples ([`sample`]) and streams text ([`stream`]) through a step API
+//! ([`session`]). It compiles for native targets and for
+//! `wasm32-unknown-unknown` with `+simd128`.
+
+pub mod chat;
+pub mod gguf;
+pub mod model;
+pub mod sample;
+pub mod self_test;
+pub mod sentencepiece;
+pub mod session;
+pub mod stream;
+pub mod synthetic;
+pub mod tokenizer;
+
+pub use chat::{ChatFormat, ChatMessage, Role};
+pub use gguf::{GgufError, GgufFile, ModelInfo};
+pub use model::{LlamaConfig, Model, ModelError};
+pub use sample::SamplingParams;
+pub use session::{Session, SessionError, Step, StopReason, TurnStats};
+pub use tokenizer::Tokenizer;
+
+/// Version of this crate.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Whether this build uses wasm SIMD (`+simd128`) kernels.
+pub const SIMD128: bool = cfg!(target_feature = "simd128");

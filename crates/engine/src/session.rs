@@ -1,0 +1,367 @@
+//! The step API: load once; per turn, prefill only the tokens that are not
+//! already in the KV cache, then produce tokens one by one until a stop.
+//!
+//! ```text
+//! let mut s = Session::load(&mut file, &Device::Cpu)?;
+//! let prompt = s.chat_prompt(&messages)?;
+//! s.start(&prompt, SamplingParams::default())?;
+//! loop {
+//!     match s.next_token()? {
+//!         Step::Token { text, .. } => print!("{text}"),
+//!         Step::Done(stats) => break,
+//!     }
+//! }
+//! ```
+//! Cancelling is calling [`Session::cancel`] between two tokens.
+
+use std::io::{Read, Seek};
+
+use candle_core::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+use web_time::Instant;
+
+use crate::chat::{ChatError, ChatFormat, ChatMessage};
+use crate::gguf::{GgufError, GgufFile};
+use crate::model::{LoadProgress, Model, ModelError};
+use crate::sample::{Sampler, SamplingParams};
+use crate::stream::TextStream;
+use crate::tokenizer::{Tokenizer, TokenizerError};
+
+/// Errors of a session.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// Reading the model file failed.
+    #[error(transparent)]
+    Gguf(#[from] GgufError),
+    /// Loading or running the model failed.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// Tokenizing failed.
+    #[error(transparent)]
+    Tokenizer(#[from] TokenizerError),
+    /// Building the chat prompt failed.
+    #[error(transparent)]
+    Chat(#[from] ChatError),
+    /// Sampling failed.
+    #[error("sampling failed: {0}")]
+    Sample(#[source] candle_core::Error),
+    /// A call out of order (e.g. `next_token` with no turn started).
+    #[error("{0}")]
+    State(&'static str),
+    /// The vocabulary of the tokenizer and the model's embedding disagree.
+    #[error("the tokenizer has {tokenizer} tokens but the model's embedding has {model} rows")]
+    VocabMismatch {
+        /// Tokens in the tokenizer.
+        tokenizer: usize,
+        /// Rows of the embedding.
+        model: usize,
+    },
+}
+
+/// Why a reply ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    /// The model produced an end-of-sequence or end-of-turn token.
+    Eos,
+    /// The reply reached the token limit.
+    MaxTokens,
+    /// The caller cancelled.
+    Cancelled,
+    /// The context is full.
+    ContextFull,
+}
+
+/// Figures of one turn.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TurnStats {
+    /// Why the reply ended.
+    pub stop: StopReason,
+    /// Tokens in the prompt.
+    pub prompt_tokens: usize,
+    /// Prompt tokens actually run (the rest were in the KV cache).
+    pub prefilled_tokens: usize,
+    /// Tokens generated (the stop token excluded).
+    pub generated_tokens: usize,
+    /// Prefill time in milliseconds.
+    pub prefill_ms: f64,
+    /// Decode time in milliseconds (from the end of prefill to the last token).
+    pub decode_ms: f64,
+    /// Prefilled tokens per second.
+    pub prefill_tok_s: f64,
+    /// Decoded tokens per second (forward passes after the first token).
+    pub decode_tok_s: f64,
+}
+
+/// One step of generation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    /// A new token and the text it completes (may be empty while a multi-byte
+    /// character is incomplete).
+    Token {
+        /// The token id.
+        id: u32,
+        /// Text delta.
+        text: String,
+    },
+    /// The reply is over; a final text delta, if any, is in `tail`.
+    Done {
+        /// Figures of the turn.
+        stats: TurnStats,
+        /// Text held back until the end (an incomplete character), usually empty.
+        tail: String,
+    },
+}
+
+struct Turn {
+    sampler: Sampler,
+    params: SamplingParams,
+    stream: TextStream,
+    /// The last sampled token, not yet run through the model.
+    pending: Option<u32>,
+    logits: Option<Tensor>,
+    prompt_tokens: usize,
+    prefilled: usize,
+    prefill_ms: f64,
+    decode_start: Instant,
+    generated: usize,
+    cancelled: bool,
+}
+
+/// Largest number of tokens run in one forward call during prefill.
+pub const PREFILL_CHUNK: usize = 256;
+
+/// A loaded model with its tokenizer, chat format and conversation state.
+pub struct Session {
+    model: Model,
+    tokenizer: Tokenizer,
+    chat: ChatFormat,
+    /// Ids whose keys and values are in the model's cache, in order.
+    cached: Vec<u32>,
+    turn: Option<Turn>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session").field("cached", &self.cached.len()).field("chat", &self.chat.name()).finish_non_exhaustive()
+    }
+}
+
+fn ms(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64() * 1e3
+}
+
+fn rate(n: usize, ms: f64) -> f64 {
+    if ms > 0.0 {
+        n as f64 * 1e3 / ms
+    } else {
+        0.0
+    }
+}
+
+impl Session {
+    /// Loads the model, tokenizer and chat format of a GGUF file.
+    ///
+    /// # Errors
+    /// [`SessionError`] naming what is wrong with the file.
+    pub fn load<R: Read + Seek>(file: &mut GgufFile<R>, device: &Device) -> Result<Self, SessionError> {
+        Self::load_with_progress(file, device, &mut |_| {})
+    }
+
+    /// As [`Session::load`], reporting progress after each tensor.
+    ///
+    /// # Errors
+    /// As [`Session::load`].
+    pub fn load_with_progress<R: Read + Seek>(
+        file: &mut GgufFile<R>,
+        device: &Device,
+        on_progress: &mut dyn FnMut(LoadProgress),
+    ) -> Result<Self, SessionError> {
+        let tokenizer = Tokenizer::from_gguf(&file.metadata())?;
+        let template = file.metadata().opt_string("tokenizer.chat_template")?.map(str::to_owned);
+        let chat = ChatFormat::detect(template.as_deref(), &tokenizer);
+        let model = Model::load_with_progress(file, device, on_progress)?;
+        if model.vocab() < tokenizer.vocab_size() {
+            return Err(SessionError::VocabMismatch { tokenizer: tokenizer.vocab_size(), model: model.vocab() });
+        }
+        Ok(Self { model, tokenizer, chat, cached: Vec::new(), turn: None })
+    }
+
+    /// The tokenizer.
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    /// The model.
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// The chat format in use.
+    pub fn chat_format(&self) -> &ChatFormat {
+        &self.chat
+    }
+
+    /// Replaces the chat format (e.g. to force the model's own template).
+    pub fn set_chat_format(&mut self, chat: ChatFormat) {
+        self.chat = chat;
+    }
+
+    /// The ids whose keys and values are cached.
+    pub fn cached(&self) -> &[u32] {
+        &self.cached
+    }
+
+    /// Forgets the conversation (empties the KV cache).
+    pub fn reset(&mut self) {
+        self.model.truncate_cache(0);
+        self.cached.clear();
+        self.turn = None;
+    }
+
+    /// The prompt ids of a conversation, ending with the assistant's cue.
+    ///
+    /// # Errors
+    /// [`SessionError::Chat`].
+    pub fn chat_prompt(&self, messages: &[ChatMessage]) -> Result<Vec<u32>, SessionError> {
+        Ok(self.chat.encode(&self.tokenizer, messages, true)?)
+    }
+
+    /// Starts a turn: runs the part of `prompt` that is not already cached.
+    /// Returns how many tokens were run.
+    ///
+    /// # Errors
+    /// [`SessionError::Model`] (context full, compute error); an empty prompt
+    /// is a [`SessionError::State`].
+    pub fn start(&mut self, prompt: &[u32], params: SamplingParams) -> Result<usize, SessionError> {
+        if prompt.is_empty() {
+            return Err(SessionError::State("the prompt is empty"));
+        }
+        self.turn = None;
+        let started = Instant::now();
+        let common = self.cached.iter().zip(prompt).take_while(|(a, b)| a == b).count();
+        // The last prompt token always runs: its logits pick the first reply token.
+        let keep = common.min(prompt.len() - 1);
+        self.model.truncate_cache(keep);
+        self.cached.truncate(keep);
+        let mut logits = None;
+        for chunk in prompt[keep..].chunks(PREFILL_CHUNK) {
+            match self.model.forward(chunk) {
+                Ok(l) => logits = Some(l),
+                Err(e) => {
+                    // Keep the cache and the id list in step.
+                    let len = self.cached.len();
+                    self.model.truncate_cache(len);
+                    return Err(e.into());
+                }
+            }
+            self.cached.extend_from_slice(chunk);
+        }
+        let prefilled = prompt.len() - keep;
+        self.turn = Some(Turn {
+            sampler: Sampler::new(&params),
+            params,
+            stream: TextStream::new(),
+            pending: None,
+            logits,
+            prompt_tokens: prompt.len(),
+            prefilled,
+            prefill_ms: ms(started),
+            decode_start: Instant::now(),
+            generated: 0,
+            cancelled: false,
+        });
+        Ok(prefilled)
+    }
+
+    /// Ends the current turn at the next [`Session::next_token`] call.
+    pub fn cancel(&mut self) {
+        if let Some(t) = self.turn.as_mut() {
+            t.cancelled = true;
+        }
+    }
+
+    /// Produces the next token of the current turn, or the end of the turn.
+    ///
+    /// # Errors
+    /// [`SessionError::State`] without a started turn; model or sampling errors.
+    pub fn next_token(&mut self) -> Result<Step, SessionError> {
+        let Some(turn) = self.turn.as_mut() else {
+            return Err(SessionError::State("no turn in progress: call start first"));
+        };
+        let stop = if turn.cancelled {
+            Some(StopReason::Cancelled)
+        } else if turn.generated >= turn.params.max_tokens {
+            Some(StopReason::MaxTokens)
+        } else {
+            None
+        };
+        if let Some(stop) = stop {
+            return self.finish(stop);
+        }
+        if let Some(id) = turn.pending.take() {
+            if self.cached.len() + 1 > self.model.config().context_length {
+                return self.finish(StopReason::ContextFull);
+            }
+            let logits = self.model.forward(&[id]).map_err(SessionError::from)?;
+            self.cached.push(id);
+            if let Some(t) = self.turn.as_mut() {
+                t.logits = Some(logits);
+            }
+        }
+        let Some(turn) = self.turn.as_mut() else { return Err(SessionError::State("no turn in progress")) };
+        let Some(logits) = turn.logits.take() else { return Err(SessionError::State("no logits to sample from")) };
+        let id = turn.sampler.sample(&logits, &self.cached).map_err(SessionError::Sample)?;
+        if self.tokenizer.stop_ids().contains(&id) {
+            return self.finish(StopReason::Eos);
+        }
+        turn.generated += 1;
+        turn.pending = Some(id);
+        let text = turn.stream.push(&self.tokenizer, id)?;
+        Ok(Step::Token { id, text })
+    }
+
+    fn finish(&mut self, stop: StopReason) -> Result<Step, SessionError> {
+        let Some(mut turn) = self.turn.take() else { return Err(SessionError::State("no turn in progress")) };
+        let tail = turn.stream.finish(&self.tokenizer)?;
+        let decode_ms = ms(turn.decode_start);
+        let stats = TurnStats {
+            stop,
+            prompt_tokens: turn.prompt_tokens,
+            prefilled_tokens: turn.prefilled,
+            generated_tokens: turn.generated,
+            prefill_ms: turn.prefill_ms,
+            decode_ms,
+            prefill_tok_s: rate(turn.prefilled, turn.prefill_ms),
+            decode_tok_s: rate(turn.generated.saturating_sub(1), decode_ms),
+        };
+        Ok(Step::Done { stats, tail })
+    }
+
+    /// Runs a whole turn, calling `on_text` with each text delta; returns the
+    /// generated ids and the figures.
+    ///
+    /// # Errors
+    /// As [`Session::start`] and [`Session::next_token`].
+    pub fn generate(
+        &mut self,
+        prompt: &[u32],
+        params: SamplingParams,
+        on_text: &mut dyn FnMut(&str),
+    ) -> Result<(Vec<u32>, TurnStats), SessionError> {
+        self.start(prompt, params)?;
+        let mut ids = Vec::new();
+        loop {
+            match self.next_token()? {
+                Step::Token { id, text } => {
+                    ids.push(id);
+                    on_text(&text);
+                }
+                Step::Done { stats, tail } => {
+                    on_text(&tail);
+                    return Ok((ids, stats));
+                }
+            }
+        }
+    }
+}

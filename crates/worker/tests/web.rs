@@ -4,7 +4,7 @@
 
 use sprig_protocol::codec::{decode, encode, CodecError};
 use sprig_protocol::{ErrorKind, Event, Request, PROTOCOL_VERSION};
-use wasm_bindgen::JsValue;
+use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_dedicated_worker);

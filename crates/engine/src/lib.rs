@@ -7,6 +7,7 @@
 //! ([`session`]). It compiles for native targets and for
 //! `wasm32-unknown-unknown` with `+simd128`.
 
+pub mod bench;
 pub mod chat;
 pub mod gguf;
 pub mod model;

@@ -1,8 +1,14 @@
 //! The Sprig web UI (Leptos, client-side rendered).
 //!
-//! [`app::App`] is the root component; [`client`] is the typed bridge to the
-//! model worker and the only place that posts messages to it.
+//! [`app::App`] lays out the components; [`controller::Controller`] holds the
+//! state and the actions; [`client`] is the typed bridge to the model worker
+//! and the only place that posts messages to it; [`store`] keeps
+//! conversations in IndexedDB; [`markdown`] renders replies safely.
 
 pub mod app;
 pub mod client;
 pub mod components;
+pub mod controller;
+pub mod markdown;
+pub mod state;
+pub mod store;

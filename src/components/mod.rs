@@ -1,3 +1,8 @@
 //! UI components, one per file.
 
-pub mod worker_status;
+pub mod composer;
+pub mod conversation;
+pub mod history;
+pub mod model_panel;
+pub mod settings;
+pub mod status;

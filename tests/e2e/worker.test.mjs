@@ -35,15 +35,3 @@ test('the worker round-trips a hello and the page shows its answer', async () =>
   assert.deepEqual(errors, []);
   await page.close();
 });
-
-test('asking again gets a fresh answer from the same worker', async () => {
-  const page = await browser.newPage();
-  await page.goto(server.url + '/');
-  await page.getByTestId('worker-hello').waitFor({ timeout: 60_000 });
-  const workers = page.workers().length;
-  await page.getByTestId('worker-ping').click();
-  await page.getByTestId('worker-hello').waitFor();
-  assert.equal(page.workers().length, workers);
-  assert.equal(await page.getByTestId('error').count(), 0);
-  await page.close();
-});

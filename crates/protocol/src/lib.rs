@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 pub mod codec;
 
 /// Version of the message format. Bump it on any incompatible change.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// A message on the wire: the protocol version and the body.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -41,6 +41,71 @@ impl<T> Envelope<T> {
     }
 }
 
+/// Where a model comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ModelSource {
+    /// One GGUF file at a URL (absolute, or relative to the page).
+    Url {
+        /// The file's URL.
+        url: String,
+    },
+}
+
+impl ModelSource {
+    /// A short description for messages.
+    pub fn describe(&self) -> &str {
+        match self {
+            Self::Url { url } => url,
+        }
+    }
+}
+
+/// Who said a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Instructions for the assistant.
+    System,
+    /// The person chatting.
+    User,
+    /// The model.
+    Assistant,
+}
+
+/// One message of a conversation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    /// Who said it.
+    pub role: Role,
+    /// What was said.
+    pub content: String,
+}
+
+/// How to generate a reply.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GenerationSettings {
+    /// Softmax temperature; 0 is greedy.
+    pub temperature: f64,
+    /// Nucleus threshold (1 = off).
+    pub top_p: f64,
+    /// Keep the k most likely tokens (0 = off).
+    pub top_k: usize,
+    /// Repeat penalty (1 = off).
+    pub repeat_penalty: f32,
+    /// Maximum new tokens.
+    pub max_tokens: usize,
+    /// Random seed.
+    pub seed: u64,
+}
+
+impl Default for GenerationSettings {
+    fn default() -> Self {
+        Self { temperature: 0.7, top_p: 0.9, top_k: 40, repeat_penalty: 1.1, max_tokens: 512, seed: 299_792_458 }
+    }
+}
+
 /// What the UI asks a worker to do.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -50,6 +115,87 @@ pub enum Request {
         /// Chosen by the UI and echoed back, to pair the answer with the question.
         nonce: u64,
     },
+    /// Fetches and loads a model, replacing any loaded one. Answered by
+    /// [`Event::Progress`]es, then [`Event::Loaded`] or [`Event::Error`].
+    Load {
+        /// Where the model is.
+        source: ModelSource,
+    },
+    /// Generates the assistant's reply to a conversation (ending with the
+    /// user's message). Answered by [`Event::Started`], [`Event::Token`]s, then
+    /// [`Event::Done`] or [`Event::Error`].
+    Generate {
+        /// Chosen by the UI, echoed in the events of this reply.
+        turn: u64,
+        /// The whole conversation so far; the worker reuses what it has cached.
+        messages: Vec<Message>,
+        /// Sampling settings.
+        settings: GenerationSettings,
+    },
+    /// Stops the reply in progress after the current token.
+    Stop,
+}
+
+/// Which phase of loading a [`Event::Progress`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoadStage {
+    /// Bytes arriving over the network.
+    Download,
+    /// Tensors being read into the engine.
+    Load,
+}
+
+/// What a loaded model is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoadedModel {
+    /// `general.name`.
+    pub name: String,
+    /// `general.architecture`.
+    pub architecture: String,
+    /// The most common weight type (e.g. `Q4_1`).
+    pub quantization: String,
+    /// Context length in tokens.
+    pub context_length: u64,
+    /// Number of weights.
+    pub parameter_count: u64,
+    /// Size of the model file in bytes.
+    pub size_bytes: u64,
+    /// The chat format used (`template` or `mistral-v1`).
+    pub chat_format: String,
+}
+
+/// Why a reply ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    /// The model ended its turn.
+    Eos,
+    /// The token limit was reached.
+    MaxTokens,
+    /// The user stopped it.
+    Cancelled,
+    /// The context is full.
+    ContextFull,
+}
+
+/// Figures of one reply.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplyStats {
+    /// Why it ended.
+    pub stop: StopReason,
+    /// Tokens in the prompt.
+    pub prompt_tokens: usize,
+    /// Prompt tokens actually run (the rest came from the cache).
+    pub prefilled_tokens: usize,
+    /// Tokens generated.
+    pub generated_tokens: usize,
+    /// Prefill speed, tokens per second.
+    pub prefill_tok_s: f64,
+    /// Decode speed, tokens per second.
+    pub decode_tok_s: f64,
+    /// Oldest messages left out so the conversation fits the context.
+    pub dropped_messages: usize,
 }
 
 /// What a worker tells the UI.
@@ -66,7 +212,46 @@ pub enum Event {
         /// What the worker runs.
         info: WorkerInfo,
     },
-    /// Something went wrong; the worker stays usable.
+    /// Loading advanced.
+    Progress {
+        /// Download or load.
+        stage: LoadStage,
+        /// Bytes done.
+        done: u64,
+        /// Bytes in all, when known.
+        total: Option<u64>,
+    },
+    /// The model is ready to chat.
+    Loaded {
+        /// What it is.
+        model: LoadedModel,
+    },
+    /// The prompt of a reply has been run; tokens follow.
+    Started {
+        /// The reply's turn id.
+        turn: u64,
+        /// Tokens in the prompt.
+        prompt_tokens: usize,
+        /// Prompt tokens actually run.
+        prefilled_tokens: usize,
+        /// Oldest messages left out so the conversation fits the context.
+        dropped_messages: usize,
+    },
+    /// More text of a reply.
+    Token {
+        /// The reply's turn id.
+        turn: u64,
+        /// The new text (never a partial character).
+        text: String,
+    },
+    /// A reply ended.
+    Done {
+        /// The reply's turn id.
+        turn: u64,
+        /// Its figures.
+        stats: ReplyStats,
+    },
+    /// Something went wrong; the worker stays usable unless `kind` is `panic`.
     Error {
         /// What kind of failure, for the UI to choose its wording and recovery.
         kind: ErrorKind,
@@ -95,9 +280,17 @@ pub struct WorkerInfo {
 pub enum ErrorKind {
     /// A message could not be decoded, or came from another protocol version.
     BadMessage,
-    /// The engine failed.
+    /// The model could not be downloaded (HTTP error, network failure).
+    Network,
+    /// The downloaded file is not a usable model.
+    BadModel,
+    /// A request needs a loaded model and there is none.
+    NotLoaded,
+    /// A request came while the worker was busy with another.
+    Busy,
+    /// The engine failed while generating.
     Engine,
-    /// The worker panicked; it should be restarted.
+    /// The worker panicked; it must be restarted.
     Panic,
 }
 
@@ -122,14 +315,39 @@ mod tests {
     fn request_round_trips_through_json() {
         let req = Envelope::new(Request::Hello { nonce: 42 });
         let json = serde_json::to_string(&req).unwrap();
-        assert_eq!(json, r#"{"v":1,"body":{"type":"hello","nonce":42}}"#);
+        assert_eq!(json, format!(r#"{{"v":{PROTOCOL_VERSION},"body":{{"type":"hello","nonce":42}}}}"#));
         let back: Envelope<Request> = serde_json::from_str(&json).unwrap();
         assert_eq!(back.open().unwrap(), Request::Hello { nonce: 42 });
     }
 
     #[test]
+    fn generate_round_trips_with_defaults_filled_in() {
+        let json = r#"{"v":2,"body":{"type":"generate","turn":3,"messages":[{"role":"user","content":"hi"}],"settings":{"temperature":0}}}"#;
+        let req: Envelope<Request> = serde_json::from_str(json).unwrap();
+        match req.open().unwrap() {
+            Request::Generate { turn: 3, messages, settings } => {
+                assert_eq!(messages, vec![Message { role: Role::User, content: "hi".into() }]);
+                assert_eq!(settings.temperature, 0.0);
+                assert_eq!(settings.max_tokens, GenerationSettings::default().max_tokens);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn event_round_trips_through_json() {
-        let ev = Envelope::new(Event::Error { kind: ErrorKind::BadMessage, message: "nope".into() });
+        let ev = Envelope::new(Event::Done {
+            turn: 1,
+            stats: ReplyStats {
+                stop: StopReason::Cancelled,
+                prompt_tokens: 10,
+                prefilled_tokens: 4,
+                generated_tokens: 2,
+                prefill_tok_s: 1.5,
+                decode_tok_s: 2.5,
+                dropped_messages: 0,
+            },
+        });
         let json = serde_json::to_string(&ev).unwrap();
         let back: Envelope<Event> = serde_json::from_str(&json).unwrap();
         assert_eq!(back, ev);
@@ -137,15 +355,14 @@ mod tests {
 
     #[test]
     fn other_version_is_refused() {
-        let env = Envelope { v: PROTOCOL_VERSION + 1, body: Request::Hello { nonce: 1 } };
+        let env = Envelope { v: PROTOCOL_VERSION + 1, body: Request::Stop };
         let err = env.open().unwrap_err();
         assert!(err.to_string().contains("version mismatch"), "{err}");
     }
 
     #[test]
     fn unknown_message_type_is_an_error_not_a_panic() {
-        let r: Result<Envelope<Request>, _> =
-            serde_json::from_str(r#"{"v":1,"body":{"type":"format_disk"}}"#);
+        let r: Result<Envelope<Request>, _> = serde_json::from_str(r#"{"v":2,"body":{"type":"format_disk"}}"#);
         assert!(r.is_err());
     }
 }

@@ -1,9 +1,22 @@
-//! The worker's JS side: listening on the dedicated worker scope and posting events.
+//! The worker's JS side: listening on the dedicated worker scope, fetching
+//! models, running replies token by token and posting events.
 
+use std::cell::{Cell, RefCell};
+
+use sprig_engine::gguf::SourceReader;
 use sprig_protocol::codec::{decode, encode};
-use sprig_protocol::{ErrorKind, Event, Request};
+use sprig_protocol::{ErrorKind, Event, LoadStage, ModelSource, Request};
 use wasm_bindgen::prelude::*;
-use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
+use wasm_bindgen_futures::{spawn_local, JsFuture};
+use web_sys::{DedicatedWorkerGlobalScope, MessageChannel, MessageEvent};
+
+use crate::host::{error, worker_info, Host};
+
+thread_local! {
+    static HOST: RefCell<Host> = RefCell::new(Host::new());
+    static LOADING: Cell<bool> = const { Cell::new(false) };
+    static YIELD: RefCell<Option<MessageChannel>> = const { RefCell::new(None) };
+}
 
 fn scope() -> DedicatedWorkerGlobalScope {
     js_sys::global().unchecked_into()
@@ -22,6 +35,86 @@ fn post(event: Event) {
     }
 }
 
+/// Lets queued messages (a Stop) run: resolves on the next task, through a
+/// MessageChannel (unlike setTimeout, not clamped to 4 ms).
+async fn yield_now() {
+    let promise = js_sys::Promise::new(&mut |resolve, _reject| {
+        let posted = YIELD.with(|y| {
+            let mut y = y.borrow_mut();
+            if y.is_none() {
+                *y = MessageChannel::new().ok();
+            }
+            y.as_ref().map(|ch| {
+                ch.port1().set_onmessage(Some(resolve.unchecked_ref()));
+                ch.port2().post_message(&JsValue::NULL).is_ok()
+            })
+        });
+        if posted != Some(true) {
+            // No MessageChannel: resolve at once rather than hang.
+            let _ = resolve.call0(&JsValue::NULL);
+        }
+    });
+    let _ = JsFuture::from(promise).await;
+}
+
+async fn load(source: ModelSource) {
+    let ModelSource::Url { url } = &source;
+    let mut on_download = |done: u64, total: Option<u64>| post(Event::Progress { stage: LoadStage::Download, done, total });
+    let event = match crate::fetch::download(url, &mut on_download).await {
+        Ok((store, size)) => HOST.with(|h| h.borrow_mut().load(SourceReader::new(store), size, &mut post)),
+        Err(e) => error(ErrorKind::Network, e.to_string()),
+    };
+    LOADING.with(|l| l.set(false));
+    post(event);
+}
+
+async fn run_reply() {
+    loop {
+        let events = HOST.with(|h| h.borrow_mut().step());
+        if events.is_empty() {
+            return;
+        }
+        let last = events.iter().any(|e| matches!(e, Event::Done { .. } | Event::Error { .. }));
+        events.into_iter().for_each(post);
+        if last {
+            return;
+        }
+        yield_now().await;
+    }
+}
+
+fn on_request(request: Request) {
+    match request {
+        Request::Hello { nonce } => post(match worker_info() {
+            Ok(info) => Event::Hello { nonce, info },
+            Err(message) => error(ErrorKind::Engine, message),
+        }),
+        Request::Load { source } => {
+            if LOADING.with(Cell::get) {
+                post(error(ErrorKind::Busy, "a model is already loading"));
+            } else if HOST.with(|h| h.borrow().generating()) {
+                post(error(ErrorKind::Busy, "a reply is being generated; stop it first"));
+            } else {
+                LOADING.with(|l| l.set(true));
+                spawn_local(load(source));
+            }
+        }
+        Request::Generate { turn, messages, settings } => {
+            if LOADING.with(Cell::get) {
+                post(error(ErrorKind::Busy, "the model is still loading"));
+                return;
+            }
+            let event = HOST.with(|h| h.borrow_mut().start(turn, &messages, &settings));
+            let started = matches!(event, Event::Started { .. });
+            post(event);
+            if started {
+                spawn_local(run_reply());
+            }
+        }
+        Request::Stop => HOST.with(|h| h.borrow_mut().cancel()),
+    }
+}
+
 /// Registers the message handler and the panic reporter, then announces
 /// [`Event::Ready`]. Called once by the worker binary's `main`.
 pub fn start() {
@@ -29,12 +122,9 @@ pub fn start() {
         console_error_panic_hook::hook(info);
         post(Event::Error { kind: ErrorKind::Panic, message: info.to_string() });
     }));
-    let on_message = Closure::<dyn FnMut(MessageEvent)>::new(|msg: MessageEvent| {
-        let events = match decode::<Request>(msg.data()) {
-            Ok(request) => crate::handle(request),
-            Err(e) => vec![Event::Error { kind: ErrorKind::BadMessage, message: e.to_string() }],
-        };
-        events.into_iter().for_each(post);
+    let on_message = Closure::<dyn FnMut(MessageEvent)>::new(|msg: MessageEvent| match decode::<Request>(msg.data()) {
+        Ok(request) => on_request(request),
+        Err(e) => post(error(ErrorKind::BadMessage, e.to_string())),
     });
     scope().set_onmessage(Some(on_message.as_ref().unchecked_ref()));
     // The handler lives as long as the worker.

@@ -1,0 +1,297 @@
+//! The worker's state and its answers to requests, free of any browser API.
+
+use std::io::{Read, Seek};
+
+use candle_core::Device;
+use sprig_engine::chat::{ChatMessage, Role as EngineRole};
+use sprig_engine::gguf::GgufFile;
+use sprig_engine::{SamplingParams, Session, Step};
+use sprig_protocol::{
+    ErrorKind, Event, GenerationSettings, LoadStage, LoadedModel, Message, ReplyStats, Role, StopReason, WorkerInfo,
+};
+
+/// Describes this worker, running the engine's self-test on the way.
+///
+/// # Errors
+/// The engine's self-test failure, as text.
+pub fn worker_info() -> Result<WorkerInfo, String> {
+    let self_test = sprig_engine::self_test::matmul_2x2().map_err(|e| format!("engine self-test failed: {e}"))?;
+    Ok(WorkerInfo {
+        worker_version: env!("CARGO_PKG_VERSION").to_string(),
+        engine_version: sprig_engine::VERSION.to_string(),
+        simd128: sprig_engine::SIMD128,
+        self_test,
+    })
+}
+
+/// An error event.
+pub fn error(kind: ErrorKind, message: impl Into<String>) -> Event {
+    Event::Error { kind, message: message.into() }
+}
+
+/// The reply in progress.
+#[derive(Debug)]
+struct Reply {
+    turn: u64,
+    dropped: usize,
+}
+
+/// The loaded model (if any) and the reply in progress (if any).
+#[derive(Debug, Default)]
+pub struct Host {
+    session: Option<Session>,
+    model: Option<LoadedModel>,
+    reply: Option<Reply>,
+}
+
+fn role(r: Role) -> EngineRole {
+    match r {
+        Role::System => EngineRole::System,
+        Role::User => EngineRole::User,
+        Role::Assistant => EngineRole::Assistant,
+    }
+}
+
+fn stop(r: sprig_engine::StopReason) -> StopReason {
+    match r {
+        sprig_engine::StopReason::Eos => StopReason::Eos,
+        sprig_engine::StopReason::MaxTokens => StopReason::MaxTokens,
+        sprig_engine::StopReason::Cancelled => StopReason::Cancelled,
+        sprig_engine::StopReason::ContextFull => StopReason::ContextFull,
+    }
+}
+
+impl Host {
+    /// A host with no model.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// What is loaded, if anything.
+    pub fn model(&self) -> Option<&LoadedModel> {
+        self.model.as_ref()
+    }
+
+    /// Whether a reply is in progress.
+    pub fn generating(&self) -> bool {
+        self.reply.is_some()
+    }
+
+    /// Loads a model from a GGUF byte source of `size` bytes, replacing the
+    /// current one; `post` receives load progress. Returns [`Event::Loaded`]
+    /// or an error event.
+    pub fn load<R: Read + Seek>(&mut self, reader: R, size: u64, post: &mut dyn FnMut(Event)) -> Event {
+        self.session = None;
+        self.model = None;
+        self.reply = None;
+        let mut file = match GgufFile::open(reader) {
+            Ok(f) => f,
+            Err(e) => return error(ErrorKind::BadModel, format!("not a usable GGUF model: {e}")),
+        };
+        let info = match file.info() {
+            Ok(i) => i,
+            Err(e) => return error(ErrorKind::BadModel, e.to_string()),
+        };
+        let mut last = 0u64;
+        let mut on_progress = |p: sprig_engine::model::LoadProgress| {
+            // About a hundred progress events per load, not one per tensor.
+            if p.bytes_done == p.bytes_total || p.bytes_done - last >= p.bytes_total / 100 {
+                last = p.bytes_done;
+                post(Event::Progress { stage: LoadStage::Load, done: p.bytes_done, total: Some(p.bytes_total) });
+            }
+        };
+        let session = match Session::load_with_progress(&mut file, &Device::Cpu, &mut on_progress) {
+            Ok(s) => s,
+            Err(e) => return error(ErrorKind::BadModel, format!("cannot load the model: {e}")),
+        };
+        let quantization = info
+            .tensor_types
+            .iter()
+            .filter(|(t, _)| *t != "F32")
+            .max_by_key(|(_, n)| **n)
+            .map_or_else(|| "F32".to_string(), |(t, _)| t.clone());
+        let model = LoadedModel {
+            name: info.name.clone(),
+            architecture: info.architecture.clone(),
+            quantization,
+            context_length: session.model().config().context_length as u64,
+            parameter_count: info.parameter_count,
+            size_bytes: size,
+            chat_format: session.chat_format().name().to_string(),
+        };
+        self.session = Some(session);
+        self.model = Some(model.clone());
+        Event::Loaded { model }
+    }
+
+    /// Starts a reply: builds the prompt (dropping the oldest turns when the
+    /// conversation does not fit the context), runs the uncached part of it,
+    /// and returns [`Event::Started`] (or an error event).
+    pub fn start(&mut self, turn: u64, messages: &[Message], settings: &GenerationSettings) -> Event {
+        if self.reply.is_some() {
+            return error(ErrorKind::Busy, "a reply is already being generated; stop it first");
+        }
+        let Some(session) = self.session.as_mut() else {
+            return error(ErrorKind::NotLoaded, "no model is loaded");
+        };
+        let messages: Vec<ChatMessage> = messages.iter().map(|m| ChatMessage::new(role(m.role), m.content.clone())).collect();
+        let (prompt, dropped) = match session.fit_chat_prompt(&messages, settings.max_tokens) {
+            Ok(p) => p,
+            Err(e) => return error(ErrorKind::Engine, e.to_string()),
+        };
+        let params = SamplingParams {
+            temperature: settings.temperature,
+            top_k: settings.top_k,
+            top_p: settings.top_p,
+            repeat_penalty: settings.repeat_penalty,
+            repeat_last_n: 64,
+            seed: settings.seed,
+            max_tokens: settings.max_tokens,
+        };
+        match session.start(&prompt, params) {
+            Ok(prefilled) => {
+                self.reply = Some(Reply { turn, dropped });
+                Event::Started { turn, prompt_tokens: prompt.len(), prefilled_tokens: prefilled, dropped_messages: dropped }
+            }
+            Err(e) => error(ErrorKind::Engine, e.to_string()),
+        }
+    }
+
+    /// Stops the reply in progress at its next step.
+    pub fn cancel(&mut self) {
+        if let Some(s) = self.session.as_mut() {
+            s.cancel();
+        }
+    }
+
+    /// Advances the reply in progress by one token: [`Event::Token`], or at
+    /// its end any last text and [`Event::Done`] (then no reply is in
+    /// progress), or an error event (which also ends it). Empty when no reply
+    /// is in progress.
+    pub fn step(&mut self) -> Vec<Event> {
+        let (Some(reply), Some(session)) = (self.reply.as_ref(), self.session.as_mut()) else { return Vec::new() };
+        let (turn, dropped) = (reply.turn, reply.dropped);
+        match session.next_token() {
+            Ok(Step::Token { text, .. }) => vec![Event::Token { turn, text }],
+            Ok(Step::Done { stats, tail }) => {
+                self.reply = None;
+                let mut events = Vec::new();
+                if !tail.is_empty() {
+                    events.push(Event::Token { turn, text: tail });
+                }
+                events.push(Event::Done {
+                    turn,
+                    stats: ReplyStats {
+                        stop: stop(stats.stop),
+                        prompt_tokens: stats.prompt_tokens,
+                        prefilled_tokens: stats.prefilled_tokens,
+                        generated_tokens: stats.generated_tokens,
+                        prefill_tok_s: stats.prefill_tok_s,
+                        decode_tok_s: stats.decode_tok_s,
+                        dropped_messages: dropped,
+                    },
+                });
+                events
+            }
+            Err(e) => {
+                self.reply = None;
+                vec![error(ErrorKind::Engine, e.to_string())]
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs::File;
+    use std::io::{BufReader, Cursor};
+
+    fn demo() -> (BufReader<File>, u64) {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/SmolLM2-135M-Instruct.Q4_1.gguf");
+        let f = File::open(path).expect("run scripts/fetch-models");
+        let size = f.metadata().unwrap().len();
+        (BufReader::new(f), size)
+    }
+
+    fn user(text: &str) -> Message {
+        Message { role: Role::User, content: text.into() }
+    }
+
+    fn greedy(max_tokens: usize) -> GenerationSettings {
+        GenerationSettings { temperature: 0.0, max_tokens, ..GenerationSettings::default() }
+    }
+
+    #[test]
+    fn generate_before_load_is_refused() {
+        let mut h = Host::new();
+        assert!(matches!(h.start(1, &[user("hi")], &greedy(4)), Event::Error { kind: ErrorKind::NotLoaded, .. }));
+        assert!(h.step().is_empty());
+    }
+
+    #[test]
+    fn garbage_is_a_bad_model_and_the_host_stays_usable() {
+        let mut h = Host::new();
+        let ev = h.load(Cursor::new(b"<!doctype html><p>not a model</p>".to_vec()), 34, &mut |_| {});
+        match ev {
+            Event::Error { kind: ErrorKind::BadModel, message } => assert!(message.contains("GGUF"), "{message}"),
+            other => panic!("{other:?}"),
+        }
+        let (r, size) = demo();
+        assert!(matches!(h.load(r, size, &mut |_| {}), Event::Loaded { .. }));
+    }
+
+    #[test]
+    fn a_reply_streams_then_ends_with_stats() {
+        let mut h = Host::new();
+        let (r, size) = demo();
+        let mut progress = Vec::new();
+        let loaded = h.load(r, size, &mut |e| progress.push(e));
+        let Event::Loaded { model } = loaded else { panic!("{loaded:?}") };
+        assert_eq!(model.architecture, "llama");
+        assert_eq!(model.quantization, "Q4_1");
+        assert_eq!(model.context_length, 8192);
+        assert!(progress.len() >= 10, "load progress is reported: {}", progress.len());
+        let started = h.start(7, &[user("What is the capital of France?")], &greedy(6));
+        let Event::Started { turn: 7, prompt_tokens, prefilled_tokens, dropped_messages: 0 } = started else { panic!("{started:?}") };
+        assert_eq!(prompt_tokens, prefilled_tokens);
+        assert!(matches!(h.start(8, &[user("again")], &greedy(6)), Event::Error { kind: ErrorKind::Busy, .. }));
+        let mut text = String::new();
+        let mut done = None;
+        for _ in 0..20 {
+            for e in h.step() {
+                match e {
+                    Event::Token { turn: 7, text: t } => text.push_str(&t),
+                    Event::Done { turn: 7, stats } => done = Some(stats),
+                    other => panic!("{other:?}"),
+                }
+            }
+            if done.is_some() {
+                break;
+            }
+        }
+        let stats = done.expect("the reply ends");
+        assert_eq!(stats.generated_tokens, 6);
+        assert_eq!(stats.stop, StopReason::MaxTokens);
+        assert!(!text.is_empty());
+        assert!(!h.generating());
+    }
+
+    #[test]
+    fn cancel_stops_at_the_next_step() {
+        let mut h = Host::new();
+        let (r, size) = demo();
+        h.load(r, size, &mut |_| {});
+        h.start(1, &[user("Tell me a story.")], &greedy(100));
+        assert_eq!(h.step().len(), 1);
+        h.cancel();
+        let events = h.step();
+        match events.last() {
+            Some(Event::Done { stats, .. }) => {
+                assert_eq!(stats.stop, StopReason::Cancelled);
+                assert_eq!(stats.generated_tokens, 1);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

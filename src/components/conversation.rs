@@ -1,0 +1,86 @@
+//! The conversation: user and assistant bubbles, the assistant's reply rendered
+//! as sanitized Markdown while it streams, with copy and regenerate actions and
+//! the reply's figures.
+
+use leptos::prelude::*;
+use sprig_protocol::{ReplyStats, Role, StopReason};
+
+use crate::controller::Controller;
+use crate::markdown::to_safe_html;
+
+fn stats_line(s: &ReplyStats) -> String {
+    let stop = match s.stop {
+        StopReason::Eos => "",
+        StopReason::MaxTokens => " · stopped at the token limit",
+        StopReason::Cancelled => " · stopped",
+        StopReason::ContextFull => " · context full",
+    };
+    format!(
+        "{} tokens · {:.1} tok/s · prompt {} tokens ({} new, {:.0} tok/s){stop}",
+        s.generated_tokens, s.decode_tok_s, s.prompt_tokens, s.prefilled_tokens, s.prefill_tok_s
+    )
+}
+
+fn copy_to_clipboard(text: String) {
+    if let Some(w) = web_sys::window() {
+        let _ = w.navigator().clipboard().write_text(&text);
+    }
+}
+
+/// The list of messages of the open conversation.
+#[component]
+pub fn ConversationView() -> impl IntoView {
+    let ctl = expect_context::<Controller>();
+    let count = move || ctl.conversation.with(|c| c.entries.len());
+    view! {
+        <section class="conversation" aria-label="Conversation" aria-live="polite">
+            <Show when=move || count() == 0>
+                <p class="empty muted">"Load a model, then ask anything. Enter sends, Shift+Enter starts a new line."</p>
+            </Show>
+            <For each=move || 0..count() key=move |i| (ctl.conversation.with(|c| c.id.clone()), *i) let:i>
+                <MessageBubble index=i />
+            </For>
+        </section>
+    }
+}
+
+/// One message.
+#[component]
+fn MessageBubble(
+    /// Position of the message in the open conversation.
+    index: usize,
+) -> impl IntoView {
+    let ctl = expect_context::<Controller>();
+    let entry = move || ctl.conversation.with(|c| c.entries.get(index).cloned());
+    let role = ctl.conversation.with_untracked(|c| c.entries.get(index).map(|e| e.role)).unwrap_or(Role::User);
+    let is_last = move || ctl.conversation.with(|c| c.entries.len() == index + 1);
+    let streaming = move || is_last() && ctl.generating.get().is_some();
+    match role {
+        Role::User | Role::System => view! {
+            <article class="bubble user" data-testid="message-user" aria-label="You said">
+                <p class="plain">{move || entry().map(|e| e.content).unwrap_or_default()}</p>
+            </article>
+        }
+        .into_any(),
+        Role::Assistant => view! {
+            <article class="bubble assistant" data-testid="message-assistant" aria-label="Sprig replied"
+                aria-busy=move || streaming().to_string()>
+                <div class="md" inner_html=move || entry().map(|e| to_safe_html(&e.content)).unwrap_or_default()></div>
+                <Show when=move || !streaming()>
+                    <footer class="reply-footer">
+                        {move || entry().and_then(|e| e.stats).map(|s| view! {
+                            <span class="muted" data-testid="reply-stats">{stats_line(&s)}</span>
+                        })}
+                        <button class="link" aria-label="Copy this reply" data-testid="copy"
+                            on:click=move |_| copy_to_clipboard(entry().map(|e| e.content).unwrap_or_default())>"Copy"</button>
+                        <Show when=is_last>
+                            <button class="link" data-testid="regenerate" aria-label="Regenerate this reply"
+                                on:click=move |_| ctl.regenerate()>"Regenerate"</button>
+                        </Show>
+                    </footer>
+                </Show>
+            </article>
+        }
+        .into_any(),
+    }
+}

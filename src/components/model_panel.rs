@@ -1,0 +1,95 @@
+//! Choosing a model, loading it, and watching the download and load progress.
+
+use leptos::prelude::*;
+use sprig_protocol::LoadStage;
+
+use crate::controller::Controller;
+use crate::state::{bytes, ModelState, CATALOG};
+
+fn eta(done: u64, total: Option<u64>, elapsed_ms: f64) -> String {
+    let speed = if elapsed_ms > 0.0 { done as f64 / (elapsed_ms / 1000.0) } else { 0.0 };
+    let mut s = format!("{}/s", bytes(speed as u64));
+    if let Some(t) = total {
+        if speed > 0.0 && t > done {
+            let secs = ((t - done) as f64 / speed).ceil() as u64;
+            s.push_str(&format!(", about {}:{:02} left", secs / 60, secs % 60));
+        }
+    }
+    s
+}
+
+/// The model picker, load button, progress bar and model badge.
+#[component]
+pub fn ModelPanel() -> impl IntoView {
+    let ctl = expect_context::<Controller>();
+    let (choice, set_choice) = signal(CATALOG[0].key.to_string());
+    let (custom_url, set_custom_url) = signal(String::new());
+    let loading = move || matches!(ctl.model.get(), ModelState::Loading { .. });
+    let url = move || {
+        let key = choice.get();
+        CATALOG.iter().find(|m| m.key == key).map_or_else(|| custom_url.get(), |m| m.url.to_string())
+    };
+    view! {
+        <section class="model-panel" aria-label="Model">
+            <div class="model-row">
+                <label for="model-select">"Model"</label>
+                <select
+                    id="model-select"
+                    data-testid="model-select"
+                    prop:value=move || choice.get()
+                    on:change=move |ev| set_choice.set(event_target_value(&ev))
+                    disabled=loading
+                >
+                    {CATALOG
+                        .iter()
+                        .map(|m| view! { <option value=m.key>{format!("{} — {}", m.label, bytes(m.size))}</option> })
+                        .collect_view()}
+                    <option value="custom">"Another model (GGUF URL)…"</option>
+                </select>
+                <Show when=move || choice.get() == "custom">
+                    <input
+                        type="url"
+                        data-testid="model-url"
+                        aria-label="URL of a GGUF model"
+                        placeholder="https://…/model.gguf"
+                        prop:value=move || custom_url.get()
+                        on:input=move |ev| set_custom_url.set(event_target_value(&ev))
+                    />
+                </Show>
+                <button class="primary" data-testid="model-load" disabled=loading on:click=move |_| ctl.load(url())>
+                    "Load"
+                </button>
+            </div>
+            {move || match ctl.model.get() {
+                ModelState::Idle => view! { <p class="muted">"No model loaded. Models run on this device; nothing is sent to a server."</p> }.into_any(),
+                ModelState::Loading { stage, done, total, since_ms, now_ms } => {
+                    let what = match stage {
+                        LoadStage::Download => "Downloading",
+                        LoadStage::Load => "Loading into the engine",
+                    };
+                    let pct = total.filter(|t| *t > 0).map(|t| (done as f64 / t as f64 * 100.0).min(100.0));
+                    let label = match (pct, total) {
+                        (Some(p), Some(t)) => format!("{what}: {} of {} ({p:.0} %), {}", bytes(done), bytes(t), eta(done, total, now_ms - since_ms)),
+                        _ => format!("{what}: {}, {}", bytes(done), eta(done, total, now_ms - since_ms)),
+                    };
+                    let aria = label.clone();
+                    view! {
+                        <div class="progress" data-testid="model-progress" role="progressbar"
+                            aria-valuemin="0" aria-valuemax="100" aria-valuenow=pct.map(|p| format!("{p:.0}")) aria-label=aria>
+                            <div class="bar" style=format!("width: {:.1}%", pct.unwrap_or(0.0))></div>
+                            <span>{label}</span>
+                        </div>
+                    }.into_any()
+                }
+                ModelState::Ready(m) => view! {
+                    <p class="ready" data-testid="model-ready">
+                        <strong>{m.name.clone()}</strong>
+                        {format!(" · {} · {} · {:.0} M parameters · {} tokens of context · {}",
+                            m.architecture, m.quantization, m.parameter_count as f64 / 1e6, m.context_length, bytes(m.size_bytes))}
+                    </p>
+                }.into_any(),
+                ModelState::Failed(reason) => view! { <p class="failed" data-testid="model-failed">"Could not load the model: " {reason}</p> }.into_any(),
+            }}
+        </section>
+    }
+}

@@ -1,0 +1,76 @@
+//! The settings panel: system prompt and sampling.
+
+use leptos::prelude::*;
+
+use crate::controller::Controller;
+
+/// A numeric field bound to one setting.
+#[component]
+fn NumberField(
+    /// The label.
+    label: &'static str,
+    /// `data-testid` of the input.
+    testid: &'static str,
+    /// Smallest value.
+    min: f64,
+    /// Largest value.
+    max: f64,
+    /// Step of the spinner.
+    step: f64,
+    /// Reads the setting.
+    get: Signal<f64>,
+    /// Writes the setting (receives a value within `min..=max`).
+    set: Callback<f64>,
+) -> impl IntoView {
+    view! {
+        <label class="field">
+            <span>{label}</span>
+            <input type="number" data-testid=testid min=min max=max step=step
+                prop:value=move || get.get().to_string()
+                on:change=move |ev| {
+                    if let Ok(v) = event_target_value(&ev).parse::<f64>() {
+                        if v.is_finite() { set.run(v.clamp(min, max)); }
+                    }
+                }
+            />
+        </label>
+    }
+}
+
+/// The collapsible settings panel.
+#[component]
+pub fn SettingsPanel() -> impl IntoView {
+    let ctl = expect_context::<Controller>();
+    let s = ctl.settings;
+    view! {
+        <details class="settings">
+            <summary data-testid="settings">"Settings"</summary>
+            <label class="field wide">
+                <span>"System prompt"</span>
+                <textarea data-testid="system-prompt" rows="2"
+                    prop:value=move || s.with(|s| s.system_prompt.clone())
+                    on:change=move |ev| s.update(|s| s.system_prompt = event_target_value(&ev))></textarea>
+            </label>
+            <div class="grid">
+                <NumberField label="Temperature" testid="temperature" min=0.0 max=2.0 step=0.05
+                    get=Signal::derive(move || s.with(|s| s.generation.temperature))
+                    set=Callback::new(move |v| s.update(|s| s.generation.temperature = v)) />
+                <NumberField label="Top-p" testid="top-p" min=0.0 max=1.0 step=0.05
+                    get=Signal::derive(move || s.with(|s| s.generation.top_p))
+                    set=Callback::new(move |v| s.update(|s| s.generation.top_p = v)) />
+                <NumberField label="Top-k (0 = off)" testid="top-k" min=0.0 max=1000.0 step=1.0
+                    get=Signal::derive(move || s.with(|s| s.generation.top_k as f64))
+                    set=Callback::new(move |v: f64| s.update(|s| s.generation.top_k = v as usize)) />
+                <NumberField label="Repeat penalty" testid="repeat-penalty" min=1.0 max=2.0 step=0.05
+                    get=Signal::derive(move || s.with(|s| f64::from(s.generation.repeat_penalty)))
+                    set=Callback::new(move |v: f64| s.update(|s| s.generation.repeat_penalty = v as f32)) />
+                <NumberField label="Max new tokens" testid="max-tokens" min=1.0 max=4096.0 step=1.0
+                    get=Signal::derive(move || s.with(|s| s.generation.max_tokens as f64))
+                    set=Callback::new(move |v: f64| s.update(|s| s.generation.max_tokens = v as usize)) />
+                <NumberField label="Seed" testid="seed" min=0.0 max=4_294_967_295.0 step=1.0
+                    get=Signal::derive(move || s.with(|s| s.generation.seed as f64))
+                    set=Callback::new(move |v: f64| s.update(|s| s.generation.seed = v as u64)) />
+            </div>
+        </details>
+    }
+}

@@ -1,0 +1,338 @@
+//! The app's actions (load, send, stop, regenerate, new chat...) and its
+//! reaction to worker events, over reactive state shared through context.
+
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use sprig_protocol::{ErrorKind, Event, LoadStage, Message, ModelSource, Request, Role, WorkerInfo};
+
+use crate::client::{Incoming, WorkerClient, WORKER_URL};
+use crate::state::{Conversation, Entry, ModelState, Settings};
+use crate::store;
+
+fn now_ms() -> f64 {
+    js_sys::Date::now()
+}
+
+/// Where the worker stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkerStatus {
+    /// Spawned, not yet ready.
+    Starting,
+    /// Listening.
+    Ready,
+    /// Crashed; must be restarted.
+    Crashed,
+}
+
+/// The app's state and actions; `Copy`, shared through Leptos context.
+#[derive(Clone, Copy)]
+pub struct Controller {
+    /// The worker's status.
+    pub worker: RwSignal<WorkerStatus>,
+    /// What the worker runs, once it has said.
+    pub info: RwSignal<Option<WorkerInfo>>,
+    /// The model's state.
+    pub model: RwSignal<ModelState>,
+    /// The open conversation.
+    pub conversation: RwSignal<Conversation>,
+    /// Saved conversations (id, title), most recent first.
+    pub history: RwSignal<Vec<(String, String)>>,
+    /// The turn id of the reply in progress.
+    pub generating: RwSignal<Option<u64>>,
+    /// Chat settings.
+    pub settings: RwSignal<Settings>,
+    /// The last error, shown until dismissed.
+    pub error: RwSignal<Option<String>>,
+    /// A notice (e.g. old messages dropped to fit the context).
+    pub notice: RwSignal<Option<String>>,
+    client: StoredValue<Option<WorkerClient>, LocalStorage>,
+    turn: StoredValue<u64>,
+}
+
+impl Default for Controller {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Controller {
+    /// Creates the state, spawns the worker, and restores saved conversations.
+    pub fn new() -> Self {
+        let c = Self {
+            worker: RwSignal::new(WorkerStatus::Starting),
+            info: RwSignal::new(None),
+            model: RwSignal::new(ModelState::Idle),
+            conversation: RwSignal::new(Conversation::new(now_ms(), js_sys::Math::random())),
+            history: RwSignal::new(Vec::new()),
+            generating: RwSignal::new(None),
+            settings: RwSignal::new(Settings::default()),
+            error: RwSignal::new(None),
+            notice: RwSignal::new(None),
+            client: StoredValue::new_local(None),
+            turn: StoredValue::new(0),
+        };
+        c.spawn_worker();
+        c.restore();
+        c
+    }
+
+    fn spawn_worker(self) {
+        self.worker.set(WorkerStatus::Starting);
+        match WorkerClient::spawn(WORKER_URL, move |incoming| self.on_event(incoming)) {
+            Ok(client) => {
+                self.client.set_value(Some(client));
+                // Queued until the worker announces it is ready.
+                self.send_request(Request::Hello { nonce: 1 });
+            }
+            Err(e) => self.error.set(Some(e.to_string())),
+        }
+    }
+
+    /// Replaces a crashed worker with a fresh one (the model must be reloaded).
+    pub fn restart_worker(self) {
+        self.client.set_value(None);
+        self.generating.set(None);
+        self.model.set(ModelState::Idle);
+        self.spawn_worker();
+    }
+
+    fn send_request(self, request: Request) -> bool {
+        let result = self.client.with_value(|c| c.as_ref().map(|c| c.send(request)));
+        match result {
+            Some(Ok(())) => true,
+            Some(Err(e)) => {
+                self.error.set(Some(e.to_string()));
+                false
+            }
+            None => {
+                self.error.set(Some("the model worker is not running".into()));
+                false
+            }
+        }
+    }
+
+    fn restore(self) {
+        spawn_local(async move {
+            match store::load_all().await {
+                Ok((all, bad)) => {
+                    if bad > 0 {
+                        self.notice.set(Some(format!("{bad} saved conversation(s) could not be read and were skipped")));
+                    }
+                    self.history.set(all.iter().map(|c| (c.id.clone(), c.title.clone())).collect());
+                    if let Some(latest) = all.into_iter().next() {
+                        if self.conversation.with_untracked(|c| c.entries.is_empty()) {
+                            self.conversation.set(latest);
+                        }
+                    }
+                }
+                Err(e) => self.error.set(Some(e.to_string())),
+            }
+        });
+    }
+
+    fn persist(self) {
+        let conversation = self.conversation.get_untracked();
+        if conversation.entries.is_empty() {
+            return;
+        }
+        let (id, title) = (conversation.id.clone(), conversation.title.clone());
+        self.history.update(|h| {
+            h.retain(|(i, _)| *i != id);
+            h.insert(0, (id, title));
+        });
+        spawn_local(async move {
+            if let Err(e) = store::save(&conversation).await {
+                self.error.set(Some(e.to_string()));
+            }
+        });
+    }
+
+    /// Loads a model from `url`.
+    pub fn load(self, url: String) {
+        if url.trim().is_empty() {
+            self.error.set(Some("enter the URL of a GGUF model".into()));
+            return;
+        }
+        self.error.set(None);
+        let now = now_ms();
+        self.model.set(ModelState::Loading { stage: LoadStage::Download, done: 0, total: None, since_ms: now, now_ms: now });
+        if !self.send_request(Request::Load { source: ModelSource::Url { url: url.trim().to_string() } }) {
+            self.model.set(ModelState::Idle);
+        }
+    }
+
+    fn messages_for_model(self) -> Vec<Message> {
+        let system = self.settings.with_untracked(|s| s.system_prompt.trim().to_string());
+        let mut out = Vec::new();
+        if !system.is_empty() {
+            out.push(Message { role: Role::System, content: system });
+        }
+        self.conversation.with_untracked(|c| {
+            out.extend(c.entries.iter().map(|e| Message { role: e.role, content: e.content.clone() }));
+        });
+        out
+    }
+
+    fn generate(self) {
+        let messages = self.messages_for_model();
+        let turn = self.turn.get_value() + 1;
+        self.turn.set_value(turn);
+        self.conversation.update(|c| c.entries.push(Entry { role: Role::Assistant, content: String::new(), stats: None }));
+        self.generating.set(Some(turn));
+        self.notice.set(None);
+        let settings = self.settings.with_untracked(|s| s.generation.clone());
+        if !self.send_request(Request::Generate { turn, messages, settings }) {
+            self.generating.set(None);
+        }
+    }
+
+    /// Sends the user's message and starts the reply.
+    pub fn send(self, text: String) {
+        if text.trim().is_empty() || self.generating.get_untracked().is_some() {
+            return;
+        }
+        if !matches!(self.model.get_untracked(), ModelState::Ready(_)) {
+            self.error.set(Some("load a model first".into()));
+            return;
+        }
+        self.error.set(None);
+        self.conversation.update(|c| {
+            c.entries.push(Entry { role: Role::User, content: text, stats: None });
+            c.updated = now_ms();
+            if c.entries.len() == 1 {
+                c.retitle();
+            }
+        });
+        self.generate();
+    }
+
+    /// Stops the reply in progress after the current token.
+    pub fn stop(self) {
+        if self.generating.get_untracked().is_some() {
+            self.send_request(Request::Stop);
+        }
+    }
+
+    /// Replaces the last reply with a new one.
+    pub fn regenerate(self) {
+        if self.generating.get_untracked().is_some() || !matches!(self.model.get_untracked(), ModelState::Ready(_)) {
+            return;
+        }
+        let had_reply = self.conversation.with_untracked(|c| c.entries.last().is_some_and(|e| e.role == Role::Assistant));
+        if had_reply {
+            self.conversation.update(|c| {
+                c.entries.pop();
+            });
+        }
+        if self.conversation.with_untracked(|c| c.entries.last().is_some_and(|e| e.role == Role::User)) {
+            self.generate();
+        }
+    }
+
+    /// Starts a new, empty conversation.
+    pub fn new_chat(self) {
+        if self.generating.get_untracked().is_some() {
+            self.stop();
+        }
+        self.conversation.set(Conversation::new(now_ms(), js_sys::Math::random()));
+        self.notice.set(None);
+    }
+
+    /// Opens a saved conversation.
+    pub fn open(self, id: String) {
+        if self.generating.get_untracked().is_some() {
+            return;
+        }
+        spawn_local(async move {
+            match store::load_all().await {
+                Ok((all, _)) => {
+                    if let Some(c) = all.into_iter().find(|c| c.id == id) {
+                        self.conversation.set(c);
+                    }
+                }
+                Err(e) => self.error.set(Some(e.to_string())),
+            }
+        });
+    }
+
+    /// Deletes a saved conversation.
+    pub fn delete(self, id: String) {
+        self.history.update(|h| h.retain(|(i, _)| *i != id));
+        if self.conversation.with_untracked(|c| c.id == id) {
+            self.new_chat();
+        }
+        spawn_local(async move {
+            if let Err(e) = store::delete(&id).await {
+                self.error.set(Some(e.to_string()));
+            }
+        });
+    }
+
+    fn on_event(self, incoming: Incoming) {
+        let event = match incoming {
+            Ok(e) => e,
+            Err(e) => {
+                self.error.set(Some(e.to_string()));
+                return;
+            }
+        };
+        match event {
+            Event::Ready => self.worker.set(WorkerStatus::Ready),
+            Event::Hello { info, .. } => self.info.set(Some(info)),
+            Event::Progress { stage, done, total } => self.model.update(|m| {
+                let now = now_ms();
+                let since = match m {
+                    ModelState::Loading { stage: s, since_ms, .. } if *s == stage => *since_ms,
+                    _ => now,
+                };
+                *m = ModelState::Loading { stage, done, total, since_ms: since, now_ms: now };
+            }),
+            Event::Loaded { model } => self.model.set(ModelState::Ready(model)),
+            Event::Started { turn, dropped_messages, .. } => {
+                if Some(turn) == self.generating.get_untracked() && dropped_messages > 0 {
+                    self.notice.set(Some(format!(
+                        "The conversation is longer than the model's context: the oldest {dropped_messages} message(s) were left out (the system prompt is kept)."
+                    )));
+                }
+            }
+            Event::Token { turn, text } => {
+                if Some(turn) == self.generating.get_untracked() {
+                    self.conversation.update(|c| {
+                        if let Some(last) = c.entries.last_mut() {
+                            last.content.push_str(&text);
+                        }
+                    });
+                }
+            }
+            Event::Done { turn, stats } => {
+                if Some(turn) == self.generating.get_untracked() {
+                    self.conversation.update(|c| {
+                        if let Some(last) = c.entries.last_mut() {
+                            last.stats = Some(stats);
+                        }
+                        c.updated = now_ms();
+                    });
+                    self.generating.set(None);
+                    self.persist();
+                }
+            }
+            Event::Error { kind, message } => {
+                match kind {
+                    ErrorKind::Panic => self.worker.set(WorkerStatus::Crashed),
+                    ErrorKind::Network | ErrorKind::BadModel => self.model.set(ModelState::Failed(message.clone())),
+                    _ => {}
+                }
+                if self.generating.get_untracked().is_some() && matches!(kind, ErrorKind::Engine | ErrorKind::NotLoaded | ErrorKind::Panic) {
+                    // The reply ended with the error; drop it if empty.
+                    self.conversation.update(|c| {
+                        if c.entries.last().is_some_and(|e| e.role == Role::Assistant && e.content.is_empty()) {
+                            c.entries.pop();
+                        }
+                    });
+                    self.generating.set(None);
+                }
+                self.error.set(Some(message));
+            }
+        }
+    }
+}

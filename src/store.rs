@@ -1,0 +1,118 @@
+//! Conversations saved in the browser's IndexedDB, so they survive a reload.
+//!
+//! One object store, `conversations`, keyed by conversation id; each value is
+//! the conversation as JSON.
+
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use web_sys::{IdbDatabase, IdbOpenDbRequest, IdbRequest, IdbTransactionMode};
+
+use crate::state::Conversation;
+
+const DB: &str = "sprig";
+const STORE: &str = "conversations";
+
+/// Errors of the conversation store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// IndexedDB is unavailable or refused the operation.
+    #[error("conversation storage failed while {doing}: {message}")]
+    Idb {
+        /// What was being done.
+        doing: &'static str,
+        /// What the browser said.
+        message: String,
+    },
+    /// A saved conversation could not be read back.
+    #[error("a saved conversation is unreadable: {0}")]
+    Corrupt(String),
+}
+
+fn idb(doing: &'static str) -> impl Fn(JsValue) -> StoreError {
+    move |e| StoreError::Idb { doing, message: e.dyn_ref::<js_sys::Error>().map_or_else(|| format!("{e:?}"), |e| String::from(e.message())) }
+}
+
+/// Waits for an IndexedDB request to succeed or fail.
+async fn wait(request: &IdbRequest, doing: &'static str) -> Result<JsValue, StoreError> {
+    let promise = js_sys::Promise::new(&mut |resolve, reject| {
+        request.set_onsuccess(Some(&resolve));
+        request.set_onerror(Some(&reject));
+    });
+    wasm_bindgen_futures::JsFuture::from(promise).await.map_err(idb(doing))?;
+    request.result().map_err(idb(doing))
+}
+
+async fn open() -> Result<IdbDatabase, StoreError> {
+    let factory = web_sys::window()
+        .ok_or_else(|| StoreError::Idb { doing: "opening", message: "no window".into() })?
+        .indexed_db()
+        .map_err(idb("opening"))?
+        .ok_or_else(|| StoreError::Idb { doing: "opening", message: "IndexedDB is not available".into() })?;
+    let request: IdbOpenDbRequest = factory.open_with_u32(DB, 1).map_err(idb("opening"))?;
+    let upgrade = Closure::<dyn FnMut(web_sys::Event)>::new(move |e: web_sys::Event| {
+        let db = e
+            .target()
+            .and_then(|t| t.dyn_into::<IdbOpenDbRequest>().ok())
+            .and_then(|r| r.result().ok())
+            .and_then(|r| r.dyn_into::<IdbDatabase>().ok());
+        if let Some(db) = db {
+            if !db.object_store_names().contains(STORE) {
+                let _ = db.create_object_store(STORE);
+            }
+        }
+    });
+    request.set_onupgradeneeded(Some(upgrade.as_ref().unchecked_ref()));
+    let db = wait(&request, "opening").await?;
+    drop(upgrade);
+    db.dyn_into::<IdbDatabase>().map_err(idb("opening"))
+}
+
+/// Saves (or replaces) a conversation.
+///
+/// # Errors
+/// [`StoreError`] when IndexedDB fails (e.g. the storage is full).
+pub async fn save(conversation: &Conversation) -> Result<(), StoreError> {
+    let json = serde_json::to_string(conversation).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let db = open().await?;
+    let tx = db.transaction_with_str_and_mode(STORE, IdbTransactionMode::Readwrite).map_err(idb("saving"))?;
+    let store = tx.object_store(STORE).map_err(idb("saving"))?;
+    let req = store.put_with_key(&JsValue::from_str(&json), &JsValue::from_str(&conversation.id)).map_err(idb("saving"))?;
+    wait(&req, "saving").await?;
+    Ok(())
+}
+
+/// Deletes a conversation.
+///
+/// # Errors
+/// [`StoreError`] when IndexedDB fails.
+pub async fn delete(id: &str) -> Result<(), StoreError> {
+    let db = open().await?;
+    let tx = db.transaction_with_str_and_mode(STORE, IdbTransactionMode::Readwrite).map_err(idb("deleting"))?;
+    let store = tx.object_store(STORE).map_err(idb("deleting"))?;
+    let req = store.delete(&JsValue::from_str(id)).map_err(idb("deleting"))?;
+    wait(&req, "deleting").await?;
+    Ok(())
+}
+
+/// All saved conversations, most recently updated first. Unreadable entries
+/// are skipped and counted.
+///
+/// # Errors
+/// [`StoreError`] when IndexedDB fails.
+pub async fn load_all() -> Result<(Vec<Conversation>, usize), StoreError> {
+    let db = open().await?;
+    let tx = db.transaction_with_str(STORE).map_err(idb("loading"))?;
+    let store = tx.object_store(STORE).map_err(idb("loading"))?;
+    let req = store.get_all().map_err(idb("loading"))?;
+    let all = wait(&req, "loading").await?;
+    let mut out = Vec::new();
+    let mut bad = 0;
+    for v in js_sys::Array::from(&all).iter() {
+        match v.as_string().and_then(|s| serde_json::from_str::<Conversation>(&s).ok()) {
+            Some(c) => out.push(c),
+            None => bad += 1,
+        }
+    }
+    out.sort_by(|a, b| b.updated.total_cmp(&a.updated));
+    Ok((out, bad))
+}

@@ -1,0 +1,168 @@
+// The chat, end to end: the built dist/ served over HTTP, Debian Chromium
+// driven by Playwright, the real demo model loaded by the worker.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { fileURLToPath } from 'node:url';
+import { startServer } from '../server.mjs';
+import { launch, collectErrors } from './browser.mjs';
+
+const DIST = process.env.SPRIG_DIST ?? fileURLToPath(new URL('../../dist', import.meta.url));
+const LOAD_TIMEOUT = 180_000;
+let server, browser;
+
+before(async () => {
+  server = await startServer({ root: DIST });
+  browser = await launch();
+});
+after(async () => {
+  await browser?.close();
+  await server?.close();
+});
+
+/** A fresh page (own storage) with the demo model loaded. */
+async function loadedPage({ settings } = {}) {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  const errors = collectErrors(page);
+  await page.goto(server.url + '/');
+  await page.getByTestId('model-select').selectOption('demo');
+  await page.getByTestId('model-load').click();
+  await page.getByTestId('model-progress').waitFor({ timeout: 30_000 });
+  await page.getByTestId('model-ready').waitFor({ timeout: LOAD_TIMEOUT });
+  if (settings) {
+    await page.getByTestId('settings').click();
+    for (const [id, value] of Object.entries(settings)) {
+      await page.getByTestId(id).fill(String(value));
+      await page.getByTestId(id).dispatchEvent('change');
+    }
+  }
+  return { context, page, errors };
+}
+
+async function send(page, text) {
+  await page.getByTestId('composer').fill(text);
+  await page.getByTestId('composer').press('Enter');
+}
+
+/** Waits until no reply is streaming, and returns the last reply's stats text. */
+async function waitDone(page, n) {
+  await page.getByTestId('reply-stats').nth(n - 1).waitFor({ timeout: 120_000 });
+  return page.getByTestId('reply-stats').nth(n - 1).textContent();
+}
+
+test('load shows progress, a reply streams token by token, stats appear', async () => {
+  const { context, page, errors } = await loadedPage({ settings: { temperature: 0, 'max-tokens': 24 } });
+  assert.match(await page.getByTestId('model-ready').textContent(), /llama · Q4_1/);
+  // Record the assistant bubble's text on every DOM change while it streams.
+  await page.evaluate(() => {
+    window.__seen = [];
+    new MutationObserver(() => {
+      const b = document.querySelector('[data-testid="message-assistant"] .md');
+      if (b) window.__seen.push(b.textContent);
+    }).observe(document.body, { subtree: true, childList: true, characterData: true });
+  });
+  await send(page, 'What is the capital of France?');
+  await page.getByTestId('message-user').first().waitFor();
+  const stats = await waitDone(page, 1);
+  assert.match(stats, /tokens · [\d.]+ tok\/s/);
+  const seen = await page.evaluate(() => [...new Set(window.__seen.filter(Boolean))]);
+  assert.ok(seen.length >= 3, `the reply grew over several updates: ${JSON.stringify(seen)}`);
+  for (let i = 1; i < seen.length; i++) assert.ok(seen[i].startsWith(seen[i - 1].slice(0, 3)), 'text only grows');
+  assert.ok((await page.getByTestId('message-assistant').first().textContent()).length > 0);
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test('Stop ends the reply within a token; a second turn prefills only the new tokens', async () => {
+  const { context, page } = await loadedPage({ settings: { temperature: 0, 'max-tokens': 400, 'repeat-penalty': 1 } });
+  await send(page, 'Write a long story about a dragon.');
+  const bubble = page.getByTestId('message-assistant').first();
+  await page.waitForFunction(() => (document.querySelector('[data-testid="message-assistant"] .md')?.textContent ?? '').length > 20, null, { timeout: 60_000 });
+  await page.getByTestId('stop').click();
+  const stats = await waitDone(page, 1);
+  assert.match(stats, /stopped/);
+  const generated = Number(/^(\d+) tokens/.exec(stats)[1]);
+  assert.ok(generated < 400, `stopped early: ${stats}`);
+  // The text shown stays as it was once stopped.
+  const stopped = await bubble.textContent();
+  await page.waitForTimeout(500);
+  assert.equal(await bubble.textContent(), stopped);
+
+  await send(page, 'Shorter, please.');
+  const second = await waitDone(page, 2);
+  const m = /prompt (\d+) tokens \((\d+) new/.exec(second);
+  assert.ok(m, second);
+  const [prompt, fresh] = [Number(m[1]), Number(m[2])];
+  assert.ok(fresh < prompt / 2, `only the new turn is prefilled: ${second}`);
+  assert.ok(fresh >= 5, `the new user message itself runs: ${second}`);
+  await context.close();
+});
+
+test('the conversation survives a reload and can be deleted', async () => {
+  const { context, page } = await loadedPage({ settings: { temperature: 0, 'max-tokens': 8 } });
+  await send(page, 'Remember me: pineapple.');
+  await waitDone(page, 1);
+  await page.waitForTimeout(300); // the save is asynchronous
+  await page.reload();
+  await page.getByTestId('message-user').first().waitFor();
+  assert.match(await page.getByTestId('message-user').first().textContent(), /pineapple/);
+  assert.equal(await page.getByTestId('history-item').count(), 1);
+  await page.getByTestId('new-chat').click();
+  assert.equal(await page.getByTestId('message-user').count(), 0);
+  await page.getByTestId('history-item').first().locator('button.title').click();
+  await page.getByTestId('message-user').first().waitFor();
+  await page.getByTestId('history-delete').first().click();
+  assert.equal(await page.getByTestId('history-item').count(), 0);
+  await page.reload();
+  await page.waitForTimeout(500);
+  assert.equal(await page.getByTestId('message-user').count(), 0);
+  await context.close();
+});
+
+test('a model URL that 404s or serves garbage gives a clear error and the app stays usable', async () => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await page.goto(server.url + '/');
+  await page.getByTestId('model-select').selectOption('custom');
+  await page.getByTestId('model-url').fill(server.url + '/models/nope.gguf');
+  await page.getByTestId('model-load').click();
+  await page.getByTestId('error').waitFor({ timeout: 30_000 });
+  assert.match(await page.getByTestId('error').textContent(), /HTTP 404/);
+  await page.getByTestId('model-url').fill(server.url + '/index.html');
+  await page.getByTestId('model-load').click();
+  await page.getByTestId('model-failed').waitFor({ timeout: 30_000 });
+  assert.match(await page.getByTestId('error').textContent(), /GGUF/);
+  // Still usable: the demo model loads after the failures.
+  await page.getByTestId('model-select').selectOption('demo');
+  await page.getByTestId('model-load').click();
+  await page.getByTestId('model-ready').waitFor({ timeout: LOAD_TIMEOUT });
+  await context.close();
+});
+
+test('HTML and scripts in a reply render inert', async () => {
+  const { context, page, errors } = await loadedPage({ settings: { temperature: 0, 'max-tokens': 4 } });
+  await page.evaluate(() => { window.__pwned = 0; });
+  // The model's reply is Markdown; seed the conversation with a reply holding
+  // markup, the way a model could write it, then render it through the app.
+  await send(page, 'Hi');
+  await waitDone(page, 1);
+  const evil = 'Look: <script>window.__pwned=1</script> <img src=x onerror="window.__pwned=2"> [x](javascript:window.__pwned=3)';
+  await page.evaluate(async (evil) => {
+    // Through the same IndexedDB record the app saves, then reload to render it.
+    const db = await new Promise((ok, no) => { const r = indexedDB.open('sprig', 1); r.onsuccess = () => ok(r.result); r.onerror = no; });
+    const all = await new Promise((ok) => { const r = db.transaction('conversations').objectStore('conversations').getAll(); r.onsuccess = () => ok(r.result); });
+    const c = JSON.parse(all[0]);
+    c.entries[1].content = evil;
+    await new Promise((ok) => { const t = db.transaction('conversations', 'readwrite'); t.objectStore('conversations').put(JSON.stringify(c), c.id); t.oncomplete = ok; });
+  }, evil);
+  await page.reload();
+  await page.getByTestId('message-assistant').first().waitFor();
+  await page.waitForTimeout(500);
+  const html = await page.getByTestId('message-assistant').first().innerHTML();
+  assert.doesNotMatch(html, /<script|onerror|javascript:/i);
+  assert.equal(await page.evaluate(() => window.__pwned), 0);
+  await context.close();
+  // The sanitized <img src=x> may still be fetched (and 404); nothing else may fail.
+  assert.deepEqual(errors.filter((e) => !/Failed to load resource/.test(e)), []);
+});

@@ -39,6 +39,8 @@ pub struct Controller {
     pub history: RwSignal<Vec<(String, String)>>,
     /// The turn id of the reply in progress.
     pub generating: RwSignal<Option<u64>>,
+    /// Tokens received so far for the reply in progress.
+    pub live_tokens: RwSignal<usize>,
     /// Chat settings.
     pub settings: RwSignal<Settings>,
     /// The last error, shown until dismissed.
@@ -65,6 +67,7 @@ impl Controller {
             conversation: RwSignal::new(Conversation::new(now_ms(), js_sys::Math::random())),
             history: RwSignal::new(Vec::new()),
             generating: RwSignal::new(None),
+            live_tokens: RwSignal::new(0),
             settings: RwSignal::new(Settings::default()),
             error: RwSignal::new(None),
             notice: RwSignal::new(None),
@@ -179,6 +182,7 @@ impl Controller {
         self.turn.set_value(turn);
         self.conversation.update(|c| c.entries.push(Entry { role: Role::Assistant, content: String::new(), stats: None }));
         self.generating.set(Some(turn));
+        self.live_tokens.set(0);
         self.notice.set(None);
         let settings = self.settings.with_untracked(|s| s.generation.clone());
         if !self.send_request(Request::Generate { turn, messages, settings }) {
@@ -297,6 +301,7 @@ impl Controller {
             }
             Event::Token { turn, text } => {
                 if Some(turn) == self.generating.get_untracked() {
+                    self.live_tokens.update(|n| *n += 1);
                     self.conversation.update(|c| {
                         if let Some(last) = c.entries.last_mut() {
                             last.content.push_str(&text);

@@ -64,7 +64,8 @@ fn MessageBubble(
         .into_any(),
         Role::Assistant => view! {
             <article class="bubble assistant" data-testid="message-assistant" aria-label="Sprig replied"
-                aria-busy=move || streaming().to_string()>
+                aria-busy=move || streaming().to_string()
+                data-live-tokens=move || streaming().then(|| ctl.live_tokens.get().to_string())>
                 <div class="md" inner_html=move || entry().map(|e| to_safe_html(&e.content)).unwrap_or_default()></div>
                 <Show when=move || !streaming()>
                     <footer class="reply-footer">

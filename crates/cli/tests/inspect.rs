@@ -19,3 +19,48 @@ fn inspect_of_a_missing_file_fails_with_its_name() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("/nonexistent/x.gguf"), "{err}");
 }
+
+fn sprig(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_sprig")).args(args).output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+const MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/SmolLM2-135M-Instruct.Q4_1.gguf");
+
+#[test]
+fn tokenize_keeps_control_strings_as_text_unless_special() {
+    let (ok, plain, err) = sprig(&["tokenize", "--model", MODEL, "<|im_start|>hi"]);
+    assert!(ok, "{err}");
+    let plain: Vec<u32> = serde_json::from_str(&plain).unwrap();
+    assert!(!plain.contains(&1) && plain.len() > 2, "{plain:?}");
+    let (_, special, _) = sprig(&["tokenize", "--model", MODEL, "--special", "<|im_start|>hi"]);
+    let special: Vec<u32> = serde_json::from_str(&special).unwrap();
+    assert_eq!(special[0], 1);
+}
+
+#[test]
+fn chat_prompt_and_generate_agree_with_the_fixture() {
+    let fx: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/smollm2_greedy.json")).unwrap()).unwrap();
+    let messages = std::env::temp_dir().join(format!("sprig-cli-test-{}.json", std::process::id()));
+    std::fs::write(&messages, fx["messages"].to_string()).unwrap();
+    let (ok, ids, err) = sprig(&["chat-prompt", "--model", MODEL, "--messages", messages.to_str().unwrap()]);
+    std::fs::remove_file(&messages).ok();
+    assert!(ok, "{err}");
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&ids).unwrap(), fx["prompt_ids"]);
+    let q = fx["messages"][0]["content"].as_str().unwrap();
+    let (ok, out, err) = sprig(&["generate", "--model", MODEL, "--prompt", q, "--chat", "--temperature", "0", "--repeat-penalty", "1", "--max-tokens", "24", "--ids"]);
+    assert!(ok, "{err}");
+    assert_eq!(serde_json::from_str::<serde_json::Value>(out.trim()).unwrap(), fx["ids"]);
+    assert!(err.contains("tok/s"), "figures on stderr: {err}");
+}
+
+#[test]
+fn a_bad_messages_file_is_a_clear_error() {
+    let bad = std::env::temp_dir().join(format!("sprig-cli-bad-{}.json", std::process::id()));
+    std::fs::write(&bad, r#"[{"role": "wizard", "content": "x"}]"#).unwrap();
+    let (ok, _, err) = sprig(&["chat-prompt", "--model", MODEL, "--messages", bad.to_str().unwrap()]);
+    std::fs::remove_file(&bad).ok();
+    assert!(!ok);
+    assert!(err.contains("is not a list of {role, content} messages"), "{err}");
+}

@@ -23,3 +23,24 @@ export function collectErrors(page) {
   page.on('console', (m) => { if (m.type() === 'error') errors.push(`console: ${m.text()}`); });
   return errors;
 }
+
+/**
+ * Registers node:test hooks that serve the built dist/ over HTTP and launch
+ * Chromium for the tests of one file; returns live getters for both.
+ */
+export async function useDistAndBrowser() {
+  const { before, after } = await import('node:test');
+  const { fileURLToPath } = await import('node:url');
+  const { startServer } = await import('../server.mjs');
+  const dist = process.env.SPRIG_DIST ?? fileURLToPath(new URL('../../dist', import.meta.url));
+  const env = { server: null, browser: null };
+  before(async () => {
+    env.server = await startServer({ root: dist });
+    env.browser = await launch();
+  });
+  after(async () => {
+    await env.browser?.close();
+    await env.server?.close();
+  });
+  return env;
+}

@@ -1,31 +1,19 @@
 // The chat, end to end: the built dist/ served over HTTP, Debian Chromium
 // driven by Playwright, the real demo model loaded by the worker.
 
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { fileURLToPath } from 'node:url';
-import { startServer } from '../server.mjs';
-import { launch, collectErrors } from './browser.mjs';
+import { collectErrors, useDistAndBrowser } from './browser.mjs';
 
-const DIST = process.env.SPRIG_DIST ?? fileURLToPath(new URL('../../dist', import.meta.url));
 const LOAD_TIMEOUT = 180_000;
-let server, browser;
-
-before(async () => {
-  server = await startServer({ root: DIST });
-  browser = await launch();
-});
-after(async () => {
-  await browser?.close();
-  await server?.close();
-});
+const env = await useDistAndBrowser();
 
 /** A fresh page (own storage) with the demo model loaded. */
 async function loadedPage({ settings } = {}) {
-  const context = await browser.newContext();
+  const context = await env.browser.newContext();
   const page = await context.newPage();
   const errors = collectErrors(page);
-  await page.goto(server.url + '/');
+  await page.goto(env.server.url + '/');
   await page.getByTestId('model-select').selectOption('demo');
   await page.getByTestId('model-load').click();
   await page.getByTestId('model-progress').waitFor({ timeout: 30_000 });
@@ -128,15 +116,15 @@ test('the conversation survives a reload and can be deleted', async () => {
 });
 
 test('a model URL that 404s or serves garbage gives a clear error and the app stays usable', async () => {
-  const context = await browser.newContext();
+  const context = await env.browser.newContext();
   const page = await context.newPage();
-  await page.goto(server.url + '/');
+  await page.goto(env.server.url + '/');
   await page.getByTestId('model-select').selectOption('custom');
-  await page.getByTestId('model-url').fill(server.url + '/models/nope.gguf');
+  await page.getByTestId('model-url').fill(env.server.url + '/models/nope.gguf');
   await page.getByTestId('model-load').click();
   await page.getByTestId('error').waitFor({ timeout: 30_000 });
   assert.match(await page.getByTestId('error').textContent(), /HTTP 404/);
-  await page.getByTestId('model-url').fill(server.url + '/index.html');
+  await page.getByTestId('model-url').fill(env.server.url + '/index.html');
   await page.getByTestId('model-load').click();
   await page.getByTestId('model-failed').waitFor({ timeout: 30_000 });
   assert.match(await page.getByTestId('error').textContent(), /GGUF/);

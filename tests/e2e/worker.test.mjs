@@ -1,27 +1,15 @@
 // The page spawns the model worker, sends it a typed request and shows its typed answer.
 
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { fileURLToPath } from 'node:url';
-import { startServer } from '../server.mjs';
-import { launch, collectErrors } from './browser.mjs';
+import { collectErrors, useDistAndBrowser } from './browser.mjs';
 
-const DIST = process.env.SPRIG_DIST ?? fileURLToPath(new URL('../../dist', import.meta.url));
-let server, browser;
-
-before(async () => {
-  server = await startServer({ root: DIST });
-  browser = await launch();
-});
-after(async () => {
-  await browser?.close();
-  await server?.close();
-});
+const env = await useDistAndBrowser();
 
 test('the worker round-trips a hello and the page shows its answer', async () => {
-  const page = await browser.newPage();
+  const page = await env.browser.newPage();
   const errors = collectErrors(page);
-  await page.goto(server.url + '/');
+  await page.goto(env.server.url + '/');
   const hello = page.getByTestId('worker-hello');
   await hello.waitFor({ timeout: 60_000 });
   // The engine's self-test matrix product, computed by candle inside the worker's wasm.
@@ -29,7 +17,7 @@ test('the worker round-trips a hello and the page shows its answer', async () =>
   assert.match(await hello.textContent(), /wasm SIMD on/);
   assert.equal(await page.getByTestId('error').count(), 0);
   // The worker script and its wasm were fetched from our server, not from anywhere else.
-  const paths = server.requests.map((r) => r.path);
+  const paths = env.server.requests.map((r) => r.path);
   assert.ok(paths.includes('/sprig-worker_loader.js'), paths.join(' '));
   assert.ok(paths.some((p) => /sprig-worker.*\.wasm$/.test(p)), paths.join(' '));
   assert.deepEqual(errors, []);

@@ -159,7 +159,14 @@ impl Controller {
         self.error.set(None);
         let now = now_ms();
         self.model.set(ModelState::Loading { stage: LoadStage::Download, done: 0, total: None, since_ms: now, now_ms: now });
-        if !self.send_request(Request::Load { source: ModelSource::Url { url: url.trim().to_string() } }) {
+        let url = url.trim().to_string();
+        // A `.json` URL is a shard manifest; anything else one GGUF file.
+        let source = if url.split(['?', '#']).next().is_some_and(|p| p.ends_with(".json")) {
+            ModelSource::Manifest { url }
+        } else {
+            ModelSource::Url { url }
+        };
+        if !self.send_request(Request::Load { source }) {
             self.model.set(ModelState::Idle);
         }
     }

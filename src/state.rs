@@ -91,7 +91,7 @@ pub struct CatalogEntry {
     pub key: &'static str,
     /// What the user reads.
     pub label: &'static str,
-    /// Where it is, relative to the app.
+    /// Where it is, relative to the app: a shard manifest (`.json`) or a GGUF file.
     pub url: &'static str,
     /// Download size in bytes.
     pub size: u64,
@@ -102,13 +102,13 @@ pub const CATALOG: &[CatalogEntry] = &[
     CatalogEntry {
         key: "demo",
         label: "SmolLM2 135M Instruct · Q4_1 (demo)",
-        url: "models/SmolLM2-135M-Instruct.Q4_1.gguf",
+        url: "models/SmolLM2-135M-Instruct.Q4_1.manifest.json",
         size: 98_362_432,
     },
     CatalogEntry {
         key: "mistral-wanda30",
         label: "Mistral 7B Instruct v0.2 · Wanda 30 % · Q4_K_M",
-        url: "models/mistral-7b-instruct-v0.2-wanda30-q4_k_m.gguf",
+        url: "models/mistral-7b-instruct-v0.2-wanda30-q4_k_m.manifest.json",
         size: 4_400_000_000,
     },
 ];

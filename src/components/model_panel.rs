@@ -44,14 +44,14 @@ pub fn ModelPanel() -> impl IntoView {
                         .iter()
                         .map(|m| view! { <option value=m.key>{format!("{} — {}", m.label, bytes(m.size))}</option> })
                         .collect_view()}
-                    <option value="custom">"Another model (GGUF URL)…"</option>
+                    <option value="custom">"Another model (GGUF or manifest URL)…"</option>
                 </select>
                 <Show when=move || choice.get() == "custom">
                     <input
                         type="url"
                         data-testid="model-url"
-                        aria-label="URL of a GGUF model"
-                        placeholder="https://…/model.gguf"
+                        aria-label="URL of a GGUF model or shard manifest"
+                        placeholder="https://…/model.gguf or …/manifest.json"
                         prop:value=move || custom_url.get()
                         on:input=move |ev| set_custom_url.set(event_target_value(&ev))
                     />

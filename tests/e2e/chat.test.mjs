@@ -161,3 +161,33 @@ test('HTML and scripts in a reply render inert', async () => {
   // The sanitized <img src=x> may still be fetched (and 404); nothing else may fail.
   assert.deepEqual(errors.filter((e) => !/Failed to load resource/.test(e)), []);
 });
+
+test('a shard whose SHA-256 does not match its manifest is refused', async () => {
+  const { mkdtemp, writeFile } = await import('node:fs/promises');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const { startServer } = await import('../server.mjs');
+  const dir = await mkdtemp(join(tmpdir(), 'sprig-manifest-'));
+  const good = await (await fetch(env.server.url + '/models/SmolLM2-135M-Instruct.Q4_1.manifest.json')).json();
+  const bad = structuredClone(good);
+  bad.shards[0].url = env.server.url + '/models/' + good.shards[0].url; // absolute: the shard stays on the app's server
+  bad.shards[0].sha256 = '0'.repeat(64);
+  await writeFile(join(dir, 'bad.manifest.json'), JSON.stringify(bad));
+  const other = await startServer({ root: dir, cors: true });
+  const context = await env.browser.newContext();
+  try {
+    const page = await context.newPage();
+    await page.goto(env.server.url + '/');
+    await page.getByTestId('model-select').selectOption('custom');
+    await page.getByTestId('model-url').fill(other.url + '/bad.manifest.json');
+    await page.getByTestId('model-load').click();
+    await page.getByTestId('model-failed').waitFor({ timeout: LOAD_TIMEOUT });
+    const message = await page.getByTestId('error').textContent();
+    assert.match(message, /failed verification/);
+    assert.match(message, new RegExp(good.shards[0].sha256)); // the real hash, as computed in the worker
+    assert.equal(await page.getByTestId('model-ready').count(), 0);
+  } finally {
+    await context.close();
+    await other.close();
+  }
+});

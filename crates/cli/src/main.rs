@@ -24,6 +24,8 @@ enum Command {
     Generate(commands::generate::Args),
     /// Measure prefill and decode speed.
     Bench(commands::bench::Args),
+    /// Write the shard manifest (sizes, SHA-256) of an existing GGUF model.
+    Manifest(commands::manifest::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -33,5 +35,6 @@ fn main() -> anyhow::Result<()> {
         Command::ChatPrompt(args) => commands::chat_prompt::run(&args),
         Command::Generate(args) => commands::generate::run(&args),
         Command::Bench(args) => commands::bench::run(&args),
+        Command::Manifest(args) => commands::manifest::run(&args),
     }
 }

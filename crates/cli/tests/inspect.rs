@@ -64,3 +64,18 @@ fn a_bad_messages_file_is_a_clear_error() {
     assert!(!ok);
     assert!(err.contains("is not a list of {role, content} messages"), "{err}");
 }
+
+#[test]
+fn manifest_lists_the_demo_model_with_its_hash() {
+    let out = std::env::temp_dir().join(format!("sprig-manifest-{}.json", std::process::id()));
+    let (ok, _, err) = sprig(&["manifest", MODEL, "--name", "SmolLM2 demo", "--output", out.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let json = std::fs::read_to_string(&out).unwrap();
+    std::fs::remove_file(&out).ok();
+    let m = sprig_protocol::Manifest::parse(&json).unwrap();
+    assert_eq!(m.name, "SmolLM2 demo");
+    assert_eq!(m.total_size, 98_362_432);
+    assert_eq!(m.shards[0].url, "SmolLM2-135M-Instruct.Q4_1.gguf");
+    // The hash scripts/fetch-models checks, computed independently by sha256sum.
+    assert_eq!(m.shards[0].sha256, "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53");
+}

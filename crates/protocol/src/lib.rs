@@ -9,6 +9,9 @@ use serde::{Deserialize, Serialize};
 
 #[cfg(feature = "js")]
 pub mod codec;
+pub mod manifest;
+
+pub use manifest::{Manifest, ManifestError};
 
 /// Version of the message format. Bump it on any incompatible change.
 pub const PROTOCOL_VERSION: u32 = 2;
@@ -50,13 +53,19 @@ pub enum ModelSource {
         /// The file's URL.
         url: String,
     },
+    /// A shard manifest ([`Manifest`]) at a URL; its shards are fetched and
+    /// each one's SHA-256 is checked before the model loads.
+    Manifest {
+        /// The manifest's URL.
+        url: String,
+    },
 }
 
 impl ModelSource {
     /// A short description for messages.
     pub fn describe(&self) -> &str {
         match self {
-            Self::Url { url } => url,
+            Self::Url { url } | Self::Manifest { url } => url,
         }
     }
 }

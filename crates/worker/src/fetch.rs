@@ -2,6 +2,7 @@
 //! streaming the body into a chunk store with progress.
 
 use js_sys::Uint8Array;
+use sha2::{Digest, Sha256};
 use sprig_engine::gguf::ChunkedBytes;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
@@ -45,6 +46,7 @@ fn js_message(v: &JsValue) -> String {
 
 /// Accumulates streamed pieces into fixed-size chunks.
 struct Assembler {
+    hasher: Sha256,
     store: Option<ChunkedBytes>,
     pieces: Vec<Vec<u8>>,
     current: Vec<u8>,
@@ -53,6 +55,7 @@ struct Assembler {
 
 impl Assembler {
     fn push(&mut self, bytes: &[u8]) {
+        self.hasher.update(bytes);
         let mut rest = bytes;
         while !rest.is_empty() {
             let take = (CHUNK - self.current.len()).min(rest.len());
@@ -80,11 +83,50 @@ impl Assembler {
     }
 }
 
-/// Downloads `url` into chunks, calling `progress(done, total)` as bytes arrive.
+/// A downloaded file: its chunks, size and SHA-256 (lowercase hex).
+#[derive(Debug)]
+pub struct Download {
+    /// The bytes.
+    pub store: ChunkedBytes,
+    /// How many.
+    pub size: u64,
+    /// Their SHA-256.
+    pub sha256: String,
+}
+
+/// Fetches a small text resource (a manifest).
+///
+/// # Errors
+/// [`FetchError`] for network failures and HTTP errors.
+pub async fn text(url: &str) -> Result<String, FetchError> {
+    let net = |message: String| FetchError::Network { url: url.to_string(), message };
+    let scope: WorkerGlobalScope = js_sys::global().unchecked_into();
+    let resp: Response = JsFuture::from(scope.fetch_with_str(url)).await.map_err(|e| net(js_message(&e)))?.unchecked_into();
+    if !resp.ok() {
+        return Err(FetchError::Status { url: url.to_string(), status: resp.status() });
+    }
+    let body = JsFuture::from(resp.text().map_err(|e| net(js_message(&e)))?).await.map_err(|e| net(js_message(&e)))?;
+    body.as_string().ok_or_else(|| net("the body is not text".into()))
+}
+
+/// Resolves `url` against `base` (itself resolved against the worker's location).
+///
+/// # Errors
+/// [`FetchError::Network`] for a URL that does not parse.
+pub fn resolve(url: &str, base: &str) -> Result<String, FetchError> {
+    let scope: WorkerGlobalScope = js_sys::global().unchecked_into();
+    let here = scope.location().href();
+    let bad = |e: JsValue| FetchError::Network { url: url.to_string(), message: format!("not a valid URL: {}", js_message(&e)) };
+    let base = web_sys::Url::new_with_base(base, &here).map_err(bad)?.href();
+    Ok(web_sys::Url::new_with_base(url, &base).map_err(bad)?.href())
+}
+
+/// Downloads `url` into chunks, hashing as bytes arrive and calling
+/// `progress(done, total)`.
 ///
 /// # Errors
 /// [`FetchError`] for network failures, HTTP errors and short bodies.
-pub async fn download(url: &str, progress: &mut dyn FnMut(u64, Option<u64>)) -> Result<(ChunkedBytes, u64), FetchError> {
+pub async fn download(url: &str, progress: &mut dyn FnMut(u64, Option<u64>)) -> Result<Download, FetchError> {
     let net = |message: String| FetchError::Network { url: url.to_string(), message };
     let scope: WorkerGlobalScope = js_sys::global().unchecked_into();
     let resp: Response = JsFuture::from(scope.fetch_with_str(url)).await.map_err(|e| net(js_message(&e)))?.unchecked_into();
@@ -96,7 +138,7 @@ pub async fn download(url: &str, progress: &mut dyn FnMut(u64, Option<u64>)) -> 
     let total = if encoded { None } else { resp.headers().get("content-length").ok().flatten().and_then(|v| v.parse::<u64>().ok()) };
     let body = resp.body().ok_or_else(|| net("the response has no body".into()))?;
     let reader: ReadableStreamDefaultReader = body.get_reader().unchecked_into();
-    let mut asm = Assembler { store: total.map(|t| ChunkedBytes::new(t, CHUNK)), pieces: Vec::new(), current: Vec::with_capacity(CHUNK), done: 0 };
+    let mut asm = Assembler { hasher: Sha256::new(), store: total.map(|t| ChunkedBytes::new(t, CHUNK)), pieces: Vec::new(), current: Vec::with_capacity(CHUNK), done: 0 };
     let mut reported = 0u64;
     loop {
         let result = JsFuture::from(reader.read()).await.map_err(|e| FetchError::Body { url: url.to_string(), message: js_message(&e) })?;
@@ -119,11 +161,12 @@ pub async fn download(url: &str, progress: &mut dyn FnMut(u64, Option<u64>)) -> 
     }
     let size = asm.done;
     progress(size, total);
+    let sha256 = asm.hasher.clone().finalize().iter().map(|b| format!("{b:02x}")).collect();
     if let Some(t) = total {
         if size != t {
             return Err(FetchError::Body { url: url.to_string(), message: format!("{size} of {t} bytes arrived") });
         }
     }
     let store = asm.finish().map_err(|message| FetchError::Body { url: url.to_string(), message })?;
-    Ok((store, size))
+    Ok(Download { store, size, sha256 })
 }

@@ -3,13 +3,14 @@
 
 use std::cell::{Cell, RefCell};
 
-use sprig_engine::gguf::SourceReader;
+use sprig_engine::gguf::{ChunkedBytes, SourceReader};
 use sprig_protocol::codec::{decode, encode};
-use sprig_protocol::{ErrorKind, Event, LoadStage, ModelSource, Request};
+use sprig_protocol::{ErrorKind, Event, LoadStage, Manifest, ModelSource, Request};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{spawn_local, JsFuture};
 use web_sys::{DedicatedWorkerGlobalScope, MessageChannel, MessageEvent};
 
+use crate::fetch;
 use crate::host::{error, worker_info, Host};
 
 thread_local! {
@@ -57,12 +58,55 @@ async fn yield_now() {
     let _ = JsFuture::from(promise).await;
 }
 
+/// Downloads a manifest's shards one after the other, checking each one's size
+/// and SHA-256; progress counts bytes over all shards.
+async fn download_manifest(url: &str) -> Result<(Vec<ChunkedBytes>, u64), Event> {
+    let json = fetch::text(url).await.map_err(|e| error(ErrorKind::Network, e.to_string()))?;
+    let manifest = Manifest::parse(&json).map_err(|e| error(ErrorKind::BadModel, format!("{url}: {e}")))?;
+    let total = manifest.total_size;
+    let mut stores = Vec::with_capacity(manifest.shards.len());
+    let mut before = 0u64;
+    for (i, shard) in manifest.shards.iter().enumerate() {
+        let shard_url = fetch::resolve(&shard.url, url).map_err(|e| error(ErrorKind::BadModel, e.to_string()))?;
+        let mut on_download =
+            |done: u64, _: Option<u64>| post(Event::Progress { stage: LoadStage::Download, done: before + done, total: Some(total) });
+        let d = fetch::download(&shard_url, &mut on_download).await.map_err(|e| error(ErrorKind::Network, e.to_string()))?;
+        if d.size != shard.size || d.sha256 != shard.sha256 {
+            return Err(error(
+                ErrorKind::BadModel,
+                format!(
+                    "shard {} ({shard_url}) failed verification: expected {} bytes with sha256 {}, got {} bytes with sha256 {}",
+                    i + 1,
+                    shard.size,
+                    shard.sha256,
+                    d.size,
+                    d.sha256
+                ),
+            ));
+        }
+        before += d.size;
+        stores.push(d.store);
+    }
+    Ok((stores, total))
+}
+
 async fn load(source: ModelSource) {
-    let ModelSource::Url { url } = &source;
-    let mut on_download = |done: u64, total: Option<u64>| post(Event::Progress { stage: LoadStage::Download, done, total });
-    let event = match crate::fetch::download(url, &mut on_download).await {
-        Ok((store, size)) => HOST.with(|h| h.borrow_mut().load(SourceReader::new(store), size, &mut post)),
-        Err(e) => error(ErrorKind::Network, e.to_string()),
+    let downloaded = match &source {
+        ModelSource::Url { url } => {
+            let mut on_download = |done: u64, total: Option<u64>| post(Event::Progress { stage: LoadStage::Download, done, total });
+            fetch::download(url, &mut on_download)
+                .await
+                .map(|d| (vec![d.store], d.size))
+                .map_err(|e| error(ErrorKind::Network, e.to_string()))
+        }
+        ModelSource::Manifest { url } => download_manifest(url).await,
+    };
+    let event = match downloaded {
+        Ok((stores, size)) => {
+            let readers = stores.into_iter().map(SourceReader::new).collect();
+            HOST.with(|h| h.borrow_mut().load(readers, size, &mut post))
+        }
+        Err(event) => event,
     };
     LOADING.with(|l| l.set(false));
     post(event);

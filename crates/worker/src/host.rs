@@ -77,14 +77,14 @@ impl Host {
         self.reply.is_some()
     }
 
-    /// Loads a model from a GGUF byte source of `size` bytes, replacing the
-    /// current one; `post` receives load progress. Returns [`Event::Loaded`]
-    /// or an error event.
-    pub fn load<R: Read + Seek>(&mut self, reader: R, size: u64, post: &mut dyn FnMut(Event)) -> Event {
+    /// Loads a model from GGUF byte sources (one file, or the shards of a
+    /// gguf-split model) of `size` bytes in all, replacing the current one;
+    /// `post` receives load progress. Returns [`Event::Loaded`] or an error event.
+    pub fn load<R: Read + Seek>(&mut self, readers: Vec<R>, size: u64, post: &mut dyn FnMut(Event)) -> Event {
         self.session = None;
         self.model = None;
         self.reply = None;
-        let mut file = match GgufFile::open(reader) {
+        let mut file = match GgufFile::open_split(readers) {
             Ok(f) => f,
             Err(e) => return error(ErrorKind::BadModel, format!("not a usable GGUF model: {e}")),
         };
@@ -232,13 +232,13 @@ mod tests {
     #[test]
     fn garbage_is_a_bad_model_and_the_host_stays_usable() {
         let mut h = Host::new();
-        let ev = h.load(Cursor::new(b"<!doctype html><p>not a model</p>".to_vec()), 34, &mut |_| {});
+        let ev = h.load(vec![Cursor::new(b"<!doctype html><p>not a model</p>".to_vec())], 34, &mut |_| {});
         match ev {
             Event::Error { kind: ErrorKind::BadModel, message } => assert!(message.contains("GGUF"), "{message}"),
             other => panic!("{other:?}"),
         }
         let (r, size) = demo();
-        assert!(matches!(h.load(r, size, &mut |_| {}), Event::Loaded { .. }));
+        assert!(matches!(h.load(vec![r], size, &mut |_| {}), Event::Loaded { .. }));
     }
 
     #[test]
@@ -246,7 +246,7 @@ mod tests {
         let mut h = Host::new();
         let (r, size) = demo();
         let mut progress = Vec::new();
-        let loaded = h.load(r, size, &mut |e| progress.push(e));
+        let loaded = h.load(vec![r], size, &mut |e| progress.push(e));
         let Event::Loaded { model } = loaded else { panic!("{loaded:?}") };
         assert_eq!(model.architecture, "llama");
         assert_eq!(model.quantization, "Q4_1");
@@ -281,7 +281,7 @@ mod tests {
     fn cancel_stops_at_the_next_step() {
         let mut h = Host::new();
         let (r, size) = demo();
-        h.load(r, size, &mut |_| {});
+        h.load(vec![r], size, &mut |_| {});
         h.start(1, &[user("Tell me a story.")], &greedy(100));
         assert_eq!(h.step().len(), 1);
         h.cancel();

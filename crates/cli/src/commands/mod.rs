@@ -4,6 +4,7 @@ pub mod bench;
 pub mod chat_prompt;
 pub mod generate;
 pub mod inspect;
+pub mod manifest;
 pub mod tokenize;
 
 use std::fs::File;

@@ -42,7 +42,22 @@ async fn wait(request: &IdbRequest, doing: &'static str) -> Result<JsValue, Stor
     request.result().map_err(idb(doing))
 }
 
+thread_local! {
+    /// The open database, kept so that saves and deletes start their
+    /// transactions at once (a reload right after cannot overtake them).
+    static OPEN: std::cell::RefCell<Option<IdbDatabase>> = const { std::cell::RefCell::new(None) };
+}
+
 async fn open() -> Result<IdbDatabase, StoreError> {
+    if let Some(db) = OPEN.with(|o| o.borrow().clone()) {
+        return Ok(db);
+    }
+    let db = open_new().await?;
+    OPEN.with(|o| *o.borrow_mut() = Some(db.clone()));
+    Ok(db)
+}
+
+async fn open_new() -> Result<IdbDatabase, StoreError> {
     let factory = web_sys::window()
         .ok_or_else(|| StoreError::Idb { doing: "opening", message: "no window".into() })?
         .indexed_db()

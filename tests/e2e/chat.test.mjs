@@ -28,6 +28,16 @@ async function loadedPage({ settings } = {}) {
   return { context, page, errors };
 }
 
+/** Waits until the app's IndexedDB store holds `n` conversations. */
+async function waitStored(page, n) {
+  await page.waitForFunction(async (n) => {
+    const db = await new Promise((ok, no) => { const r = indexedDB.open('sprig', 1); r.onsuccess = () => ok(r.result); r.onerror = no; });
+    const count = await new Promise((ok) => { const r = db.transaction('conversations').objectStore('conversations').count(); r.onsuccess = () => ok(r.result); });
+    db.close();
+    return count === n;
+  }, n, { timeout: 10_000 });
+}
+
 async function send(page, text) {
   await page.getByTestId('composer').fill(text);
   await page.getByTestId('composer').press('Enter');
@@ -98,7 +108,7 @@ test('the conversation survives a reload and can be deleted', async () => {
   const { context, page } = await loadedPage({ settings: { temperature: 0, 'max-tokens': 8 } });
   await send(page, 'Remember me: pineapple.');
   await waitDone(page, 1);
-  await page.waitForTimeout(300); // the save is asynchronous
+  await waitStored(page, 1); // the save is asynchronous
   await page.reload();
   await page.getByTestId('message-user').first().waitFor();
   assert.match(await page.getByTestId('message-user').first().textContent(), /pineapple/);
@@ -109,6 +119,7 @@ test('the conversation survives a reload and can be deleted', async () => {
   await page.getByTestId('message-user').first().waitFor();
   await page.getByTestId('history-delete').first().click();
   assert.equal(await page.getByTestId('history-item').count(), 0);
+  await waitStored(page, 0); // so is the delete; then a reload finds nothing
   await page.reload();
   await page.waitForTimeout(500);
   assert.equal(await page.getByTestId('message-user').count(), 0);
@@ -142,6 +153,7 @@ test('HTML and scripts in a reply render inert', async () => {
   // markup, the way a model could write it, then render it through the app.
   await send(page, 'Hi');
   await waitDone(page, 1);
+  await waitStored(page, 1);
   const evil = 'Look: <script>window.__pwned=1</script> <img src=x onerror="window.__pwned=2"> [x](javascript:window.__pwned=3)';
   await page.evaluate(async (evil) => {
     // Through the same IndexedDB record the app saves, then reload to render it.

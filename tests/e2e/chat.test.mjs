@@ -203,3 +203,33 @@ test('a shard whose SHA-256 does not match its manifest is refused', async () =>
     await other.close();
   }
 });
+
+test('a second visit loads the verified model from the browser cache, even offline', async () => {
+  const context = await env.browser.newContext();
+  try {
+    const shard = '/models/SmolLM2-135M-Instruct.Q4_1.gguf';
+    const fetched = () => env.server.requests.filter((r) => r.path === shard).length;
+    const before = fetched();
+    const first = await context.newPage();
+    await first.goto(env.server.url + '/');
+    await first.getByTestId('model-load').click();
+    await first.getByTestId('model-ready').waitFor({ timeout: LOAD_TIMEOUT });
+    assert.equal(fetched() - before, 1, 'the first visit downloads the shard');
+    await first.close();
+
+    const second = await context.newPage();
+    await second.goto(env.server.url + '/');
+    // The app and its worker are up (the offline app shell is issue 7's); now the network goes.
+    await second.getByTestId('worker-hello').waitFor({ timeout: 30_000 });
+    await context.setOffline(true);
+    await second.getByTestId('model-load').click();
+    await second.getByTestId('model-ready').waitFor({ timeout: LOAD_TIMEOUT });
+    assert.equal(fetched() - before, 1, 'the second visit makes no request for the shard');
+    await second.getByTestId('composer').fill('Hi');
+    await second.getByTestId('composer').press('Enter');
+    await second.getByTestId('reply-stats').first().waitFor({ timeout: 120_000 });
+  } finally {
+    await context.setOffline(false);
+    await context.close();
+  }
+});

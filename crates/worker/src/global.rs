@@ -11,6 +11,7 @@ use wasm_bindgen_futures::{spawn_local, JsFuture};
 use web_sys::{DedicatedWorkerGlobalScope, MessageChannel, MessageEvent};
 
 use crate::fetch;
+use crate::model_cache::ModelCache;
 use crate::host::{error, worker_info, Host};
 
 thread_local! {
@@ -58,16 +59,44 @@ async fn yield_now() {
     let _ = JsFuture::from(promise).await;
 }
 
-/// Downloads a manifest's shards one after the other, checking each one's size
-/// and SHA-256; progress counts bytes over all shards.
+/// Loads a manifest's shards one after the other: from the model cache when a
+/// verified copy is there, else from the network, checking each one's size and
+/// SHA-256 before caching it. Progress counts bytes over all shards. Without a
+/// network, the manifest last seen at `url` is used.
 async fn download_manifest(url: &str) -> Result<(Vec<ChunkedBytes>, u64), Event> {
-    let json = fetch::text(url).await.map_err(|e| error(ErrorKind::Network, e.to_string()))?;
+    let cache = match ModelCache::open().await {
+        Ok(c) => Some(c),
+        Err(e) => {
+            web_sys::console::warn_1(&format!("sprig-worker: no model cache ({e}); downloading every time").into());
+            None
+        }
+    };
+    let json = match fetch::text(url).await {
+        Ok(json) => json,
+        Err(e) => match &cache {
+            Some(c) => c.manifest(url).await.ok_or_else(|| error(ErrorKind::Network, e.to_string()))?,
+            None => return Err(error(ErrorKind::Network, e.to_string())),
+        },
+    };
     let manifest = Manifest::parse(&json).map_err(|e| error(ErrorKind::BadModel, format!("{url}: {e}")))?;
+    if let Some(c) = &cache {
+        if let Err(e) = c.save_manifest(url, &json).await {
+            web_sys::console::warn_1(&format!("sprig-worker: cannot cache the manifest: {e}").into());
+        }
+    }
     let total = manifest.total_size;
     let mut stores = Vec::with_capacity(manifest.shards.len());
     let mut before = 0u64;
     for (i, shard) in manifest.shards.iter().enumerate() {
         let shard_url = fetch::resolve(&shard.url, url).map_err(|e| error(ErrorKind::BadModel, e.to_string()))?;
+        if let Some(c) = &cache {
+            if let Some(store) = c.load(&shard_url, shard).await {
+                before += shard.size;
+                post(Event::Progress { stage: LoadStage::Download, done: before, total: Some(total) });
+                stores.push(store);
+                continue;
+            }
+        }
         let mut on_download =
             |done: u64, _: Option<u64>| post(Event::Progress { stage: LoadStage::Download, done: before + done, total: Some(total) });
         let d = fetch::download(&shard_url, &mut on_download).await.map_err(|e| error(ErrorKind::Network, e.to_string()))?;
@@ -83,6 +112,11 @@ async fn download_manifest(url: &str) -> Result<(Vec<ChunkedBytes>, u64), Event>
                     d.sha256
                 ),
             ));
+        }
+        if let Some(c) = &cache {
+            if let Err(e) = c.save(&shard_url, shard, &d.store).await {
+                web_sys::console::warn_1(&format!("sprig-worker: cannot keep shard {} for next time: {e}", i + 1).into());
+            }
         }
         before += d.size;
         stores.push(d.store);

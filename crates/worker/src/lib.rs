@@ -15,6 +15,8 @@ mod fetch;
 #[cfg(target_arch = "wasm32")]
 mod global;
 #[cfg(target_arch = "wasm32")]
+mod model_cache;
+#[cfg(target_arch = "wasm32")]
 pub use global::start;
 
 pub use host::{worker_info, Host};

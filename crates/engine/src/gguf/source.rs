@@ -121,6 +121,16 @@ impl ChunkedBytes {
         Ok(())
     }
 
+    /// The bytes of chunk `index`, if stored.
+    pub fn chunk(&self, index: usize) -> Option<&[u8]> {
+        self.chunks.get(index).and_then(|c| c.as_deref())
+    }
+
+    /// The size of every chunk but the last.
+    pub fn chunk_size(&self) -> usize {
+        self.chunk_size
+    }
+
     /// Whether every chunk is present.
     pub fn is_complete(&self) -> bool {
         self.chunks.iter().all(Option::is_some)

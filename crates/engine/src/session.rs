@@ -279,15 +279,7 @@ impl Session {
         self.cached.truncate(keep);
         let mut logits = None;
         for chunk in prompt[keep..].chunks(PREFILL_CHUNK) {
-            match self.model.forward(chunk) {
-                Ok(l) => logits = Some(l),
-                Err(e) => {
-                    // Keep the cache and the id list in step.
-                    let len = self.cached.len();
-                    self.model.truncate_cache(len);
-                    return Err(e.into());
-                }
-            }
+            logits = Some(self.model.forward(chunk)?);
             self.cached.extend_from_slice(chunk);
         }
         let prefilled = prompt.len() - keep;

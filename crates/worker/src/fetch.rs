@@ -47,7 +47,6 @@ fn js_message(v: &JsValue) -> String {
 /// Accumulates streamed pieces into fixed-size chunks.
 struct Assembler {
     hasher: Sha256,
-    store: Option<ChunkedBytes>,
     pieces: Vec<Vec<u8>>,
     current: Vec<u8>,
     done: u64,
@@ -72,7 +71,7 @@ impl Assembler {
         if !self.current.is_empty() {
             self.pieces.push(std::mem::take(&mut self.current));
         }
-        let mut store = self.store.take().unwrap_or_else(|| ChunkedBytes::new(self.done, CHUNK));
+        let mut store = ChunkedBytes::new(self.done, CHUNK);
         if store.chunk_count() != self.pieces.len() {
             return Err(format!("received {} bytes", self.done));
         }
@@ -138,7 +137,7 @@ pub async fn download(url: &str, progress: &mut dyn FnMut(u64, Option<u64>)) -> 
     let total = if encoded { None } else { resp.headers().get("content-length").ok().flatten().and_then(|v| v.parse::<u64>().ok()) };
     let body = resp.body().ok_or_else(|| net("the response has no body".into()))?;
     let reader: ReadableStreamDefaultReader = body.get_reader().unchecked_into();
-    let mut asm = Assembler { hasher: Sha256::new(), store: total.map(|t| ChunkedBytes::new(t, CHUNK)), pieces: Vec::new(), current: Vec::with_capacity(CHUNK), done: 0 };
+    let mut asm = Assembler { hasher: Sha256::new(), pieces: Vec::new(), current: Vec::with_capacity(CHUNK), done: 0 };
     let mut reported = 0u64;
     loop {
         let result = JsFuture::from(reader.read()).await.map_err(|e| FetchError::Body { url: url.to_string(), message: js_message(&e) })?;

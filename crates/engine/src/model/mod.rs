@@ -243,7 +243,8 @@ impl Model {
     }
 
     /// Runs `tokens` after the cached positions and returns the logits of the
-    /// last one (`[vocab]`, f32). The tokens' keys and values join the cache.
+    /// last one (`[vocab]`, f32). The tokens' keys and values join the cache;
+    /// on an error the cache is left as it was.
     ///
     /// # Errors
     /// [`ModelError::ContextFull`], [`ModelError::BadToken`], [`ModelError::Compute`].
@@ -261,6 +262,18 @@ impl Model {
         if let Some(&id) = tokens.iter().find(|&&t| t as usize >= vocab) {
             return Err(ModelError::BadToken { id, vocab });
         }
+        let result = self.run(tokens, pos);
+        if result.is_err() {
+            // Layers before the failing one appended to their caches: undo it,
+            // so the cache always holds exactly the positions that ran.
+            self.truncate_cache(pos);
+        }
+        result
+    }
+
+    fn run(&mut self, tokens: &[u32], pos: usize) -> Result<Tensor, ModelError> {
+        let seq = tokens.len();
+        let max = self.config.context_length;
         let window = self.config.sliding_window;
         let mask = if seq > 1 {
             Some(causal_mask(seq, pos, window, &self.device).context(|| "cannot build the attention mask".into())?)

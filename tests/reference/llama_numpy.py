@@ -14,6 +14,10 @@ What it is
     by default (weights are dequantized to float32 first, as llama.cpp does).
 
 How to run
+    Needs numpy and the PyPI `gguf` package (`pip install gguf==0.19.0`); it is
+    a tool for regenerating tests/fixtures/smollm2_reference.json, not run by
+    scripts/test, which only reads that committed fixture.
+
     python3 tests/reference/llama_numpy.py models/SmolLM2-135M-Instruct.Q4_1.gguf \
         --ids 1,9690,198 --steps 8 [--neox] [--text]
 

@@ -6,6 +6,7 @@ use crate::components::composer::Composer;
 use crate::components::conversation::ConversationView;
 use crate::components::history::History;
 use crate::components::model_panel::ModelPanel;
+use crate::components::models::ModelsPanel;
 use crate::components::settings::SettingsPanel;
 use crate::components::status::Status;
 use crate::controller::{Controller, WorkerStatus};
@@ -27,6 +28,7 @@ pub fn App() -> impl IntoView {
             </aside>
             <main class="chat">
                 <ModelPanel />
+                <ModelsPanel />
                 <Show when=move || ctl.worker.get() == WorkerStatus::Crashed>
                     <p class="banner error" role="alert">
                         "The model worker stopped unexpectedly. "

@@ -37,7 +37,7 @@ pub type Incoming = Result<Event, ClientError>;
 #[derive(Default)]
 struct Pending {
     ready: bool,
-    queue: Vec<Request>,
+    queue: Vec<(Request, Option<web_sys::File>)>,
 }
 
 /// A running model worker.
@@ -78,8 +78,8 @@ impl WorkerClient {
                         p.ready = true;
                         std::mem::take(&mut p.queue)
                     };
-                    for request in queued {
-                        if let Err(e) = post(&worker, request) {
+                    for (request, file) in queued {
+                        if let Err(e) = post(&worker, request, file.as_ref()) {
                             on_event(Err(e));
                         }
                     }
@@ -105,12 +105,21 @@ impl WorkerClient {
     /// # Errors
     /// [`ClientError::Codec`] / [`ClientError::Post`] when the message cannot be sent.
     pub fn send(&self, request: Request) -> Result<(), ClientError> {
+        self.send_with_file(request, None)
+    }
+
+    /// Sends a request with a picked file beside it (for
+    /// [`sprig_protocol::ModelSource::File`]); the file is handed over, not copied.
+    ///
+    /// # Errors
+    /// [`ClientError::Codec`] / [`ClientError::Post`] when the message cannot be sent.
+    pub fn send_with_file(&self, request: Request, file: Option<web_sys::File>) -> Result<(), ClientError> {
         let mut p = self.pending.borrow_mut();
         if p.ready {
             drop(p);
-            post(&self.worker, request)
+            post(&self.worker, request, file.as_ref())
         } else {
-            p.queue.push(request);
+            p.queue.push((request, file));
             Ok(())
         }
     }
@@ -122,7 +131,10 @@ impl Drop for WorkerClient {
     }
 }
 
-fn post(worker: &Worker, request: Request) -> Result<(), ClientError> {
+fn post(worker: &Worker, request: Request, file: Option<&web_sys::File>) -> Result<(), ClientError> {
     let value = encode(request)?;
+    if let Some(file) = file {
+        js_sys::Reflect::set(&value, &"file".into(), file).map_err(|e| ClientError::Post(format!("{e:?}")))?;
+    }
     worker.post_message(&value).map_err(|e| ClientError::Post(format!("{e:?}")))
 }

@@ -3,7 +3,7 @@
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
-use sprig_protocol::{ErrorKind, Event, LoadStage, Message, ModelSource, Request, Role, WorkerInfo};
+use sprig_protocol::{ErrorKind, Event, LoadStage, Message, ModelSource, Request, Role, StoreStatus, StoredModel, WorkerInfo};
 
 use crate::client::{Incoming, WorkerClient, WORKER_URL};
 use crate::state::{Conversation, Entry, ModelState, Settings};
@@ -11,6 +11,69 @@ use crate::store;
 
 fn now_ms() -> f64 {
     js_sys::Date::now()
+}
+
+/// The source for a URL typed or chosen: made absolute (so the store knows the
+/// model whatever page asked for it); `.json` is a shard manifest, anything
+/// else one GGUF file.
+fn source_for(url: &str) -> Result<ModelSource, String> {
+    let base = web_sys::window().and_then(|w| w.document()).and_then(|d| d.base_uri().ok().flatten()).unwrap_or_default();
+    let url = web_sys::Url::new_with_base(url, &base).map_err(|_| format!("{url} is not a valid URL"))?.href();
+    Ok(if url.split(['?', '#']).next().is_some_and(|p| p.ends_with(".json")) {
+        ModelSource::Manifest { url }
+    } else {
+        ModelSource::Url { url }
+    })
+}
+
+const COMPLETE_KEY: &str = "sprig.completeModels";
+
+fn local_storage() -> Option<web_sys::Storage> {
+    web_sys::window().and_then(|w| w.local_storage().ok().flatten())
+}
+
+/// URLs of models this browser once held complete: if the store no longer
+/// has one, the browser evicted it ("needs download").
+pub fn remembered_complete() -> Vec<String> {
+    local_storage()
+        .and_then(|s| s.get_item(COMPLETE_KEY).ok().flatten())
+        .and_then(|v| serde_json::from_str(&v).ok())
+        .unwrap_or_default()
+}
+
+fn remember_complete(url: &str) {
+    let mut all = remembered_complete();
+    if !all.iter().any(|u| u == url) {
+        all.push(url.to_string());
+        if let (Some(s), Ok(json)) = (local_storage(), serde_json::to_string(&all)) {
+            let _ = s.set_item(COMPLETE_KEY, &json);
+        }
+    }
+}
+
+fn forget_complete(url: &str) {
+    let all: Vec<String> = remembered_complete().into_iter().filter(|u| u != url).collect();
+    if let (Some(s), Ok(json)) = (local_storage(), serde_json::to_string(&all)) {
+        let _ = s.set_item(COMPLETE_KEY, &json);
+    }
+}
+
+/// The absolute URL of a catalog or typed model URL.
+pub fn absolute(url: &str) -> Option<String> {
+    match source_for(url).ok()? {
+        ModelSource::Manifest { url } | ModelSource::Url { url } => Some(url),
+        ModelSource::File { .. } => None,
+    }
+}
+
+/// The store entry for the model at absolute `url`.
+pub fn stored_for<'a>(stored: &'a [StoredModel], url: &str) -> Option<&'a StoredModel> {
+    stored.iter().find(|m| matches!(&m.source, ModelSource::Manifest { url: u } | ModelSource::Url { url: u } if u == url))
+}
+
+/// Whether a stored model is complete.
+pub fn is_complete(m: &StoredModel) -> bool {
+    m.status == StoreStatus::Complete
 }
 
 /// Where the worker stands.
@@ -47,6 +110,16 @@ pub struct Controller {
     pub error: RwSignal<Option<String>>,
     /// A notice (e.g. old messages dropped to fit the context).
     pub notice: RwSignal<Option<String>>,
+    /// The models in the browser's model store.
+    pub stored: RwSignal<Vec<StoredModel>>,
+    /// The site's storage use and quota, in bytes, when the browser says.
+    pub storage: RwSignal<Option<(u64, u64)>>,
+    /// Whether the browser granted persistent storage (not cleared under pressure).
+    pub persisted: RwSignal<Option<bool>>,
+    /// The source of the model being (or last) loaded.
+    pub active: RwSignal<Option<ModelSource>>,
+    /// The source of the model in use.
+    pub loaded: RwSignal<Option<ModelSource>>,
     client: StoredValue<Option<WorkerClient>, LocalStorage>,
     turn: StoredValue<u64>,
 }
@@ -71,6 +144,11 @@ impl Controller {
             settings: RwSignal::new(Settings::default()),
             error: RwSignal::new(None),
             notice: RwSignal::new(None),
+            stored: RwSignal::new(Vec::new()),
+            storage: RwSignal::new(None),
+            persisted: RwSignal::new(None),
+            active: RwSignal::new(None),
+            loaded: RwSignal::new(None),
             client: StoredValue::new_local(None),
             turn: StoredValue::new(0),
         };
@@ -86,6 +164,7 @@ impl Controller {
                 self.client.set_value(Some(client));
                 // Queued until the worker announces it is ready.
                 self.send_request(Request::Hello { nonce: 1 });
+                self.send_request(Request::ListModels);
             }
             Err(e) => self.error.set(Some(e.to_string())),
         }
@@ -150,25 +229,121 @@ impl Controller {
         });
     }
 
-    /// Loads a model from `url`.
+    /// Loads a model from `url` (a shard manifest if it ends in `.json`, else
+    /// one GGUF file): from the model store when it is there, else downloading
+    /// it (resuming what is stored).
     pub fn load(self, url: String) {
         if url.trim().is_empty() {
             self.error.set(Some("enter the URL of a GGUF model".into()));
             return;
         }
+        let source = match source_for(url.trim()) {
+            Ok(s) => s,
+            Err(message) => {
+                self.error.set(Some(message));
+                return;
+            }
+        };
+        self.start_load(source, None);
+    }
+
+    /// Loads a GGUF file picked by the user, read in place by the worker.
+    pub fn load_file(self, file: web_sys::File) {
+        let source = ModelSource::File { name: file.name(), size: file.size() as u64 };
+        self.start_load(source, Some(file));
+    }
+
+    fn start_load(self, source: ModelSource, file: Option<web_sys::File>) {
         self.error.set(None);
         let now = now_ms();
         self.model.set(ModelState::Loading { stage: LoadStage::Download, done: 0, total: None, since_ms: now, now_ms: now });
-        let url = url.trim().to_string();
-        // A `.json` URL is a shard manifest; anything else one GGUF file.
-        let source = if url.split(['?', '#']).next().is_some_and(|p| p.ends_with(".json")) {
-            ModelSource::Manifest { url }
-        } else {
-            ModelSource::Url { url }
-        };
-        if !self.send_request(Request::Load { source }) {
-            self.model.set(ModelState::Idle);
+        self.active.set(Some(source.clone()));
+        if file.is_none() {
+            self.ask_persistence();
         }
+        let connections = self.settings.with_untracked(|s| s.connections);
+        let request = Request::Load { source, connections };
+        let sent = self.client.with_value(|c| c.as_ref().map(|c| c.send_with_file(request, file)));
+        match sent {
+            Some(Ok(())) => {}
+            Some(Err(e)) => {
+                self.error.set(Some(e.to_string()));
+                self.model.set(ModelState::Idle);
+            }
+            None => {
+                self.error.set(Some("the model worker is not running".into()));
+                self.model.set(ModelState::Idle);
+            }
+        }
+    }
+
+    /// Pauses the download in progress, keeping what is stored.
+    pub fn pause(self) {
+        self.send_request(Request::StopDownload { discard: false });
+    }
+
+    /// Cancels the download in progress, or the paused one, deleting what it stored.
+    pub fn cancel(self) {
+        if !matches!(self.model.get_untracked(), ModelState::Paused { .. }) {
+            self.send_request(Request::StopDownload { discard: true });
+            return;
+        }
+        self.model.set(ModelState::Idle);
+        let url = match self.active.get_untracked() {
+            Some(ModelSource::Manifest { url } | ModelSource::Url { url }) => url,
+            _ => return,
+        };
+        if let Some(id) = self.stored.with_untracked(|s| stored_for(s, &url).map(|m| m.id.clone())) {
+            self.delete_model(id);
+        }
+    }
+
+    /// Resumes (or restarts) loading the model last asked for.
+    pub fn resume(self) {
+        if let Some(source) = self.active.get_untracked() {
+            if !matches!(source, ModelSource::File { .. }) {
+                self.start_load(source, None);
+            }
+        }
+    }
+
+    /// Loads a model the store lists.
+    pub fn load_stored(self, source: ModelSource) {
+        self.start_load(source, None);
+    }
+
+    /// Asks the worker for the store's contents.
+    pub fn refresh_models(self) {
+        self.send_request(Request::ListModels);
+    }
+
+    /// Deletes a stored model (a deliberate delete is not an eviction).
+    pub fn delete_model(self, id: String) {
+        let url = self.stored.with_untracked(|s| {
+            s.iter().find(|m| m.id == id).and_then(|m| match &m.source {
+                ModelSource::Manifest { url } | ModelSource::Url { url } => Some(url.clone()),
+                ModelSource::File { .. } => None,
+            })
+        });
+        if let Some(url) = url {
+            forget_complete(&url);
+        }
+        self.send_request(Request::DeleteModel { id });
+    }
+
+    /// Asks the browser to keep the model store even under storage pressure.
+    fn ask_persistence(self) {
+        if self.persisted.get_untracked() == Some(true) {
+            return;
+        }
+        let Some(storage) = web_sys::window().map(|w| w.navigator().storage()) else { return };
+        spawn_local(async move {
+            let granted = match storage.persist() {
+                Ok(p) => wasm_bindgen_futures::JsFuture::from(p).await.ok().and_then(|v| v.as_bool()),
+                Err(_) => None,
+            };
+            self.persisted.set(granted);
+        });
     }
 
     fn messages_for_model(self) -> Vec<Message> {
@@ -298,7 +473,28 @@ impl Controller {
                 };
                 *m = ModelState::Loading { stage, done, total, since_ms: since, now_ms: now };
             }),
-            Event::Loaded { model } => self.model.set(ModelState::Ready(model)),
+            Event::Loaded { model } => {
+                self.model.set(ModelState::Ready(model));
+                let source = self.active.get_untracked();
+                if let Some(ModelSource::Manifest { url } | ModelSource::Url { url }) = &source {
+                    remember_complete(url);
+                }
+                self.loaded.set(source);
+                self.refresh_models();
+            }
+            Event::DownloadStopped { discarded } => {
+                self.model.update(|m| {
+                    *m = match (discarded, &*m) {
+                        (false, ModelState::Loading { done, total, .. }) => ModelState::Paused { done: *done, total: *total },
+                        _ => ModelState::Idle,
+                    }
+                });
+                self.refresh_models();
+            }
+            Event::Models { models, usage, quota } => {
+                self.stored.set(models);
+                self.storage.set(usage.zip(quota));
+            }
             Event::Started { turn, dropped_messages, .. } => {
                 if Some(turn) == self.generating.get_untracked() && dropped_messages > 0 {
                     self.notice.set(Some(format!(
@@ -331,7 +527,12 @@ impl Controller {
             Event::Error { kind, message } => {
                 match kind {
                     ErrorKind::Panic => self.worker.set(WorkerStatus::Crashed),
-                    ErrorKind::Network | ErrorKind::BadModel => self.model.set(ModelState::Failed(message.clone())),
+                    ErrorKind::Network | ErrorKind::BadModel | ErrorKind::Storage => {
+                        if matches!(self.model.get_untracked(), ModelState::Loading { .. }) {
+                            self.model.set(ModelState::Failed(message.clone()));
+                            self.refresh_models();
+                        }
+                    }
                     _ => {}
                 }
                 if self.generating.get_untracked().is_some() && matches!(kind, ErrorKind::Engine | ErrorKind::NotLoaded | ErrorKind::Panic) {

@@ -1,7 +1,7 @@
 //! The UI's data: conversations, the model's state and the settings.
 
 use serde::{Deserialize, Serialize};
-use sprig_protocol::{GenerationSettings, LoadStage, LoadedModel, ReplyStats, Role};
+use sprig_protocol::{GenerationSettings, LoadStage, LoadedModel, ReplyStats, Role, StoreStatus, StoredModel, DEFAULT_CONNECTIONS};
 
 /// One message shown in the conversation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -62,6 +62,13 @@ pub enum ModelState {
         /// Now (ms), for speed and ETA.
         now_ms: f64,
     },
+    /// A download paused by the user; loading the same model resumes it.
+    Paused {
+        /// Bytes stored.
+        done: u64,
+        /// Bytes in all, when known.
+        total: Option<u64>,
+    },
     /// Ready to chat.
     Ready(LoadedModel),
     /// Loading failed.
@@ -76,11 +83,104 @@ pub struct Settings {
     pub system_prompt: String,
     /// Sampling settings.
     pub generation: GenerationSettings,
+    /// Parallel connections for model downloads.
+    pub connections: usize,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Self { system_prompt: String::new(), generation: GenerationSettings::default() }
+        Self { system_prompt: String::new(), generation: GenerationSettings::default(), connections: DEFAULT_CONNECTIONS }
+    }
+}
+
+/// A model's download state, as the Models panel shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DownloadState {
+    /// Nothing stored.
+    NotCached,
+    /// Downloading (or hashing what a resume found) now.
+    Downloading {
+        /// Percent done.
+        percent: f64,
+        /// Hashing stored bytes rather than downloading.
+        verifying: bool,
+    },
+    /// Stopped part-way; loading resumes it.
+    Paused {
+        /// Percent stored.
+        percent: f64,
+    },
+    /// Being read into the engine.
+    Loading,
+    /// Stored and verified (and loaded, if `loaded`).
+    Ready {
+        /// This is the model in use.
+        loaded: bool,
+    },
+    /// Stored before, but the browser cleared it: loading downloads it again.
+    NeedsDownload,
+    /// The last attempt failed.
+    Failed(String),
+}
+
+impl DownloadState {
+    /// A short label.
+    pub fn label(&self) -> String {
+        match self {
+            Self::NotCached => "Not downloaded".into(),
+            Self::Downloading { percent, verifying: false } => format!("Downloading {percent:.0} %"),
+            Self::Downloading { percent, verifying: true } => format!("Verifying {percent:.0} %"),
+            Self::Paused { percent } => format!("Paused at {percent:.0} %"),
+            Self::Loading => "Loading".into(),
+            Self::Ready { loaded: true } => "Ready · in use".into(),
+            Self::Ready { loaded: false } => "Ready · stored on this device".into(),
+            Self::NeedsDownload => "Needs download (the browser cleared its copy)".into(),
+            Self::Failed(reason) => format!("Failed: {reason}"),
+        }
+    }
+
+    /// A stable name for tests and styling.
+    pub fn key(&self) -> &'static str {
+        match self {
+            Self::NotCached => "not-cached",
+            Self::Downloading { verifying: false, .. } => "downloading",
+            Self::Downloading { verifying: true, .. } => "verifying",
+            Self::Paused { .. } => "paused",
+            Self::Loading => "loading",
+            Self::Ready { .. } => "ready",
+            Self::NeedsDownload => "needs-download",
+            Self::Failed(_) => "failed",
+        }
+    }
+}
+
+fn percent(done: u64, total: u64) -> f64 {
+    if total == 0 {
+        0.0
+    } else {
+        (done as f64 / total as f64 * 100.0).min(100.0)
+    }
+}
+
+/// The state of the model at `url` (absolute), from what the store holds,
+/// whether it is the model being loaded (`active`) or in use (`loaded`), and
+/// whether this browser once held it complete (`was_complete`).
+pub fn download_state(stored: Option<&StoredModel>, active: Option<&ModelState>, loaded: bool, was_complete: bool) -> DownloadState {
+    match active {
+        Some(ModelState::Loading { stage: LoadStage::Load, .. }) => return DownloadState::Loading,
+        Some(ModelState::Loading { stage, done, total, .. }) => {
+            return DownloadState::Downloading { percent: total.map_or(0.0, |t| percent(*done, t)), verifying: *stage == LoadStage::Verify }
+        }
+        Some(ModelState::Paused { done, total }) => return DownloadState::Paused { percent: total.map_or(0.0, |t| percent(*done, t)) },
+        Some(ModelState::Failed(reason)) => return DownloadState::Failed(reason.clone()),
+        _ => {}
+    }
+    match stored {
+        Some(m) if m.status == StoreStatus::Complete => DownloadState::Ready { loaded },
+        Some(m) if m.status == StoreStatus::NeedsDownload => DownloadState::NeedsDownload,
+        Some(m) => DownloadState::Paused { percent: percent(m.stored_bytes, m.total_size) },
+        None if was_complete => DownloadState::NeedsDownload,
+        None => DownloadState::NotCached,
     }
 }
 
@@ -138,6 +238,33 @@ mod tests {
         c.retitle();
         assert_eq!(c.title, "What is the capital of France, and why is it so…");
         assert_eq!(c.title.chars().count(), 48);
+    }
+
+    fn stored(status: StoreStatus, stored_bytes: u64) -> StoredModel {
+        StoredModel {
+            id: "m1".into(),
+            name: "demo".into(),
+            source: sprig_protocol::ModelSource::Manifest { url: "http://x/m.json".into() },
+            total_size: 200,
+            stored_bytes,
+            status,
+        }
+    }
+
+    #[test]
+    fn download_states_follow_store_and_activity() {
+        use DownloadState as D;
+        assert_eq!(download_state(None, None, false, false), D::NotCached);
+        assert_eq!(download_state(None, None, false, true), D::NeedsDownload);
+        assert_eq!(download_state(Some(&stored(StoreStatus::Complete, 200)), None, true, true), D::Ready { loaded: true });
+        assert_eq!(download_state(Some(&stored(StoreStatus::Partial, 50)), None, false, false), D::Paused { percent: 25.0 });
+        assert_eq!(download_state(Some(&stored(StoreStatus::NeedsDownload, 0)), None, false, true), D::NeedsDownload);
+        let loading = ModelState::Loading { stage: LoadStage::Download, done: 30, total: Some(60), since_ms: 0.0, now_ms: 1.0 };
+        assert_eq!(download_state(None, Some(&loading), false, false), D::Downloading { percent: 50.0, verifying: false });
+        let verifying = ModelState::Loading { stage: LoadStage::Verify, done: 60, total: Some(60), since_ms: 0.0, now_ms: 1.0 };
+        assert_eq!(download_state(None, Some(&verifying), false, false).key(), "verifying");
+        let failed = ModelState::Failed("HTTP 404".into());
+        assert_eq!(download_state(None, Some(&failed), false, false).label(), "Failed: HTTP 404");
     }
 
     #[test]

@@ -4,5 +4,6 @@ pub mod composer;
 pub mod conversation;
 pub mod history;
 pub mod model_panel;
+pub mod models;
 pub mod settings;
 pub mod status;

@@ -59,14 +59,32 @@ pub fn ModelPanel() -> impl IntoView {
                 <button class="primary" data-testid="model-load" disabled=loading on:click=move |_| ctl.load(url())>
                     "Load"
                 </button>
+                <label class="file-pick" title="Open a GGUF file from this device; it is read in place, never uploaded">
+                    "Open file…"
+                    <input
+                        type="file"
+                        accept=".gguf"
+                        data-testid="model-file"
+                        disabled=loading
+                        on:change=move |ev| {
+                            let input: web_sys::HtmlInputElement = event_target(&ev);
+                            if let Some(file) = input.files().and_then(|f| f.get(0)) {
+                                ctl.load_file(file);
+                            }
+                            input.set_value("");
+                        }
+                    />
+                </label>
             </div>
             {move || match ctl.model.get() {
                 ModelState::Idle => view! { <p class="muted">"No model loaded. Models run on this device; nothing is sent to a server."</p> }.into_any(),
                 ModelState::Loading { stage, done, total, since_ms, now_ms } => {
                     let what = match stage {
                         LoadStage::Download => "Downloading",
+                        LoadStage::Verify => "Verifying what is stored",
                         LoadStage::Load => "Loading into the engine",
                     };
+                    let downloading = stage != LoadStage::Load;
                     let pct = total.filter(|t| *t > 0).map(|t| (done as f64 / t as f64 * 100.0).min(100.0));
                     let label = match (pct, total) {
                         (Some(p), Some(t)) => format!("{what}: {} of {} ({p:.0} %), {}", bytes(done), bytes(t), eta(done, total, now_ms - since_ms)),
@@ -78,6 +96,22 @@ pub fn ModelPanel() -> impl IntoView {
                             aria-valuemin="0" aria-valuemax="100" aria-valuenow=pct.map(|p| format!("{p:.0}")) aria-label=aria>
                             <div class="bar" style=format!("width: {:.1}%", pct.unwrap_or(0.0))></div>
                             <span>{label}</span>
+                        </div>
+                        <Show when=move || downloading>
+                            <div class="download-actions">
+                                <button data-testid="download-pause" on:click=move |_| ctl.pause()>"Pause"</button>
+                                <button data-testid="download-cancel" on:click=move |_| ctl.cancel()>"Cancel"</button>
+                            </div>
+                        </Show>
+                    }.into_any()
+                }
+                ModelState::Paused { done, total } => {
+                    let pct = total.filter(|t| *t > 0).map_or(0.0, |t| done as f64 / t as f64 * 100.0);
+                    view! {
+                        <div class="paused" data-testid="model-paused">
+                            <span>{format!("Download paused at {pct:.0} % ({} stored). ", bytes(done))}</span>
+                            <button class="primary" data-testid="download-resume" on:click=move |_| ctl.resume()>"Resume"</button>
+                            <button data-testid="download-cancel" on:click=move |_| ctl.cancel()>"Cancel"</button>
                         </div>
                     }.into_any()
                 }

@@ -70,6 +70,9 @@ pub fn SettingsPanel() -> impl IntoView {
                 <NumberField label="Seed" testid="seed" min=0.0 max=4_294_967_295.0 step=1.0
                     get=Signal::derive(move || s.with(|s| s.generation.seed as f64))
                     set=Callback::new(move |v: f64| s.update(|s| s.generation.seed = v as u64)) />
+                <NumberField label="Download connections" testid="connections" min=1.0 max=16.0 step=1.0
+                    get=Signal::derive(move || s.with(|s| s.connections as f64))
+                    set=Callback::new(move |v: f64| s.update(|s| s.connections = (v as usize).clamp(1, 16))) />
             </div>
         </details>
     }

@@ -4,7 +4,7 @@ use clap::{Parser, Subcommand};
 
 mod commands;
 
-/// Sprig's native tools: inspect, tokenize and run GGUF models.
+/// Sprig's native tools: inspect, tokenize, run, split and synthesize GGUF models.
 #[derive(Debug, Parser)]
 #[command(name = "sprig", version, about)]
 struct Cli {
@@ -26,6 +26,10 @@ enum Command {
     Bench(commands::bench::Args),
     /// Write the shard manifest (sizes, SHA-256) of an existing GGUF model.
     Manifest(commands::manifest::Args),
+    /// Write a GGUF model as gguf-split shards and their manifest.
+    Split(commands::split::Args),
+    /// Write a synthetic Mistral-shaped GGUF of about a given size (for benchmarks).
+    SynthGguf(commands::synth_gguf::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -36,5 +40,7 @@ fn main() -> anyhow::Result<()> {
         Command::Generate(args) => commands::generate::run(&args),
         Command::Bench(args) => commands::bench::run(&args),
         Command::Manifest(args) => commands::manifest::run(&args),
+        Command::Split(args) => commands::split::run(&args),
+        Command::SynthGguf(args) => commands::synth_gguf::run(&args),
     }
 }

@@ -14,7 +14,7 @@ pub mod manifest;
 pub use manifest::{Manifest, ManifestError};
 
 /// Version of the message format. Bump it on any incompatible change.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// A message on the wire: the protocol version and the body.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -59,6 +59,15 @@ pub enum ModelSource {
         /// The manifest's URL.
         url: String,
     },
+    /// A GGUF file the user picked, read in place (nothing is uploaded or
+    /// copied). The browser `File` travels beside the envelope, in the
+    /// message's `file` property, since it is not serializable.
+    File {
+        /// The file's name, for display.
+        name: String,
+        /// Its size in bytes.
+        size: u64,
+    },
 }
 
 impl ModelSource {
@@ -66,8 +75,46 @@ impl ModelSource {
     pub fn describe(&self) -> &str {
         match self {
             Self::Url { url } | Self::Manifest { url } => url,
+            Self::File { name, .. } => name,
         }
     }
+}
+
+/// Parallel connections a download uses unless told otherwise.
+pub const DEFAULT_CONNECTIONS: usize = 4;
+
+fn default_connections() -> usize {
+    DEFAULT_CONNECTIONS
+}
+
+/// What the model store holds of one model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreStatus {
+    /// Every shard is stored and verified: it loads with no network request.
+    Complete,
+    /// A download was interrupted; loading resumes it.
+    Partial,
+    /// It was complete but the browser evicted (some of) its data: loading
+    /// downloads it again.
+    NeedsDownload,
+}
+
+/// A model in the browser's model store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredModel {
+    /// The store's key for it.
+    pub id: String,
+    /// Its display name.
+    pub name: String,
+    /// Where it came from (absolute URL).
+    pub source: ModelSource,
+    /// Its full size in bytes.
+    pub total_size: u64,
+    /// Bytes stored (verified or not).
+    pub stored_bytes: u64,
+    /// Whether it is complete.
+    pub status: StoreStatus,
 }
 
 /// Who said a message.
@@ -129,6 +176,23 @@ pub enum Request {
     Load {
         /// Where the model is.
         source: ModelSource,
+        /// Parallel HTTP connections for the download (at least 1).
+        #[serde(default = "default_connections")]
+        connections: usize,
+    },
+    /// Stops the download in progress: keeps what is stored (pause; loading
+    /// the same source again resumes) or, with `discard`, deletes it (cancel).
+    /// Answered by [`Event::DownloadStopped`].
+    StopDownload {
+        /// Delete the partial download too.
+        discard: bool,
+    },
+    /// Lists the model store; answered by [`Event::Models`].
+    ListModels,
+    /// Deletes a stored model; answered by [`Event::Models`].
+    DeleteModel {
+        /// [`StoredModel::id`].
+        id: String,
     },
     /// Generates the assistant's reply to a conversation (ending with the
     /// user's message). Answered by [`Event::Started`], [`Event::Token`]s, then
@@ -149,8 +213,10 @@ pub enum Request {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LoadStage {
-    /// Bytes arriving over the network.
+    /// Bytes arriving over the network (or already stored, on a resume).
     Download,
+    /// Stored bytes being hashed against the manifest (on a resume).
+    Verify,
     /// Tensors being read into the engine.
     Load,
 }
@@ -230,6 +296,20 @@ pub enum Event {
         /// Bytes in all, when known.
         total: Option<u64>,
     },
+    /// A download stopped on request ([`Request::StopDownload`]).
+    DownloadStopped {
+        /// Whether the stored part was deleted.
+        discarded: bool,
+    },
+    /// The model store's contents and the site's storage figures.
+    Models {
+        /// The stored models.
+        models: Vec<StoredModel>,
+        /// Bytes this site uses, if the browser says.
+        usage: Option<u64>,
+        /// Bytes this site may use, if the browser says.
+        quota: Option<u64>,
+    },
     /// The model is ready to chat.
     Loaded {
         /// What it is.
@@ -301,6 +381,8 @@ pub enum ErrorKind {
     Engine,
     /// The worker panicked; it must be restarted.
     Panic,
+    /// The browser's storage cannot hold the model, or refused a write.
+    Storage,
 }
 
 /// Errors of decoding or checking a message.
@@ -331,7 +413,7 @@ mod tests {
 
     #[test]
     fn generate_round_trips_with_defaults_filled_in() {
-        let json = r#"{"v":2,"body":{"type":"generate","turn":3,"messages":[{"role":"user","content":"hi"}],"settings":{"temperature":0}}}"#;
+        let json = r#"{"v":3,"body":{"type":"generate","turn":3,"messages":[{"role":"user","content":"hi"}],"settings":{"temperature":0}}}"#;
         let req: Envelope<Request> = serde_json::from_str(json).unwrap();
         match req.open().unwrap() {
             Request::Generate { turn: 3, messages, settings } => {
@@ -363,6 +445,16 @@ mod tests {
     }
 
     #[test]
+    fn load_defaults_to_four_connections() {
+        let json = r#"{"v":3,"body":{"type":"load","source":{"type":"manifest","url":"m.json"}}}"#;
+        let req: Envelope<Request> = serde_json::from_str(json).unwrap();
+        assert_eq!(
+            req.open().unwrap(),
+            Request::Load { source: ModelSource::Manifest { url: "m.json".into() }, connections: DEFAULT_CONNECTIONS }
+        );
+    }
+
+    #[test]
     fn other_version_is_refused() {
         let env = Envelope { v: PROTOCOL_VERSION + 1, body: Request::Stop };
         let err = env.open().unwrap_err();
@@ -371,7 +463,7 @@ mod tests {
 
     #[test]
     fn unknown_message_type_is_an_error_not_a_panic() {
-        let r: Result<Envelope<Request>, _> = serde_json::from_str(r#"{"v":2,"body":{"type":"format_disk"}}"#);
+        let r: Result<Envelope<Request>, _> = serde_json::from_str(r#"{"v":3,"body":{"type":"format_disk"}}"#);
         assert!(r.is_err());
     }
 }

@@ -1,18 +1,17 @@
-//! Downloading a model file in the worker (never through the main thread),
-//! streaming the body into a chunk store with progress.
+//! HTTP in the worker (never through the main thread): small text resources,
+//! byte ranges of model files, and whole-file streams for servers that ignore
+//! Range. Requests bypass the HTTP cache (`no-store`): the model store is the
+//! only copy of a model the browser keeps.
 
 use js_sys::Uint8Array;
-use sha2::{Digest, Sha256};
-use sprig_engine::gguf::ChunkedBytes;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
-use web_sys::{ReadableStreamDefaultReader, Response, WorkerGlobalScope};
+use web_sys::{AbortSignal, Headers, ReadableStreamDefaultReader, RequestCache, RequestInit, Response, WorkerGlobalScope};
 
-/// Size of the chunks the model is stored in.
-pub const CHUNK: usize = 4 << 20;
+use crate::chunk_map::is_transient;
 
-/// Why a download failed.
-#[derive(Debug, thiserror::Error)]
+/// Why a request failed.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum FetchError {
     /// The request failed before an answer (network down, CORS, bad URL).
     #[error("cannot fetch {url}: {message}")]
@@ -30,67 +29,56 @@ pub enum FetchError {
         /// The HTTP status.
         status: u16,
     },
-    /// The body ended early or was longer than announced.
-    #[error("download of {url} is incomplete: {message}")]
+    /// The body was cut or had the wrong length.
+    #[error("download of {url} was cut: {message}")]
     Body {
         /// The URL.
         url: String,
         /// What went wrong.
         message: String,
     },
+    /// The request was aborted on purpose (pause, cancel).
+    #[error("stopped")]
+    Aborted,
+}
+
+impl FetchError {
+    /// Whether trying again may succeed.
+    pub fn transient(&self) -> bool {
+        match self {
+            Self::Network { .. } | Self::Body { .. } => true,
+            Self::Status { status, .. } => is_transient(*status),
+            Self::Aborted => false,
+        }
+    }
 }
 
 fn js_message(v: &JsValue) -> String {
     v.dyn_ref::<js_sys::Error>().map(|e| String::from(e.message())).unwrap_or_else(|| format!("{v:?}"))
 }
 
-/// Accumulates streamed pieces into fixed-size chunks.
-struct Assembler {
-    hasher: Sha256,
-    pieces: Vec<Vec<u8>>,
-    current: Vec<u8>,
-    done: u64,
+fn scope() -> WorkerGlobalScope {
+    js_sys::global().unchecked_into()
 }
 
-impl Assembler {
-    fn push(&mut self, bytes: &[u8]) {
-        self.hasher.update(bytes);
-        let mut rest = bytes;
-        while !rest.is_empty() {
-            let take = (CHUNK - self.current.len()).min(rest.len());
-            self.current.extend_from_slice(&rest[..take]);
-            rest = &rest[take..];
-            if self.current.len() == CHUNK {
-                self.pieces.push(std::mem::replace(&mut self.current, Vec::with_capacity(CHUNK)));
-            }
-        }
-        self.done += bytes.len() as u64;
+async fn request(url: &str, range: Option<String>, signal: Option<&AbortSignal>) -> Result<Response, FetchError> {
+    let aborted = || signal.is_some_and(AbortSignal::aborted);
+    let net = |e: &JsValue| if aborted() { FetchError::Aborted } else { FetchError::Network { url: url.to_string(), message: js_message(e) } };
+    let init = RequestInit::new();
+    init.set_cache(RequestCache::NoStore);
+    if let Some(range) = range {
+        let headers = Headers::new().map_err(|e| net(&e))?;
+        headers.set("range", &range).map_err(|e| net(&e))?;
+        init.set_headers(&headers);
     }
-
-    fn finish(mut self) -> Result<ChunkedBytes, String> {
-        if !self.current.is_empty() {
-            self.pieces.push(std::mem::take(&mut self.current));
-        }
-        let mut store = ChunkedBytes::new(self.done, CHUNK);
-        if store.chunk_count() != self.pieces.len() {
-            return Err(format!("received {} bytes", self.done));
-        }
-        for (i, p) in self.pieces.into_iter().enumerate() {
-            store.put(i, p).map_err(|e| e.to_string())?;
-        }
-        Ok(store)
+    if let Some(s) = signal {
+        init.set_signal(Some(s));
     }
-}
-
-/// A downloaded file: its chunks, size and SHA-256 (lowercase hex).
-#[derive(Debug)]
-pub struct Download {
-    /// The bytes.
-    pub store: ChunkedBytes,
-    /// How many.
-    pub size: u64,
-    /// Their SHA-256.
-    pub sha256: String,
+    let resp: Response = JsFuture::from(scope().fetch_with_str_and_init(url, &init)).await.map_err(|e| net(&e))?.unchecked_into();
+    if !resp.ok() {
+        return Err(FetchError::Status { url: url.to_string(), status: resp.status() });
+    }
+    Ok(resp)
 }
 
 /// Fetches a small text resource (a manifest).
@@ -98,14 +86,10 @@ pub struct Download {
 /// # Errors
 /// [`FetchError`] for network failures and HTTP errors.
 pub async fn text(url: &str) -> Result<String, FetchError> {
-    let net = |message: String| FetchError::Network { url: url.to_string(), message };
-    let scope: WorkerGlobalScope = js_sys::global().unchecked_into();
-    let resp: Response = JsFuture::from(scope.fetch_with_str(url)).await.map_err(|e| net(js_message(&e)))?.unchecked_into();
-    if !resp.ok() {
-        return Err(FetchError::Status { url: url.to_string(), status: resp.status() });
-    }
-    let body = JsFuture::from(resp.text().map_err(|e| net(js_message(&e)))?).await.map_err(|e| net(js_message(&e)))?;
-    body.as_string().ok_or_else(|| net("the body is not text".into()))
+    let net = |e: JsValue| FetchError::Network { url: url.to_string(), message: js_message(&e) };
+    let resp = request(url, None, None).await?;
+    let body = JsFuture::from(resp.text().map_err(net)?).await.map_err(net)?;
+    body.as_string().ok_or_else(|| FetchError::Network { url: url.to_string(), message: "the body is not text".into() })
 }
 
 /// Resolves `url` against `base` (itself resolved against the worker's location).
@@ -113,59 +97,104 @@ pub async fn text(url: &str) -> Result<String, FetchError> {
 /// # Errors
 /// [`FetchError::Network`] for a URL that does not parse.
 pub fn resolve(url: &str, base: &str) -> Result<String, FetchError> {
-    let scope: WorkerGlobalScope = js_sys::global().unchecked_into();
-    let here = scope.location().href();
+    let here = scope().location().href();
     let bad = |e: JsValue| FetchError::Network { url: url.to_string(), message: format!("not a valid URL: {}", js_message(&e)) };
     let base = web_sys::Url::new_with_base(base, &here).map_err(bad)?.href();
     Ok(web_sys::Url::new_with_base(url, &base).map_err(bad)?.href())
 }
 
-/// Downloads `url` into chunks, hashing as bytes arrive and calling
-/// `progress(done, total)`.
+/// The answer to a range request.
+#[derive(Debug)]
+pub enum RangeReply {
+    /// `206`: exactly the bytes asked for.
+    Partial {
+        /// The bytes.
+        bytes: Vec<u8>,
+        /// The file's size, from `Content-Range`, when readable.
+        total: Option<u64>,
+        /// The file's ETag, when readable.
+        etag: Option<String>,
+    },
+    /// `200`: the server ignores Range and sends the whole file.
+    Whole(WholeBody),
+}
+
+/// A whole-file response being streamed.
+#[derive(Debug)]
+pub struct WholeBody {
+    url: String,
+    reader: ReadableStreamDefaultReader,
+    signal: AbortSignal,
+    /// The announced length (absent with a content encoding).
+    pub length: Option<u64>,
+    /// The file's ETag, when readable.
+    pub etag: Option<String>,
+}
+
+impl WholeBody {
+    /// Stops receiving the body.
+    pub fn cancel(self) {
+        let _ = self.reader.cancel();
+    }
+
+    /// The next piece of the body; `None` at its end.
+    ///
+    /// # Errors
+    /// [`FetchError::Body`] when cut, [`FetchError::Aborted`] when stopped.
+    pub async fn next(&mut self) -> Result<Option<Vec<u8>>, FetchError> {
+        let result = JsFuture::from(self.reader.read()).await.map_err(|e| {
+            if self.signal.aborted() { FetchError::Aborted } else { FetchError::Body { url: self.url.clone(), message: js_message(&e) } }
+        })?;
+        if js_sys::Reflect::get(&result, &"done".into()).map(|v| v.is_truthy()).unwrap_or(true) {
+            return Ok(None);
+        }
+        let value = js_sys::Reflect::get(&result, &"value".into()).map_err(|e| FetchError::Body { url: self.url.clone(), message: js_message(&e) })?;
+        Ok(Some(Uint8Array::new(&value).to_vec()))
+    }
+}
+
+fn header(resp: &Response, name: &str) -> Option<String> {
+    resp.headers().get(name).ok().flatten()
+}
+
+/// Parses the total of a `Content-Range: bytes a-b/total` header.
+pub fn content_range_total(value: &str) -> Option<u64> {
+    value.rsplit_once('/').and_then(|(_, t)| t.trim().parse().ok())
+}
+
+/// Fetches bytes `[start, end)` of `url`.
 ///
 /// # Errors
-/// [`FetchError`] for network failures, HTTP errors and short bodies.
-pub async fn download(url: &str, progress: &mut dyn FnMut(u64, Option<u64>)) -> Result<Download, FetchError> {
-    let net = |message: String| FetchError::Network { url: url.to_string(), message };
-    let scope: WorkerGlobalScope = js_sys::global().unchecked_into();
-    let resp: Response = JsFuture::from(scope.fetch_with_str(url)).await.map_err(|e| net(js_message(&e)))?.unchecked_into();
-    if !resp.ok() {
+/// [`FetchError`]: network failures, error statuses, a cut or wrong-length body.
+pub async fn range(url: &str, start: u64, end: u64, signal: &AbortSignal) -> Result<RangeReply, FetchError> {
+    let resp = request(url, Some(format!("bytes={start}-{}", end - 1)), Some(signal)).await?;
+    let etag = header(&resp, "etag");
+    if resp.status() == 200 {
+        let encoded = header(&resp, "content-encoding").is_some_and(|e| e != "identity");
+        let length = if encoded { None } else { header(&resp, "content-length").and_then(|v| v.parse().ok()) };
+        let body = resp.body().ok_or_else(|| FetchError::Body { url: url.to_string(), message: "no body".into() })?;
+        return Ok(RangeReply::Whole(WholeBody { url: url.to_string(), reader: body.get_reader().unchecked_into(), signal: signal.clone(), length, etag }));
+    }
+    if resp.status() != 206 {
         return Err(FetchError::Status { url: url.to_string(), status: resp.status() });
     }
-    // With a content encoding, content-length counts compressed bytes: unknown total.
-    let encoded = resp.headers().get("content-encoding").ok().flatten().is_some_and(|e| e != "identity");
-    let total = if encoded { None } else { resp.headers().get("content-length").ok().flatten().and_then(|v| v.parse::<u64>().ok()) };
-    let body = resp.body().ok_or_else(|| net("the response has no body".into()))?;
-    let reader: ReadableStreamDefaultReader = body.get_reader().unchecked_into();
-    let mut asm = Assembler { hasher: Sha256::new(), pieces: Vec::new(), current: Vec::with_capacity(CHUNK), done: 0 };
-    let mut reported = 0u64;
-    loop {
-        let result = JsFuture::from(reader.read()).await.map_err(|e| FetchError::Body { url: url.to_string(), message: js_message(&e) })?;
-        let done = js_sys::Reflect::get(&result, &"done".into()).map(|v| v.is_truthy()).unwrap_or(true);
-        if done {
-            break;
-        }
-        let value = js_sys::Reflect::get(&result, &"value".into()).map_err(|e| net(js_message(&e)))?;
-        let bytes = Uint8Array::new(&value);
-        asm.push(&bytes.to_vec());
-        if let Some(t) = total {
-            if asm.done > t {
-                return Err(FetchError::Body { url: url.to_string(), message: format!("more than the announced {t} bytes") });
-            }
-        }
-        if asm.done - reported >= 1 << 20 {
-            reported = asm.done;
-            progress(asm.done, total);
-        }
+    let total = header(&resp, "content-range").and_then(|v| content_range_total(&v));
+    let cut = |e: JsValue| if signal.aborted() { FetchError::Aborted } else { FetchError::Body { url: url.to_string(), message: js_message(&e) } };
+    let buf = JsFuture::from(resp.array_buffer().map_err(cut)?).await.map_err(cut)?;
+    let bytes = Uint8Array::new(&buf).to_vec();
+    if bytes.len() as u64 != end - start {
+        return Err(FetchError::Body { url: url.to_string(), message: format!("{} bytes arrived for a range of {}", bytes.len(), end - start) });
     }
-    let size = asm.done;
-    progress(size, total);
-    let sha256 = asm.hasher.clone().finalize().iter().map(|b| format!("{b:02x}")).collect();
-    if let Some(t) = total {
-        if size != t {
-            return Err(FetchError::Body { url: url.to_string(), message: format!("{size} of {t} bytes arrived") });
+    Ok(RangeReply::Partial { bytes, total, etag })
+}
+
+/// Waits `ms` milliseconds.
+pub async fn sleep(ms: u32) {
+    let promise = js_sys::Promise::new(&mut |resolve, _| {
+        let ms = i32::try_from(ms).unwrap_or(i32::MAX);
+        if scope().set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms).is_err() {
+            let _ = resolve.call0(&JsValue::NULL);
         }
-    }
-    let store = asm.finish().map_err(|message| FetchError::Body { url: url.to_string(), message })?;
-    Ok(Download { store, size, sha256 })
+    });
+    let _ = JsFuture::from(promise).await;
 }

@@ -2,21 +2,28 @@
 //! models, running replies token by token and posting events.
 
 use std::cell::{Cell, RefCell};
+use std::io::BufReader;
+use std::rc::Rc;
 
-use sprig_engine::gguf::{ChunkedBytes, SourceReader};
+use sprig_engine::gguf::{ByteSource, SourceReader};
 use sprig_protocol::codec::{decode, encode};
 use sprig_protocol::{ErrorKind, Event, LoadStage, Manifest, ModelSource, Request};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{spawn_local, JsFuture};
-use web_sys::{DedicatedWorkerGlobalScope, MessageChannel, MessageEvent};
+use web_sys::{DedicatedWorkerGlobalScope, File, MessageChannel, MessageEvent};
 
+use crate::chunk_map::ChunkMap;
+use crate::download::{self, Control, DownloadError};
 use crate::fetch;
-use crate::model_cache::ModelCache;
+use crate::file_source::FileSource;
 use crate::host::{error, worker_info, Host};
+use crate::model_store::{model_id, ModelDir, ModelStore, ShardMeta, ShardState, StoreMeta};
+use crate::opfs::{StoreError, SyncFile};
 
 thread_local! {
     static HOST: RefCell<Host> = RefCell::new(Host::new());
     static LOADING: Cell<bool> = const { Cell::new(false) };
+    static DOWNLOAD: RefCell<Option<Rc<Control>>> = const { RefCell::new(None) };
     static YIELD: RefCell<Option<MessageChannel>> = const { RefCell::new(None) };
 }
 
@@ -59,91 +66,279 @@ async fn yield_now() {
     let _ = JsFuture::from(promise).await;
 }
 
-/// Loads a manifest's shards one after the other: from the model cache when a
-/// verified copy is there, else from the network, checking each one's size and
-/// SHA-256 before caching it. Progress counts bytes over all shards. Without a
-/// network, the manifest last seen at `url` is used.
-async fn download_manifest(url: &str) -> Result<(Vec<ChunkedBytes>, u64), Event> {
-    let cache = match ModelCache::open().await {
-        Ok(c) => Some(c),
-        Err(e) => {
-            web_sys::console::warn_1(&format!("sprig-worker: no model cache ({e}); downloading every time").into());
-            None
-        }
-    };
-    let json = match fetch::text(url).await {
-        Ok(json) => json,
-        Err(e) => match &cache {
-            Some(c) => c.manifest(url).await.ok_or_else(|| error(ErrorKind::Network, e.to_string()))?,
-            None => return Err(error(ErrorKind::Network, e.to_string())),
-        },
-    };
-    let manifest = Manifest::parse(&json).map_err(|e| error(ErrorKind::BadModel, format!("{url}: {e}")))?;
-    if let Some(c) = &cache {
-        if let Err(e) = c.save_manifest(url, &json).await {
-            web_sys::console::warn_1(&format!("sprig-worker: cannot cache the manifest: {e}").into());
+/// A stored shard as the GGUF reader sees it: buffered, since parsing the
+/// header makes many tiny reads and each one is a call into the browser.
+type StoreReader = BufReader<SourceReader<SyncFile>>;
+
+/// Read buffer of a shard (tensor reads larger than this bypass it).
+const READ_BUFFER: usize = 1 << 20;
+
+/// Posts download progress at most every 100 ms (and always the last bytes).
+fn progress_poster() -> impl Fn(LoadStage, u64, u64) {
+    let last = Cell::new(0.0f64);
+    move |stage, done, total| {
+        let now = js_sys::Date::now();
+        if done >= total || now - last.get() >= 100.0 {
+            last.set(now);
+            post(Event::Progress { stage, done, total: Some(total) });
         }
     }
-    let total = manifest.total_size;
-    let mut stores = Vec::with_capacity(manifest.shards.len());
-    let mut before = 0u64;
-    for (i, shard) in manifest.shards.iter().enumerate() {
-        let shard_url = fetch::resolve(&shard.url, url).map_err(|e| error(ErrorKind::BadModel, e.to_string()))?;
-        if let Some(c) = &cache {
-            if let Some(store) = c.load(&shard_url, shard).await {
-                before += shard.size;
-                post(Event::Progress { stage: LoadStage::Download, done: before, total: Some(total) });
-                stores.push(store);
-                continue;
-            }
-        }
-        let mut on_download =
-            |done: u64, _: Option<u64>| post(Event::Progress { stage: LoadStage::Download, done: before + done, total: Some(total) });
-        let d = fetch::download(&shard_url, &mut on_download).await.map_err(|e| error(ErrorKind::Network, e.to_string()))?;
-        if d.size != shard.size || d.sha256 != shard.sha256 {
-            return Err(error(
-                ErrorKind::BadModel,
-                format!(
-                    "shard {} ({shard_url}) failed verification: expected {} bytes with sha256 {}, got {} bytes with sha256 {}",
-                    i + 1,
-                    shard.size,
-                    shard.sha256,
-                    d.size,
-                    d.sha256
-                ),
-            ));
-        }
-        if let Some(c) = &cache {
-            if let Err(e) = c.save(&shard_url, shard, &d.store).await {
-                web_sys::console::warn_1(&format!("sprig-worker: cannot keep shard {} for next time: {e}", i + 1).into());
-            }
-        }
-        before += d.size;
-        stores.push(d.store);
-    }
-    Ok((stores, total))
 }
 
-async fn load(source: ModelSource) {
-    let downloaded = match &source {
-        ModelSource::Url { url } => {
-            let mut on_download = |done: u64, total: Option<u64>| post(Event::Progress { stage: LoadStage::Download, done, total });
-            fetch::download(url, &mut on_download)
-                .await
-                .map(|d| (vec![d.store], d.size))
-                .map_err(|e| error(ErrorKind::Network, e.to_string()))
-        }
-        ModelSource::Manifest { url } => download_manifest(url).await,
+fn storage_error(e: &StoreError) -> Event {
+    error(ErrorKind::Storage, e.to_string())
+}
+
+fn download_error(e: DownloadError) -> Event {
+    match e {
+        DownloadError::Fetch(_) | DownloadError::Protocol { .. } => error(ErrorKind::Network, e.to_string()),
+        DownloadError::Verification { .. } => error(ErrorKind::BadModel, e.to_string()),
+        DownloadError::Store(ref s) => storage_error(s),
+        DownloadError::Stopped => error(ErrorKind::Network, e.to_string()),
+    }
+}
+
+/// The site's storage use and quota, if the browser says.
+async fn estimate() -> Option<(u64, u64)> {
+    let scope: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
+    let promise = scope.navigator().storage().estimate().ok()?;
+    let e = JsFuture::from(promise).await.ok()?;
+    let get = |k: &str| js_sys::Reflect::get(&e, &k.into()).ok().and_then(|v| v.as_f64()).map(|v| v as u64);
+    Some((get("usage")?, get("quota")?))
+}
+
+fn gb(bytes: u64) -> String {
+    format!("{:.2} GB", bytes as f64 / 1e9)
+}
+
+/// Refuses a download the site's storage cannot hold.
+async fn check_quota(need: u64, name: &str) -> Result<(), Event> {
+    let Some((usage, quota)) = estimate().await else { return Ok(()) };
+    let free = quota.saturating_sub(usage);
+    if need > free {
+        return Err(error(
+            ErrorKind::Storage,
+            format!(
+                "not enough storage for {name}: it needs {} more, but the browser lets this site store only {} more ({} of {} used). Delete a model in the Models panel or free disk space, then try again",
+                gb(need),
+                gb(free),
+                gb(usage),
+                gb(quota)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The shards of a manifest source, from the network or (offline, or already
+/// complete) from the store: the record to keep and each shard's URL.
+async fn manifest_meta(url: &str, known: Option<StoreMeta>) -> Result<(StoreMeta, Vec<String>), Event> {
+    let stored = known.and_then(|m| m.manifest);
+    let json = match fetch::text(url).await {
+        Ok(json) => json,
+        Err(e) => stored.ok_or_else(|| error(ErrorKind::Network, e.to_string()))?,
     };
-    let event = match downloaded {
-        Ok((stores, size)) => {
-            let readers = stores.into_iter().map(SourceReader::new).collect();
-            HOST.with(|h| h.borrow_mut().load(readers, size, &mut post))
-        }
-        Err(event) => event,
+    manifest_shards(url, &json)
+}
+
+fn manifest_shards(url: &str, json: &str) -> Result<(StoreMeta, Vec<String>), Event> {
+    let manifest = Manifest::parse(json).map_err(|e| error(ErrorKind::BadModel, format!("{url}: {e}")))?;
+    let mut urls = Vec::with_capacity(manifest.shards.len());
+    let mut shards = Vec::with_capacity(manifest.shards.len());
+    for s in &manifest.shards {
+        urls.push(fetch::resolve(&s.url, url).map_err(|e| error(ErrorKind::BadModel, e.to_string()))?);
+        shards.push(ShardMeta { key: s.sha256.clone(), size: s.size, sha256: Some(s.sha256.clone()) });
+    }
+    let meta = StoreMeta {
+        name: manifest.name,
+        source: ModelSource::Manifest { url: url.to_string() },
+        total_size: manifest.total_size,
+        shards,
+        etag: None,
+        manifest: Some(json.to_string()),
     };
+    Ok((meta, urls))
+}
+
+/// The single "shard" of a plain GGUF URL: its size and ETag from a one-byte
+/// range request. A changed file (other size or ETag) discards a partial copy.
+async fn url_meta(dir: &ModelDir, url: &str, known: Option<StoreMeta>, ctl: &Control) -> Result<StoreMeta, Event> {
+    let (size, etag) = match download::fetch_chunk(url, 0, 1, ctl).await.map_err(download_error)? {
+        fetch::RangeReply::Partial { total: Some(total), etag, .. } => (total, etag),
+        fetch::RangeReply::Partial { total: None, .. } => {
+            return Err(error(
+                ErrorKind::Network,
+                format!("{url}: the server does not let Sprig read Content-Range (a cross-origin server must send Access-Control-Expose-Headers: Content-Range); serve a manifest instead"),
+            ))
+        }
+        fetch::RangeReply::Whole(body) => {
+            let size = body.length.ok_or_else(|| {
+                error(ErrorKind::Network, format!("{url}: the server ignores Range and sends no Content-Length, so the download could not be checked or resumed"))
+            })?;
+            let etag = body.etag.clone();
+            body.cancel();
+            (size, etag)
+        }
+    };
+    let name = url.rsplit('/').next().filter(|n| !n.is_empty()).unwrap_or(url).split('?').next().unwrap_or(url).to_string();
+    let shard = ShardMeta { key: "file".into(), size, sha256: None };
+    if let Some(old) = known {
+        if old.total_size != size || old.etag != etag {
+            for s in &old.shards {
+                dir.discard(s).await.map_err(|e| storage_error(&e))?;
+            }
+        }
+    }
+    Ok(StoreMeta { name, source: ModelSource::Url { url: url.to_string() }, total_size: size, shards: vec![shard], etag, manifest: None })
+}
+
+/// Whether every shard of `meta` is stored and verified.
+async fn all_verified(dir: &ModelDir, meta: &StoreMeta) -> bool {
+    for shard in &meta.shards {
+        if !matches!(dir.shard_state(shard).await, Ok(ShardState::Verified)) {
+            return false;
+        }
+    }
+    true
+}
+
+/// Brings a URL or manifest model into the store (resuming what is there,
+/// with no network at all when it is complete) and opens its shards.
+async fn fetch_to_store(store: &ModelStore, source: &ModelSource, connections: usize, ctl: &Control) -> Result<(Vec<StoreReader>, u64), Event> {
+    let id = model_id(source);
+    let dir = store.model(&id, true).await.map_err(|e| storage_error(&e))?.ok_or_else(|| error(ErrorKind::Storage, "cannot create the model's folder"))?;
+    let known = dir.meta().await.filter(|m| m.source == *source);
+    let warm = match &known {
+        Some(m) if all_verified(&dir, m).await => Some(m.clone()),
+        _ => None,
+    };
+    let meta = if let Some(meta) = warm {
+        meta
+    } else {
+        let (meta, urls) = match source {
+            ModelSource::Manifest { url } => manifest_meta(url, known).await?,
+            ModelSource::Url { url } => (url_meta(&dir, url, known, ctl).await?, vec![url.clone()]),
+            ModelSource::File { .. } => return Err(error(ErrorKind::BadMessage, "a local file is not downloaded")),
+        };
+        dir.save_meta(&meta).await.map_err(|e| storage_error(&e))?;
+        let mut targets = Vec::new();
+        let mut need = 0;
+        for (shard, url) in meta.shards.iter().zip(urls) {
+            let map = match dir.shard_state(shard).await.map_err(|e| storage_error(&e))? {
+                ShardState::Verified => continue,
+                ShardState::Evicted => {
+                    dir.discard(shard).await.map_err(|e| storage_error(&e))?;
+                    ChunkMap::new(shard.size)
+                }
+                ShardState::Partial(map) => map,
+            };
+            need += shard.size - map.stored_bytes();
+            let writer = dir.writer(shard, map).await.map_err(|e| storage_error(&e))?;
+            targets.push(download::Target { url, writer });
+        }
+        if need > 0 {
+            check_quota(need, &meta.name).await?;
+        }
+        if !targets.is_empty() {
+            let progress = progress_poster();
+            download::run(&dir, targets, connections, ctl, meta.total_size, &progress).await.map_err(|e| match e {
+                DownloadError::Stopped => Event::DownloadStopped { discarded: ctl.stopped().unwrap_or(false) },
+                e => download_error(e),
+            })?;
+        }
+        meta
+    };
+    let mut readers = Vec::with_capacity(meta.shards.len());
+    for shard in &meta.shards {
+        readers.push(BufReader::with_capacity(READ_BUFFER, SourceReader::new(dir.reader(shard).await.map_err(|e| storage_error(&e))?)));
+    }
+    Ok((readers, meta.total_size))
+}
+
+/// After a failed or cancelled download: deletes the model when asked or when
+/// nothing of it is stored, so the store lists no empty entries.
+async fn tidy(store: &ModelStore, source: &ModelSource, discard: bool) {
+    let id = model_id(source);
+    let empty = match store.model(&id, false).await {
+        Ok(Some(dir)) => dir.describe().await.is_none_or(|m| m.stored_bytes == 0),
+        _ => false,
+    };
+    if discard || empty {
+        if let Err(e) = store.delete(&id).await {
+            web_sys::console::warn_1(&format!("sprig-worker: cannot delete {id}: {e}").into());
+        }
+    }
+}
+
+async fn load(source: ModelSource, file: Option<File>, connections: usize) {
+    let event = match &source {
+        ModelSource::File { name, .. } => match file.map(FileSource::new) {
+            Some(Ok(f)) => {
+                let size = f.len();
+                let reader = BufReader::with_capacity(READ_BUFFER, SourceReader::new(f));
+                HOST.with(|h| h.borrow_mut().load(vec![reader], size, &mut post))
+            }
+            Some(Err(message)) => error(ErrorKind::BadModel, format!("{name}: {message}")),
+            None => error(ErrorKind::BadMessage, format!("{name}: the message carries no file")),
+        },
+        _ => match ModelStore::open().await {
+            Err(e) => storage_error(&e),
+            Ok(store) => {
+                let ctl = match Control::new() {
+                    Ok(c) => Rc::new(c),
+                    Err(message) => {
+                        finish_load(error(ErrorKind::Engine, message));
+                        return;
+                    }
+                };
+                DOWNLOAD.with(|d| *d.borrow_mut() = Some(ctl.clone()));
+                let fetched = fetch_to_store(&store, &source, connections, &ctl).await;
+                DOWNLOAD.with(|d| *d.borrow_mut() = None);
+                match fetched {
+                    Ok((readers, size)) => HOST.with(|h| h.borrow_mut().load(readers, size, &mut post)),
+                    Err(event) => {
+                        tidy(&store, &source, ctl.stopped() == Some(true)).await;
+                        event
+                    }
+                }
+            }
+        },
+    };
+    finish_load(event);
+}
+
+fn finish_load(event: Event) {
     LOADING.with(|l| l.set(false));
     post(event);
+}
+
+async fn list_models() -> Event {
+    let store = match ModelStore::open().await {
+        Ok(s) => s,
+        Err(e) => return storage_error(&e),
+    };
+    match store.list().await {
+        Ok(models) => {
+            let (usage, quota) = estimate().await.map_or((None, None), |(u, q)| (Some(u), Some(q)));
+            Event::Models { models, usage, quota }
+        }
+        Err(e) => storage_error(&e),
+    }
+}
+
+async fn delete_model(id: String) {
+    if LOADING.with(Cell::get) {
+        post(error(ErrorKind::Busy, "a model is downloading or loading; stop it before deleting models"));
+        return;
+    }
+    let deleted = match ModelStore::open().await {
+        Ok(store) => store.delete(&id).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = deleted {
+        post(storage_error(&e));
+    }
+    post(list_models().await);
 }
 
 async fn run_reply() {
@@ -161,22 +356,28 @@ async fn run_reply() {
     }
 }
 
-fn on_request(request: Request) {
+fn on_request(request: Request, file: Option<File>) {
     match request {
         Request::Hello { nonce } => post(match worker_info() {
             Ok(info) => Event::Hello { nonce, info },
             Err(message) => error(ErrorKind::Engine, message),
         }),
-        Request::Load { source } => {
+        Request::Load { source, connections } => {
             if LOADING.with(Cell::get) {
                 post(error(ErrorKind::Busy, "a model is already loading"));
             } else if HOST.with(|h| h.borrow().generating()) {
                 post(error(ErrorKind::Busy, "a reply is being generated; stop it first"));
             } else {
                 LOADING.with(|l| l.set(true));
-                spawn_local(load(source));
+                spawn_local(load(source, file, connections.clamp(1, 16)));
             }
         }
+        Request::StopDownload { discard } => match DOWNLOAD.with(|d| d.borrow().clone()) {
+            Some(ctl) => ctl.stop(discard),
+            None => post(error(ErrorKind::NotLoaded, "no download is in progress")),
+        },
+        Request::ListModels => spawn_local(async { post(list_models().await) }),
+        Request::DeleteModel { id } => spawn_local(delete_model(id)),
         Request::Generate { turn, messages, settings } => {
             if LOADING.with(Cell::get) {
                 post(error(ErrorKind::Busy, "the model is still loading"));
@@ -200,9 +401,14 @@ pub fn start() {
         console_error_panic_hook::hook(info);
         post(Event::Error { kind: ErrorKind::Panic, message: info.to_string() });
     }));
-    let on_message = Closure::<dyn FnMut(MessageEvent)>::new(|msg: MessageEvent| match decode::<Request>(msg.data()) {
-        Ok(request) => on_request(request),
-        Err(e) => post(error(ErrorKind::BadMessage, e.to_string())),
+    let on_message = Closure::<dyn FnMut(MessageEvent)>::new(|msg: MessageEvent| {
+        let data = msg.data();
+        // A picked file travels beside the envelope (see `ModelSource::File`).
+        let file = js_sys::Reflect::get(&data, &"file".into()).ok().and_then(|f| f.dyn_into::<File>().ok());
+        match decode::<Request>(data) {
+            Ok(request) => on_request(request, file),
+            Err(e) => post(error(ErrorKind::BadMessage, e.to_string())),
+        }
     });
     scope().set_onmessage(Some(on_message.as_ref().unchecked_ref()));
     // The handler lives as long as the worker.

@@ -8,14 +8,21 @@
 //! [`Event::Error`] of kind [`ErrorKind::BadMessage`]; a panic is reported as
 //! an [`ErrorKind::Panic`] event.
 
+pub mod chunk_map;
 pub mod host;
 
 #[cfg(target_arch = "wasm32")]
+mod download;
+#[cfg(target_arch = "wasm32")]
 mod fetch;
+#[cfg(target_arch = "wasm32")]
+mod file_source;
 #[cfg(target_arch = "wasm32")]
 mod global;
 #[cfg(target_arch = "wasm32")]
-mod model_cache;
+mod model_store;
+#[cfg(target_arch = "wasm32")]
+mod opfs;
 #[cfg(target_arch = "wasm32")]
 pub use global::start;
 

@@ -1,15 +1,18 @@
 //! GGUF model files: reading over any byte source, header first, then tensor by
-//! tensor, from one file or from gguf-split shards.
+//! tensor, from one file or from gguf-split shards; and writing a model as
+//! gguf-split shards ([`split`]).
 
 mod file;
 mod info;
 mod meta;
 mod source;
+pub mod split;
 
 pub use file::{split_paths, GgufFile};
 pub use info::ModelInfo;
 pub use meta::Metadata;
 pub use source::{ByteSource, ChunkedBytes, SourceReader};
+pub use split::{write_split, SplitError, WrittenShard};
 
 /// Errors of reading a GGUF file.
 #[derive(Debug, thiserror::Error)]

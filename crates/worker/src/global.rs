@@ -163,7 +163,14 @@ fn manifest_shards(url: &str, json: &str) -> Result<(StoreMeta, Vec<String>), Ev
 /// The single "shard" of a plain GGUF URL: its size and ETag from a one-byte
 /// range request. A changed file (other size or ETag) discards a partial copy.
 async fn url_meta(dir: &ModelDir, url: &str, known: Option<StoreMeta>, ctl: &Control) -> Result<StoreMeta, Event> {
-    let (size, etag) = match download::fetch_chunk(url, 0, 1, ctl).await.map_err(download_error)? {
+    let (size, etag) = match download::fetch_chunk(url, 0, 4, ctl).await.map_err(download_error)? {
+        // Refuse a file that is not GGUF before downloading all of it.
+        fetch::RangeReply::Partial { bytes, .. } if bytes != b"GGUF" => {
+            return Err(error(
+                ErrorKind::BadModel,
+                format!("{url} is not a GGUF model: it starts with {:?}, not \"GGUF\"", String::from_utf8_lossy(&bytes)),
+            ))
+        }
         fetch::RangeReply::Partial { total: Some(total), etag, .. } => (total, etag),
         fetch::RangeReply::Partial { total: None, .. } => {
             return Err(error(
@@ -295,7 +302,14 @@ async fn load(source: ModelSource, file: Option<File>, connections: usize) {
                 let fetched = fetch_to_store(&store, &source, connections, &ctl).await;
                 DOWNLOAD.with(|d| *d.borrow_mut() = None);
                 match fetched {
-                    Ok((readers, size)) => HOST.with(|h| h.borrow_mut().load(readers, size, &mut post)),
+                    Ok((readers, size)) => {
+                        let event = HOST.with(|h| h.borrow_mut().load(readers, size, &mut post));
+                        // Stored bytes that are not a usable model are not kept.
+                        if let Event::Error { kind: ErrorKind::BadModel, .. } = event {
+                            tidy(&store, &source, true).await;
+                        }
+                        event
+                    }
                     Err(event) => {
                         tidy(&store, &source, ctl.stopped() == Some(true)).await;
                         event

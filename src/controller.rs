@@ -256,7 +256,7 @@ impl Controller {
     fn start_load(self, source: ModelSource, file: Option<web_sys::File>) {
         self.error.set(None);
         let now = now_ms();
-        self.model.set(ModelState::Loading { stage: LoadStage::Download, done: 0, total: None, since_ms: now, now_ms: now });
+        self.model.set(ModelState::Loading { stage: LoadStage::Download, done: 0, total: None, since_ms: now, now_ms: now, rate: None, eta_s: None });
         self.active.set(Some(source.clone()));
         if file.is_none() {
             self.ask_persistence();
@@ -465,13 +465,13 @@ impl Controller {
         match event {
             Event::Ready => self.worker.set(WorkerStatus::Ready),
             Event::Hello { info, .. } => self.info.set(Some(info)),
-            Event::Progress { stage, done, total } => self.model.update(|m| {
+            Event::Progress { stage, done, total, rate, eta_s } => self.model.update(|m| {
                 let now = now_ms();
                 let since = match m {
                     ModelState::Loading { stage: s, since_ms, .. } if *s == stage => *since_ms,
                     _ => now,
                 };
-                *m = ModelState::Loading { stage, done, total, since_ms: since, now_ms: now };
+                *m = ModelState::Loading { stage, done, total, since_ms: since, now_ms: now, rate, eta_s };
             }),
             Event::Loaded { model } => {
                 self.model.set(ModelState::Ready(model));

@@ -59,8 +59,12 @@ pub enum ModelState {
         total: Option<u64>,
         /// When this phase started (ms).
         since_ms: f64,
-        /// Now (ms), for speed and ETA.
+        /// Now (ms).
         now_ms: f64,
+        /// Download speed (bytes/s), once the worker has measured it.
+        rate: Option<f64>,
+        /// Seconds left at that speed.
+        eta_s: Option<f64>,
     },
     /// A download paused by the user; loading the same model resumes it.
     Paused {
@@ -259,9 +263,9 @@ mod tests {
         assert_eq!(download_state(Some(&stored(StoreStatus::Complete, 200)), None, true, true), D::Ready { loaded: true });
         assert_eq!(download_state(Some(&stored(StoreStatus::Partial, 50)), None, false, false), D::Paused { percent: 25.0 });
         assert_eq!(download_state(Some(&stored(StoreStatus::NeedsDownload, 0)), None, false, true), D::NeedsDownload);
-        let loading = ModelState::Loading { stage: LoadStage::Download, done: 30, total: Some(60), since_ms: 0.0, now_ms: 1.0 };
+        let loading = ModelState::Loading { stage: LoadStage::Download, done: 30, total: Some(60), since_ms: 0.0, now_ms: 1.0, rate: None, eta_s: None };
         assert_eq!(download_state(None, Some(&loading), false, false), D::Downloading { percent: 50.0, verifying: false });
-        let verifying = ModelState::Loading { stage: LoadStage::Verify, done: 60, total: Some(60), since_ms: 0.0, now_ms: 1.0 };
+        let verifying = ModelState::Loading { stage: LoadStage::Verify, done: 60, total: Some(60), since_ms: 0.0, now_ms: 1.0, rate: None, eta_s: None };
         assert_eq!(download_state(None, Some(&verifying), false, false).key(), "verifying");
         let failed = ModelState::Failed("HTTP 404".into());
         assert_eq!(download_state(None, Some(&failed), false, false).label(), "Failed: HTTP 404");

@@ -6,14 +6,14 @@ use sprig_protocol::LoadStage;
 use crate::controller::Controller;
 use crate::state::{bytes, ModelState, CATALOG};
 
-fn eta(done: u64, total: Option<u64>, elapsed_ms: f64) -> String {
-    let speed = if elapsed_ms > 0.0 { done as f64 / (elapsed_ms / 1000.0) } else { 0.0 };
-    let mut s = format!("{}/s", bytes(speed as u64));
-    if let Some(t) = total {
-        if speed > 0.0 && t > done {
-            let secs = ((t - done) as f64 / speed).ceil() as u64;
-            s.push_str(&format!(", about {}:{:02} left", secs / 60, secs % 60));
-        }
+/// "12.3 MiB/s, about 1:05 left", from the worker's figures; for the load
+/// stage (no rate), the speed of reading since the stage began.
+fn speed(done: u64, rate: Option<f64>, eta_s: Option<f64>, elapsed_ms: f64) -> String {
+    let rate = rate.unwrap_or(if elapsed_ms > 0.0 { done as f64 / (elapsed_ms / 1000.0) } else { 0.0 });
+    let mut s = format!("{}/s", bytes(rate as u64));
+    if let Some(secs) = eta_s.filter(|s| s.is_finite() && *s >= 1.0) {
+        let secs = secs.ceil() as u64;
+        s.push_str(&format!(", about {}:{:02} left", secs / 60, secs % 60));
     }
     s
 }
@@ -78,7 +78,7 @@ pub fn ModelPanel() -> impl IntoView {
             </div>
             {move || match ctl.model.get() {
                 ModelState::Idle => view! { <p class="muted">"No model loaded. Models run on this device; nothing is sent to a server."</p> }.into_any(),
-                ModelState::Loading { stage, done, total, since_ms, now_ms } => {
+                ModelState::Loading { stage, done, total, since_ms, now_ms, rate, eta_s } => {
                     let what = match stage {
                         LoadStage::Download => "Downloading",
                         LoadStage::Verify => "Verifying what is stored",
@@ -87,8 +87,8 @@ pub fn ModelPanel() -> impl IntoView {
                     let downloading = stage != LoadStage::Load;
                     let pct = total.filter(|t| *t > 0).map(|t| (done as f64 / t as f64 * 100.0).min(100.0));
                     let label = match (pct, total) {
-                        (Some(p), Some(t)) => format!("{what}: {} of {} ({p:.0} %), {}", bytes(done), bytes(t), eta(done, total, now_ms - since_ms)),
-                        _ => format!("{what}: {}, {}", bytes(done), eta(done, total, now_ms - since_ms)),
+                        (Some(p), Some(t)) => format!("{what}: {} of {} ({p:.0} %), {}", bytes(done), bytes(t), speed(done, rate, eta_s, now_ms - since_ms)),
+                        _ => format!("{what}: {}, {}", bytes(done), speed(done, rate, eta_s, now_ms - since_ms)),
                     };
                     let aria = label.clone();
                     view! {
@@ -120,6 +120,14 @@ pub fn ModelPanel() -> impl IntoView {
                         <strong>{m.name.clone()}</strong>
                         {format!(" · {} · {} · {:.0} M parameters · {} tokens of context · {}",
                             m.architecture, m.quantization, m.parameter_count as f64 / 1e6, m.context_length, bytes(m.size_bytes))}
+                        <span class="muted" data-testid="model-timings">
+                            {if m.fetch_ms >= 1000.0 {
+                                format!(" · downloaded in {:.1} s, loaded in {:.1} s", m.fetch_ms / 1000.0, m.load_ms / 1000.0)
+                            } else {
+                                format!(" · loaded from this device in {:.1} s", (m.fetch_ms + m.load_ms) / 1000.0)
+                            }}
+                            {(m.memory_bytes > 0).then(|| format!(" · worker memory {}", bytes(m.memory_bytes)))}
+                        </span>
                     </p>
                 }.into_any(),
                 ModelState::Failed(reason) => view! { <p class="failed" data-testid="model-failed">"Could not load the model: " {reason}</p> }.into_any(),

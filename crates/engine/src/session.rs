@@ -27,15 +27,21 @@ use crate::sample::{Sampler, SamplingParams};
 use crate::stream::TextStream;
 use crate::tokenizer::{Tokenizer, TokenizerError};
 
+impl From<ModelError> for SessionError {
+    fn from(e: ModelError) -> Self {
+        Self::Model(Box::new(e))
+    }
+}
+
 /// Errors of a session.
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
     /// Reading the model file failed.
     #[error(transparent)]
     Gguf(#[from] GgufError),
-    /// Loading or running the model failed.
+    /// Loading or running the model failed (boxed: it is large).
     #[error(transparent)]
-    Model(#[from] ModelError),
+    Model(Box<ModelError>),
     /// Tokenizing failed.
     #[error(transparent)]
     Tokenizer(#[from] TokenizerError),

@@ -238,6 +238,17 @@ pub struct LoadedModel {
     pub size_bytes: u64,
     /// The chat format used (`template` or `mistral-v1`).
     pub chat_format: String,
+    /// Milliseconds spent bringing the bytes into the model store (0 when
+    /// they were all there).
+    #[serde(default)]
+    pub fetch_ms: f64,
+    /// Milliseconds spent reading the model into the engine.
+    #[serde(default)]
+    pub load_ms: f64,
+    /// The worker's memory after loading, in bytes (wasm memory only grows,
+    /// so this is its peak so far); 0 when unknown.
+    #[serde(default)]
+    pub memory_bytes: u64,
 }
 
 /// Why a reply ended.
@@ -295,6 +306,13 @@ pub enum Event {
         done: u64,
         /// Bytes in all, when known.
         total: Option<u64>,
+        /// Download speed in bytes per second, over the bytes fetched by this
+        /// download (not those a resume found stored).
+        #[serde(default)]
+        rate: Option<f64>,
+        /// Seconds left at that speed.
+        #[serde(default)]
+        eta_s: Option<f64>,
     },
     /// A download stopped on request ([`Request::StopDownload`]).
     DownloadStopped {

@@ -73,16 +73,38 @@ type StoreReader = BufReader<SourceReader<SyncFile>>;
 /// Read buffer of a shard (tensor reads larger than this bypass it).
 const READ_BUFFER: usize = 1 << 20;
 
-/// Posts download progress at most every 100 ms (and always the last bytes).
+/// Posts download progress at most every 100 ms (and always the last bytes),
+/// with the speed of this download and the time left at that speed.
 fn progress_poster() -> impl Fn(LoadStage, u64, u64) {
     let last = Cell::new(0.0f64);
+    let start: Cell<Option<(f64, u64)>> = Cell::new(None);
     move |stage, done, total| {
         let now = js_sys::Date::now();
+        let (rate, eta_s) = if stage == LoadStage::Download {
+            let (t0, d0) = start.get().unwrap_or_else(|| {
+                start.set(Some((now, done)));
+                (now, done)
+            });
+            let secs = (now - t0) / 1000.0;
+            let rate = (secs > 0.5 && done > d0).then(|| (done - d0) as f64 / secs);
+            (rate, rate.map(|r| total.saturating_sub(done) as f64 / r))
+        } else {
+            (None, None)
+        };
         if done >= total || now - last.get() >= 100.0 {
             last.set(now);
-            post(Event::Progress { stage, done, total: Some(total) });
+            post(Event::Progress { stage, done, total: Some(total), rate, eta_s });
         }
     }
+}
+
+/// The worker's wasm memory in bytes.
+fn memory_bytes() -> u64 {
+    wasm_bindgen::memory()
+        .dyn_into::<js_sys::WebAssembly::Memory>()
+        .ok()
+        .and_then(|m| m.buffer().dyn_into::<js_sys::ArrayBuffer>().ok())
+        .map_or(0, |b| u64::from(b.byte_length()))
 }
 
 fn storage_error(e: &StoreError) -> Event {
@@ -299,11 +321,16 @@ async fn load(source: ModelSource, file: Option<File>, connections: usize) {
                     }
                 };
                 DOWNLOAD.with(|d| *d.borrow_mut() = Some(ctl.clone()));
+                let fetch_started = js_sys::Date::now();
                 let fetched = fetch_to_store(&store, &source, connections, &ctl).await;
+                let fetch_ms = js_sys::Date::now() - fetch_started;
                 DOWNLOAD.with(|d| *d.borrow_mut() = None);
                 match fetched {
                     Ok((readers, size)) => {
-                        let event = HOST.with(|h| h.borrow_mut().load(readers, size, &mut post));
+                        let mut event = HOST.with(|h| h.borrow_mut().load(readers, size, &mut post));
+                        if let Event::Loaded { model } = &mut event {
+                            model.fetch_ms = fetch_ms;
+                        }
                         // Stored bytes that are not a usable model are not kept.
                         if let Event::Error { kind: ErrorKind::BadModel, .. } = event {
                             tidy(&store, &source, true).await;
@@ -321,8 +348,11 @@ async fn load(source: ModelSource, file: Option<File>, connections: usize) {
     finish_load(event);
 }
 
-fn finish_load(event: Event) {
+fn finish_load(mut event: Event) {
     LOADING.with(|l| l.set(false));
+    if let Event::Loaded { model } = &mut event {
+        model.memory_bytes = memory_bytes();
+    }
     post(event);
 }
 

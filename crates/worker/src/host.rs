@@ -84,6 +84,7 @@ impl Host {
         self.session = None;
         self.model = None;
         self.reply = None;
+        let started = web_time::Instant::now();
         let mut file = match GgufFile::open_split(readers) {
             Ok(f) => f,
             Err(e) => return error(ErrorKind::BadModel, format!("not a usable GGUF model: {e}")),
@@ -97,7 +98,7 @@ impl Host {
             // About a hundred progress events per load, not one per tensor.
             if p.bytes_done == p.bytes_total || p.bytes_done - last >= p.bytes_total / 100 {
                 last = p.bytes_done;
-                post(Event::Progress { stage: LoadStage::Load, done: p.bytes_done, total: Some(p.bytes_total) });
+                post(Event::Progress { stage: LoadStage::Load, done: p.bytes_done, total: Some(p.bytes_total), rate: None, eta_s: None });
             }
         };
         let session = match Session::load_with_progress(&mut file, &Device::Cpu, &mut on_progress) {
@@ -118,6 +119,9 @@ impl Host {
             parameter_count: info.parameter_count,
             size_bytes: size,
             chat_format: session.chat_format().name().to_string(),
+            fetch_ms: 0.0,
+            load_ms: started.elapsed().as_secs_f64() * 1000.0,
+            memory_bytes: 0,
         };
         self.session = Some(session);
         self.model = Some(model.clone());

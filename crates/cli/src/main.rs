@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 
 mod commands;
+mod convert;
 
 /// Sprig's native tools: inspect, tokenize, run, split and synthesize GGUF models.
 #[derive(Debug, Parser)]
@@ -30,6 +31,12 @@ enum Command {
     Split(commands::split::Args),
     /// Write a synthetic Mistral-shaped GGUF of about a given size (for benchmarks).
     SynthGguf(commands::synth_gguf::Args),
+    /// Write a synthetic Wanda-pruned Mistral-7B-Instruct-v0.2-shaped Hugging Face checkpoint (safetensors shards).
+    Synth(commands::synth::Args),
+    /// Convert a pruned Hugging Face checkpoint to quantized GGUF shards, keeping the pruned zeros.
+    Convert(commands::convert::Args),
+    /// Check a converted model: manifest hashes, shard sizes, GGUF structure and tensor shapes.
+    Verify(commands::verify::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -42,5 +49,8 @@ fn main() -> anyhow::Result<()> {
         Command::Manifest(args) => commands::manifest::run(&args),
         Command::Split(args) => commands::split::run(&args),
         Command::SynthGguf(args) => commands::synth_gguf::run(&args),
+        Command::Synth(args) => commands::synth::run(&args),
+        Command::Convert(args) => commands::convert::run(&args),
+        Command::Verify(args) => commands::verify::run(&args),
     }
 }

@@ -4,13 +4,15 @@
 //! ([`gguf`]), runs the quantized forward pass with a KV cache ([`model`]),
 //! tokenizes from GGUF metadata ([`tokenizer`]), builds chat prompts ([`chat`]),
 //! samples ([`sample`]) and streams text ([`stream`]) through a step API
-//! ([`session`]). It compiles for native targets and for
+//! ([`session`]). [`quant`] quantizes f32 weights to GGUF types, optionally
+//! keeping the exact zeros of pruned weights. It compiles for native targets and for
 //! `wasm32-unknown-unknown` with `+simd128`.
 
 pub mod bench;
 pub mod chat;
 pub mod gguf;
 pub mod model;
+pub mod quant;
 pub mod sample;
 pub mod self_test;
 pub mod sentencepiece;

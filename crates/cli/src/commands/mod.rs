@@ -3,12 +3,15 @@
 
 pub mod bench;
 pub mod chat_prompt;
+pub mod convert;
 pub mod generate;
 pub mod inspect;
 pub mod manifest;
 pub mod split;
+pub mod synth;
 pub mod synth_gguf;
 pub mod tokenize;
+pub mod verify;
 
 use std::fs::File;
 use std::io::BufReader;

@@ -13,7 +13,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use candle_core::quantized::gguf_file::{self, Content, Value};
-use candle_core::quantized::QTensor;
+use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::Device;
 
 use super::{GgufError, GgufFile};
@@ -31,6 +31,9 @@ const ALIGNMENT: u64 = 32;
 /// Errors of writing gguf-split shards.
 #[derive(Debug, thiserror::Error)]
 pub enum SplitError {
+    /// The tensors of a shard could not be produced (e.g. quantizing failed).
+    #[error("cannot produce a shard's tensors: {0}")]
+    Tensors(String),
     /// The input model could not be read.
     #[error(transparent)]
     Read(#[from] GgufError),
@@ -119,8 +122,13 @@ pub fn pack_greedy(sizes: &[u64], max_bytes: u64) -> Vec<Range<usize>> {
 
 /// The number of bytes a tensor's data takes in a GGUF file, padding included.
 fn padded_size(info: &gguf_file::TensorInfo) -> u64 {
-    let dtype = info.ggml_dtype;
-    let bytes = info.shape.elem_count() as u64 / dtype.block_size() as u64 * dtype.type_size() as u64;
+    data_size(info.ggml_dtype, info.shape.elem_count())
+}
+
+/// The bytes `elements` values of `dtype` take in a GGUF file (padding to the
+/// alignment included): what a shard budget counts.
+pub fn data_size(dtype: GgmlDType, elements: usize) -> u64 {
+    let bytes = elements as u64 / dtype.block_size() as u64 * dtype.type_size() as u64;
     bytes.div_ceil(ALIGNMENT) * ALIGNMENT
 }
 
@@ -181,12 +189,7 @@ pub fn write_split<R: Read + Seek>(
     max_bytes: u64,
     on_shard: &mut dyn FnMut(&WrittenShard),
 ) -> Result<Vec<WrittenShard>, SplitError> {
-    if prefix.is_empty() || prefix.contains(['/', '\\']) || prefix == "." || prefix == ".." {
-        return Err(SplitError::BadPrefix(prefix.into()));
-    }
-    if max_bytes == 0 {
-        return Err(SplitError::ZeroMaxBytes);
-    }
+    check_args(prefix, max_bytes)?;
     let order = file_order(&mut readers)?;
     let mut model = GgufFile::open_split(readers)?;
     if order.is_empty() {
@@ -196,34 +199,78 @@ pub fn write_split<R: Read + Seek>(
         .iter()
         .map(|n| model.tensor_info(n).map(padded_size).ok_or_else(|| GgufError::MissingTensor { name: n.clone() }))
         .collect::<Result<_, _>>()?;
-    let groups = pack_greedy(&sizes, max_bytes);
+    let all_meta = first_shard_metadata(model.metadata().0);
+    write_shards(dir, prefix, &all_meta, &order, &sizes, max_bytes, &mut |names| {
+        names.iter().map(|n| model.tensor(n, &Device::Cpu).map_err(SplitError::from)).collect()
+    }, on_shard)
+}
+
+/// Produces the tensors of one shard, given their names.
+pub type TensorsOf<'a> = dyn FnMut(&[String]) -> Result<Vec<QTensor>, SplitError> + 'a;
+
+/// Writes tensors as gguf-split shards: `names` (in order, with their
+/// [`data_size`]s) are packed greedily into shards of at most `max_bytes`;
+/// for each shard `tensors` is asked for that shard's tensors (so only one
+/// shard is in memory at a time), and the shard is written with `metadata`
+/// (first shard only) plus the `split.*` keys, to a `.part` file renamed when
+/// complete. `on_shard` is called after each shard.
+///
+/// # Errors
+/// [`SplitError::BadPrefix`], [`SplitError::ZeroMaxBytes`],
+/// [`SplitError::NoTensors`], [`SplitError::TooMany`] for arguments that
+/// cannot be split; whatever `tensors` returns; [`SplitError::Write`] or
+/// [`SplitError::Io`] naming the shard that failed.
+#[allow(clippy::too_many_arguments)]
+pub fn write_shards(
+    dir: &Path,
+    prefix: &str,
+    metadata: &[(String, Value)],
+    names: &[String],
+    sizes: &[u64],
+    max_bytes: u64,
+    tensors: &mut TensorsOf<'_>,
+    on_shard: &mut dyn FnMut(&WrittenShard),
+) -> Result<Vec<WrittenShard>, SplitError> {
+    check_args(prefix, max_bytes)?;
+    if names.is_empty() {
+        return Err(SplitError::NoTensors);
+    }
+    let groups = pack_greedy(sizes, max_bytes);
     let count = groups.len();
     let count_u16 = u16::try_from(count).map_err(|_| SplitError::TooMany { what: "shards", count, max: u16::MAX as usize })?;
     let tensors_i32 =
-        i32::try_from(order.len()).map_err(|_| SplitError::TooMany { what: "tensors", count: order.len(), max: i32::MAX as usize })?;
-    let all_meta = first_shard_metadata(model.metadata().0);
-
+        i32::try_from(names.len()).map_err(|_| SplitError::TooMany { what: "tensors", count: names.len(), max: i32::MAX as usize })?;
     let mut written = Vec::with_capacity(count);
     for (no, group) in groups.into_iter().enumerate() {
-        let mut meta: Vec<(String, Value)> = if no == 0 { all_meta.clone() } else { Vec::new() };
+        let mut meta: Vec<(String, Value)> = if no == 0 { metadata.to_vec() } else { Vec::new() };
         // `no < count <= u16::MAX`, checked above.
         meta.push((KEY_SPLIT_NO.into(), Value::U16(no as u16)));
         meta.push((KEY_SPLIT_COUNT.into(), Value::U16(count_u16)));
         meta.push((KEY_SPLIT_TENSORS_COUNT.into(), Value::I32(tensors_i32)));
-        let names = &order[group.clone()];
-        let tensors: Vec<QTensor> = names.iter().map(|n| model.tensor(n, &Device::Cpu)).collect::<Result<_, _>>()?;
+        let group_names = &names[group.clone()];
+        let group_tensors = tensors(group_names)?;
 
         let path = dir.join(shard_file_name(prefix, no, count));
         let part = dir.join(format!("{}.part", shard_file_name(prefix, no, count)));
-        write_shard(&part, &meta, names, &tensors)?;
-        drop(tensors);
+        write_shard(&part, &meta, group_names, &group_tensors)?;
+        drop(group_tensors);
         std::fs::rename(&part, &path).map_err(|source| SplitError::Io { action: "rename into place", path: part.clone(), source })?;
         let file_bytes = std::fs::metadata(&path).map_err(|source| SplitError::Io { action: "stat", path: path.clone(), source })?.len();
-        let shard = WrittenShard { path, no, count, tensors: names.len(), data_bytes: sizes[group].iter().sum(), file_bytes };
+        let shard = WrittenShard { path, no, count, tensors: group_names.len(), data_bytes: sizes[group].iter().sum(), file_bytes };
         on_shard(&shard);
         written.push(shard);
     }
     Ok(written)
+}
+
+fn check_args(prefix: &str, max_bytes: u64) -> Result<(), SplitError> {
+    if prefix.is_empty() || prefix.contains(['/', '\\']) || prefix == "." || prefix == ".." {
+        return Err(SplitError::BadPrefix(prefix.into()));
+    }
+    if max_bytes == 0 {
+        return Err(SplitError::ZeroMaxBytes);
+    }
+    Ok(())
 }
 
 fn write_shard(path: &Path, meta: &[(String, Value)], names: &[String], tensors: &[QTensor]) -> Result<(), SplitError> {
@@ -246,7 +293,6 @@ fn write_shard(path: &Path, meta: &[(String, Value)], names: &[String], tensors:
 mod tests {
     use std::io::Cursor;
 
-    use candle_core::quantized::GgmlDType;
     use candle_core::Tensor;
 
     use super::*;

@@ -230,11 +230,18 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     std::fs::rename(&part, &args.output).with_context(|| format!("cannot move {} into place", part.display()))?;
     print_report(&stats);
     eprintln!(
-        "wrote {} ({} shard(s), {} bytes, manifest.json) in {:.1} s",
+        "wrote {} ({} shard(s), {} bytes, manifest.json) in {:.1} s{}",
         args.output.display(),
         manifest.shards.len(),
         manifest.total_size,
-        started.elapsed().as_secs_f64()
+        started.elapsed().as_secs_f64(),
+        peak_rss().map_or(String::new(), |kb| format!(", peak RSS {:.0} MB", kb as f64 / 1024.0))
     );
     Ok(())
+}
+
+/// The process's peak resident set in KiB (Linux: `VmHWM`), if known.
+fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }

@@ -9,7 +9,9 @@
 //! - the formats with a per-block minimum (Q4_K, Q5_K, Q2_K) normally do not;
 //!   Sprig's own encoder picks scales and minimums whose grid holds 0 exactly,
 //!   searching them for the lowest error on the non-zero weights (see the
-//!   `kquant` module for how).
+//!   `kquant` module for how). Super-blocks without any zero get Sprig's or
+//!   candle's encoding, whichever is closer, so a dense tensor comes out at
+//!   least as accurate as in `Plain` mode.
 //!
 //! [`zero_fraction`] measures sparsity before quantizing; [`measure`] and
 //! [`compare_with_plain`] report zeros kept and the error on non-zero weights.
@@ -110,9 +112,9 @@ pub fn zero_fraction(data: &[f32]) -> f64 {
 pub fn quantize(data: &[f32], shape: &[usize], dtype: GgmlDType, mode: QuantMode) -> Result<QTensor, QuantError> {
     check_shape(data, shape, dtype)?;
     check_values(data)?;
-    match (mode, own_format(dtype)) {
-        (QuantMode::KeepZeros, Some(_)) => {
-            let bytes = encode_keep_zeros(data, dtype, None)?;
+    match (mode, OwnFormat::of(dtype)) {
+        (QuantMode::KeepZeros, Some(own)) => {
+            let bytes = own.encode(data, dtype, None)?;
             ggml_file::qtensor_from_ggml(dtype, &bytes, shape.to_vec(), &Device::Cpu)
                 .map_err(|source| QuantError::Candle { op: "build the quantized tensor", source })
         }
@@ -122,38 +124,112 @@ pub fn quantize(data: &[f32], shape: &[usize], dtype: GgmlDType, mode: QuantMode
 }
 
 /// Sprig's zero-keeping encoder for Q4_K, Q5_K and Q2_K: the raw ggml blocks
-/// of `data` (a multiple of 256 values, row-major). If `intended` is given
-/// (same length as `data`), it receives what each weight will dequantize to;
-/// candle's dequantization gives exactly these values.
+/// of `data` (a multiple of 256 values, row-major). Super-blocks that hold a
+/// zero get Sprig's encoding; those without any (nothing to keep) get
+/// Sprig's or candle's plain encoding, whichever has the lower error. If
+/// `intended` is given (same length as `data`), it receives what each weight
+/// will dequantize to: candle's dequantization of the blocks gives exactly
+/// these values.
 ///
 /// # Errors
 /// [`QuantError::Unsupported`] for other types; [`QuantError::Shape`] if the
 /// lengths do not fit; [`QuantError::NonFinite`] / [`QuantError::OutOfRange`]
-/// for a NaN, infinite or too large weight.
-pub fn encode_keep_zeros(data: &[f32], dtype: GgmlDType, mut intended: Option<&mut [f32]>) -> Result<Vec<u8>, QuantError> {
-    let Some((fmt, block_bytes, pack)) = own_format(dtype) else {
+/// for a NaN, infinite or too large weight; [`QuantError::Candle`] if
+/// candle's plain quantizer fails on the zero-free super-blocks.
+pub fn encode_keep_zeros(data: &[f32], dtype: GgmlDType, intended: Option<&mut [f32]>) -> Result<Vec<u8>, QuantError> {
+    let Some(own) = OwnFormat::of(dtype) else {
         return Err(QuantError::Unsupported { dtype, mode: QuantMode::KeepZeros });
     };
     check_flat(data, intended.as_deref())?;
     check_values(data)?;
-    let mut bytes = vec![0u8; data.len() / QK_K * block_bytes];
-    let mut plan = Plan::zero();
-    for (b, (xs, out)) in data.chunks_exact(QK_K).zip(bytes.chunks_exact_mut(block_bytes)).enumerate() {
-        let slot = intended.as_deref_mut().map(|v| &mut v[b * QK_K..(b + 1) * QK_K]);
-        kquant::encode_superblock(xs, fmt, &mut plan, slot);
-        pack(&plan, out);
-    }
-    Ok(bytes)
+    own.encode(data, dtype, intended)
 }
 
-/// The encoder parameters, block size in bytes and packer of the types with
-/// a per-block minimum.
-fn own_format(dtype: GgmlDType) -> Option<(&'static Format, usize, fn(&Plan, &mut [u8]))> {
-    match dtype {
-        GgmlDType::Q2K => Some((&kquant::Q2K, pack::Q2K_BYTES, pack::q2k)),
-        GgmlDType::Q4K => Some((&kquant::Q4K, pack::Q4K_BYTES, pack::q4k)),
-        GgmlDType::Q5K => Some((&kquant::Q5K, pack::Q5K_BYTES, pack::q5k)),
-        _ => None,
+/// Candle's plain blocks of `data`, or `None` when every super-block holds a
+/// zero (the usual case for pruned weights: nothing is computed then).
+fn plain_blocks(data: &[f32], dtype: GgmlDType) -> Result<Option<Vec<u8>>, QuantError> {
+    if data.chunks_exact(QK_K).all(has_zero) {
+        return Ok(None);
+    }
+    let q = candle_quantize(data, &[data.len()], dtype)?;
+    let bytes = q.data().map_err(|source| QuantError::Candle { op: "read the quantized blocks", source })?;
+    Ok(Some(bytes.into_owned()))
+}
+
+/// Whether `xs` holds an exact zero (either sign: `-0.0 == 0.0`).
+fn has_zero(xs: &[f32]) -> bool {
+    xs.contains(&0.0)
+}
+
+/// Writes a plan as a block.
+type Packer = fn(&Plan, &mut [u8]);
+/// Reads a block back as candle does.
+type Decoder = fn(&[u8], &mut [f32]);
+
+/// A type with a per-block minimum that Sprig encodes itself.
+struct OwnFormat {
+    /// The search parameters.
+    fmt: &'static Format,
+    /// Bytes per block.
+    block_bytes: usize,
+    /// Writes a plan as a block.
+    pack: Packer,
+    /// Reads a block back as candle does.
+    decode: Decoder,
+}
+
+impl OwnFormat {
+    /// Q4_K, Q5_K and Q2_K; `None` for other types.
+    fn of(dtype: GgmlDType) -> Option<Self> {
+        let (fmt, block_bytes, pack, decode): (_, _, Packer, Decoder) = match dtype {
+            GgmlDType::Q2K => (&kquant::Q2K, pack::Q2K_BYTES, pack::q2k, pack::decode_q2k),
+            GgmlDType::Q4K => (&kquant::Q4K, pack::Q4K_BYTES, pack::q4k, pack::decode_q4k),
+            GgmlDType::Q5K => (&kquant::Q5K, pack::Q5K_BYTES, pack::q5k, pack::decode_q5k),
+            _ => return None,
+        };
+        Some(Self { fmt, block_bytes, pack, decode })
+    }
+
+    /// [`encode_keep_zeros`] on checked input.
+    fn encode(&self, data: &[f32], dtype: GgmlDType, mut intended: Option<&mut [f32]>) -> Result<Vec<u8>, QuantError> {
+        let plain = plain_blocks(data, dtype)?;
+        let mut bytes = vec![0u8; data.len() / QK_K * self.block_bytes];
+        let mut plan = Plan::zero();
+        let blocks = data.chunks_exact(QK_K).zip(bytes.chunks_exact_mut(self.block_bytes));
+        for (b, (xs, out)) in blocks.enumerate() {
+            let slot = intended.as_deref_mut().map(|v| &mut v[b * QK_K..(b + 1) * QK_K]);
+            match plain.as_deref().filter(|_| !has_zero(xs)) {
+                Some(plain) => {
+                    let candle = &plain[b * self.block_bytes..(b + 1) * self.block_bytes];
+                    self.encode_dense(xs, candle, &mut plan, out, slot);
+                }
+                None => {
+                    kquant::encode_superblock(xs, self.fmt, &mut plan, slot);
+                    (self.pack)(&plan, out);
+                }
+            }
+        }
+        Ok(bytes)
+    }
+
+    /// A zero-free super-block: Sprig's encoding or `candle`'s block,
+    /// whichever decodes closer to `xs`, into `out` (and `intended`).
+    fn encode_dense(&self, xs: &[f32], candle: &[u8], plan: &mut Plan, out: &mut [u8], intended: Option<&mut [f32]>) {
+        let (mut ours, mut theirs) = ([0f32; QK_K], [0f32; QK_K]);
+        kquant::encode_superblock(xs, self.fmt, plan, Some(&mut ours));
+        (self.decode)(candle, &mut theirs);
+        let sse = |y: &[f32; QK_K]| xs.iter().zip(y).map(|(x, y)| (x - y) * (x - y)).sum::<f32>();
+        // A NaN error (candle overflowing) compares false: ours is kept.
+        let decoded = if sse(&theirs) < sse(&ours) {
+            out.copy_from_slice(candle);
+            &theirs
+        } else {
+            (self.pack)(plan, out);
+            &ours
+        };
+        if let Some(slot) = intended {
+            slot.copy_from_slice(decoded);
+        }
     }
 }
 
@@ -183,7 +259,7 @@ fn check_shape(data: &[f32], shape: &[usize], dtype: GgmlDType) -> Result<(), Qu
         return fail(format!("it holds {count} values, the data has {}", data.len()));
     }
     let block = dtype.block_size();
-    if last % block != 0 {
+    if !last.is_multiple_of(block) {
         return fail(format!("the last dimension {last} is not a multiple of the {dtype:?} block size {block}"));
     }
     Ok(())
@@ -192,7 +268,7 @@ fn check_shape(data: &[f32], shape: &[usize], dtype: GgmlDType) -> Result<(), Qu
 /// `data` is whole super-blocks and `intended`, if any, matches it.
 fn check_flat(data: &[f32], intended: Option<&[f32]>) -> Result<(), QuantError> {
     let fail = |reason: String| Err(QuantError::Shape { shape: vec![data.len()], reason });
-    if data.len() % QK_K != 0 {
+    if !data.len().is_multiple_of(QK_K) {
         return fail(format!("{} values are not a multiple of the block size {QK_K}", data.len()));
     }
     match intended {
@@ -203,7 +279,7 @@ fn check_flat(data: &[f32], intended: Option<&[f32]>) -> Result<(), QuantError> 
 
 /// Every weight is finite and within [`MAX_ABS`].
 fn check_values(data: &[f32]) -> Result<(), QuantError> {
-    let Some(index) = data.iter().position(|x| !(x.abs() <= MAX_ABS)) else {
+    let Some(index) = data.iter().position(|x| x.is_nan() || x.abs() > MAX_ABS) else {
         return Ok(());
     };
     let value = data[index];

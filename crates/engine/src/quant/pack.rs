@@ -1,5 +1,7 @@
 //! Byte layouts of the ggml K-quant blocks the encoder writes, exactly as
-//! candle's `k_quants.rs` (and llama.cpp) lay them out and read them back.
+//! candle's `k_quants.rs` (and llama.cpp) lay them out, and decoders that
+//! read them back with candle's own f32 arithmetic (so the values match
+//! candle's dequantization bit for bit).
 
 use super::kquant::{Plan, QK_K};
 
@@ -57,8 +59,8 @@ pub(crate) fn q5k(plan: &Plan, out: &mut [u8]) {
 
 /// Writes `plan` as a `BlockQ2K`.
 pub(crate) fn q2k(plan: &Plan, out: &mut [u8]) {
-    for j in 0..QK_K / 16 {
-        out[j] = (plan.sc[j] & 0xF) | ((plan.m[j] & 0xF) << 4);
+    for ((o, &sc), &m) in out[..QK_K / 16].iter_mut().zip(&plan.sc).zip(&plan.m) {
+        *o = (sc & 0xF) | ((m & 0xF) << 4);
     }
     let qs = &mut out[QK_K / 16..QK_K / 16 + QK_K / 4];
     for c in 0..QK_K / 128 {
@@ -69,4 +71,66 @@ pub(crate) fn q2k(plan: &Plan, out: &mut [u8]) {
     }
     out[Q2K_BYTES - 4..Q2K_BYTES - 2].copy_from_slice(&plan.d.to_le_bytes());
     out[Q2K_BYTES - 2..Q2K_BYTES].copy_from_slice(&plan.dmin.to_le_bytes());
+}
+
+/// The `f16` at `bytes[at..at + 2]`.
+fn f16_at(bytes: &[u8], at: usize) -> f32 {
+    half::f16::from_le_bytes([bytes[at], bytes[at + 1]]).to_f32()
+}
+
+/// Unpacks sub-block `j`'s 6-bit scale and minimum (candle's `get_scale_min_k4`).
+fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
+    if j < 4 {
+        (q[j] & 63, q[j + 4] & 63)
+    } else {
+        ((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4), (q[j + 4] >> 4) | ((q[j] >> 6) << 4))
+    }
+}
+
+/// Decodes a `BlockQ4K` with the same f32 operations as candle's `to_float`.
+pub(crate) fn decode_q4k(block: &[u8], y: &mut [f32]) {
+    let (d, min) = (f16_at(block, 0), f16_at(block, 2));
+    let (scales, qs) = (&block[4..16], &block[16..Q4K_BYTES]);
+    for c in 0..QK_K / 64 {
+        let (sc1, m1) = scale_min_k4(2 * c, scales);
+        let (sc2, m2) = scale_min_k4(2 * c + 1, scales);
+        let (d1, m1, d2, m2) = (d * f32::from(sc1), min * f32::from(m1), d * f32::from(sc2), min * f32::from(m2));
+        for l in 0..32 {
+            let q = qs[32 * c + l];
+            y[64 * c + l] = d1 * f32::from(q & 0xF) - m1;
+            y[64 * c + 32 + l] = d2 * f32::from(q >> 4) - m2;
+        }
+    }
+}
+
+/// Decodes a `BlockQ5K` with the same f32 operations as candle's `to_float`.
+pub(crate) fn decode_q5k(block: &[u8], y: &mut [f32]) {
+    let (d, min) = (f16_at(block, 0), f16_at(block, 2));
+    let (scales, qh, qs) = (&block[4..16], &block[16..48], &block[48..Q5K_BYTES]);
+    let high = |h: u8, bit: usize| if h & (1 << bit) != 0 { 16f32 } else { 0f32 };
+    for c in 0..QK_K / 64 {
+        let (sc1, m1) = scale_min_k4(2 * c, scales);
+        let (sc2, m2) = scale_min_k4(2 * c + 1, scales);
+        let (d1, m1, d2, m2) = (d * f32::from(sc1), min * f32::from(m1), d * f32::from(sc2), min * f32::from(m2));
+        for l in 0..32 {
+            let q = qs[32 * c + l];
+            y[64 * c + l] = d1 * (f32::from(q & 0xF) + high(qh[l], 2 * c)) - m1;
+            y[64 * c + 32 + l] = d2 * (f32::from(q >> 4) + high(qh[l], 2 * c + 1)) - m2;
+        }
+    }
+}
+
+/// Decodes a `BlockQ2K` with the same f32 operations as candle's `to_float`.
+pub(crate) fn decode_q2k(block: &[u8], y: &mut [f32]) {
+    let (d, min) = (f16_at(block, Q2K_BYTES - 4), f16_at(block, Q2K_BYTES - 2));
+    let (scales, qs) = (&block[..QK_K / 16], &block[QK_K / 16..QK_K / 16 + QK_K / 4]);
+    for (j, y) in y.chunks_exact_mut(16).enumerate() {
+        let sc = scales[j];
+        let (dl, ml) = (d * f32::from(sc & 0xF), min * f32::from(sc >> 4));
+        // Sub-block j: 128-value half j / 8, 2-bit plane (j / 2) % 4, lanes 16·(j % 2)..
+        let (half, shift, lane) = (j / 8, 2 * ((j / 2) % 4), 16 * (j % 2));
+        for (l, y) in y.iter_mut().enumerate() {
+            *y = dl * f32::from((qs[32 * half + lane + l] >> shift) & 3) - ml;
+        }
+    }
 }

@@ -38,8 +38,13 @@ impl QuantStats {
     }
 
     /// Adds another tensor's figures, for totals over a model (errors are
-    /// pooled over all non-zero weights; the plain error stays only if both have it).
+    /// pooled over all non-zero weights; the plain error stays only if both
+    /// have it). Merging into `QuantStats::default()` copies `other`.
     pub fn merge(&mut self, other: &QuantStats) {
+        if self.zeros + self.nonzeros == 0 {
+            *self = *other;
+            return;
+        }
         let pool = |a: f64, na: usize, b: f64, nb: usize| {
             let n = na + nb;
             if n == 0 {

@@ -50,7 +50,8 @@ fn bits(t: GgmlDType) -> f64 {
 
 /// llama.cpp's `use_more_bits`.
 fn more_bits(layer: usize, layers: usize) -> bool {
-    layer < layers / 8 || layer >= 7 * layers / 8 || (layer >= layers / 8 && (layer - layers / 8) % 3 == 2)
+    let (first, last) = (layers / 8, 7 * layers / 8);
+    !(first..last).contains(&layer) || (layer - first) % 3 == 2
 }
 
 impl Recipe {
@@ -119,7 +120,7 @@ mod tests {
         let r: Recipe = "q4_k_m".parse().unwrap();
         let v: Vec<bool> = (0..32).map(|i| r.dtype(&linear("attn_v", i, 4096), 32) == GgmlDType::Q6K).collect();
         // llama.cpp, 32 layers: 0-3, 28-31, and 6, 9, 12, ... 27.
-        let expected: Vec<bool> = (0..32).map(|i| i < 4 || i >= 28 || (i >= 4 && (i - 4) % 3 == 2)).collect();
+        let expected: Vec<bool> = (0..32).map(|i| !(4..28).contains(&i) || (i - 4) % 3 == 2).collect();
         assert_eq!(v, expected);
         assert_eq!(r.dtype(&linear("ffn_up", 0, 4096), 32), GgmlDType::Q4K);
         assert_eq!(r.name(), "Q4_K_M");

@@ -5,6 +5,7 @@
 //! at a time (rayon), so memory stays near one shard of output.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use anyhow::{bail, Context};
@@ -16,7 +17,7 @@ use crate::convert::checkpoint::{Checkpoint, TensorRef};
 use crate::convert::mapping::{plan, Role, TensorPlan};
 use crate::convert::metadata::{build, read_tokenizer, Provenance};
 use crate::convert::quantize::{convert, TensorStats};
-use crate::convert::recipe::Recipe;
+use crate::convert::recipe::{type_name, Recipe};
 
 /// Arguments of `sprig convert`.
 #[derive(Debug, clap::Args)]
@@ -96,6 +97,41 @@ fn measure_zeros(ck: &Checkpoint, jobs: &[Job<'_>]) -> Vec<(usize, usize)> {
         .collect()
 }
 
+/// A one-line progress bar on stderr, updated as tensors finish (from any thread).
+struct Progress {
+    tensors: usize,
+    values: usize,
+    done_tensors: AtomicUsize,
+    done_values: AtomicUsize,
+    started: Instant,
+}
+
+impl Progress {
+    fn new(tensors: usize, values: usize) -> Self {
+        Self { tensors, values, done_tensors: AtomicUsize::new(0), done_values: AtomicUsize::new(0), started: Instant::now() }
+    }
+
+    fn tensor_done(&self, values: usize, name: &str) {
+        let n = self.done_tensors.fetch_add(1, Ordering::Relaxed) + 1;
+        let v = self.done_values.fetch_add(values, Ordering::Relaxed) + values;
+        let frac = v as f64 / self.values.max(1) as f64;
+        let filled = (frac * 30.0).round() as usize;
+        let secs = self.started.elapsed().as_secs_f64();
+        let eta = if frac > 0.0 { secs / frac - secs } else { 0.0 };
+        eprint!(
+            "\r[{}{}] {:>3.0} % · {n}/{} tensors · {secs:.0} s, about {eta:.0} s left · {name:<28}",
+            "#".repeat(filled),
+            ".".repeat(30 - filled.min(30)),
+            frac * 100.0,
+            self.tensors
+        );
+    }
+
+    fn note(&self, line: &str) {
+        eprint!("\r\x1b[K{line}\n");
+    }
+}
+
 fn pct(a: usize, b: usize) -> f64 {
     if b == 0 {
         100.0
@@ -111,7 +147,7 @@ fn print_report(stats: &[TensorStats]) {
         eprintln!(
             "{:<28} {:>6} {:>14} {:>7.2}% {:>9.2}% {:>11.3e} {:>11} {:>7}",
             s.name,
-            format!("{:?}", s.dtype),
+            type_name(s.dtype),
             s.values,
             pct(s.zeros, s.values),
             pct(s.zeros_kept, s.zeros),
@@ -132,7 +168,7 @@ fn print_report(stats: &[TensorStats]) {
     }
     let mut types: Vec<(String, usize)> = Vec::new();
     for s in stats {
-        let t = format!("{:?}", s.dtype);
+        let t = type_name(s.dtype);
         match types.iter_mut().find(|(n, _)| *n == t) {
             Some((_, c)) => *c += 1,
             None => types.push((t, 1)),
@@ -147,7 +183,7 @@ fn stats_json(stats: &[TensorStats], prov: &Provenance) -> serde_json::Value {
         "pruning": { "method": prov.pruning_method, "sparsity": prov.sparsity },
         "keep_zeros": prov.keep_zeros,
         "tensors": stats.iter().map(|s| serde_json::json!({
-            "name": s.name, "type": format!("{:?}", s.dtype), "values": s.values, "zeros": s.zeros,
+            "name": s.name, "type": type_name(s.dtype), "values": s.values, "zeros": s.zeros,
             "zeros_kept": s.zeros_kept, "rmse": s.rmse(), "rmse_plain": s.rmse_plain(), "bytes": s.bytes,
         })).collect::<Vec<_>>(),
     })
@@ -197,7 +233,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let sizes: Vec<u64> = jobs.iter().map(|j| data_size(j.dtype, j.src.rows() * j.src.cols())).collect();
     let mode = if args.plain { QuantMode::Plain } else { QuantMode::KeepZeros };
     let mut stats: Vec<TensorStats> = Vec::with_capacity(jobs.len());
-    let total = jobs.len();
+    let progress = Progress::new(jobs.len(), jobs.iter().map(|j| j.src.rows() * j.src.cols()).sum());
     let written = write_shards(
         &part,
         &prefix,
@@ -207,10 +243,13 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         args.shard_size,
         &mut |group| {
             let chosen: Vec<&Job<'_>> = group.iter().filter_map(|n| jobs.iter().find(|j| j.plan.gguf == *n)).collect();
-            let done = stats.len();
             let results: Vec<_> = chosen
                 .par_iter()
-                .map(|j| convert(&ck, &j.plan, j.src, j.dtype, mode, !args.no_compare))
+                .map(|j| {
+                    let converted = convert(&ck, &j.plan, j.src, j.dtype, mode, !args.no_compare);
+                    progress.tensor_done(j.src.rows() * j.src.cols(), &j.plan.gguf);
+                    converted
+                })
                 .collect::<Result<_, _>>()
                 .map_err(|e| SplitError::Tensors(e.to_string()))?;
             let mut tensors = Vec::with_capacity(results.len());
@@ -218,11 +257,11 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
                 tensors.push(q);
                 stats.push(s);
             }
-            eprintln!("[{:>4}/{total}] quantized up to {} ({:.0} s)", done + tensors.len(), group.last().map_or("", String::as_str), started.elapsed().as_secs_f64());
             Ok(tensors)
         },
-        &mut |shard| eprintln!("wrote {} ({} tensors, {} bytes)", shard.path.display(), shard.tensors, shard.file_bytes),
+        &mut |shard| progress.note(&format!("wrote {} ({} tensors, {} bytes)", shard.path.display(), shard.tensors, shard.file_bytes)),
     )?;
+    eprintln!();
     let first = written.first().map(|w| w.path.clone()).context("no shard was written")?;
     let manifest = super::manifest::build(&first, Some(name))?;
     std::fs::write(part.join("manifest.json"), serde_json::to_string_pretty(&manifest)? + "\n")?;

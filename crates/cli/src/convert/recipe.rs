@@ -54,12 +54,17 @@ fn more_bits(layer: usize, layers: usize) -> bool {
     !(first..last).contains(&layer) || (layer - first) % 3 == 2
 }
 
+/// A type's name as llama.cpp spells it (`Q4_K`, `Q8_0`, `F16`).
+pub fn type_name(t: GgmlDType) -> String {
+    format!("{t:?}").replace('K', "_K").to_uppercase()
+}
+
 impl Recipe {
     /// The recipe's name as GGUF files and file names say it.
     pub fn name(self) -> String {
         match self {
             Self::Q4KM => "Q4_K_M".into(),
-            Self::Uniform(t) => format!("{t:?}").replace("K", "_K").to_uppercase(),
+            Self::Uniform(t) => type_name(t),
         }
     }
 

@@ -223,8 +223,8 @@ fn config_and_tokenizer_files_are_mistral_instruct_v0_2s() {
     for (key, value) in [
         ("model_type", serde_json::json!("mistral")),
         ("hidden_act", "silu".into()),
-        ("hidden_size", 64.into()),
-        ("intermediate_size", 128.into()),
+        ("hidden_size", 256.into()),
+        ("intermediate_size", 512.into()),
         ("num_hidden_layers", 2.into()),
         ("num_attention_heads", 4.into()),
         ("num_key_value_heads", 2.into()),

@@ -1,7 +1,9 @@
-//! The root component: lays out the panels and shares the [`Controller`].
+//! The root component: lays out the panels and shares the [`Controller`];
+//! opened as `/?embed=1&…` (by `www/embed.js`), the compact widget instead.
 
 use leptos::prelude::*;
 
+use crate::components::banners::Banners;
 use crate::components::composer::Composer;
 use crate::components::conversation::ConversationView;
 use crate::components::history::History;
@@ -9,11 +11,17 @@ use crate::components::model_panel::ModelPanel;
 use crate::components::models::ModelsPanel;
 use crate::components::settings::SettingsPanel;
 use crate::components::status::Status;
-use crate::controller::{Controller, WorkerStatus};
+use crate::components::update_prompt::UpdatePrompt;
+use crate::controller::Controller;
+use crate::embed::{EmbedApp, EmbedConfig};
 
 /// The Sprig application.
 #[component]
 pub fn App() -> impl IntoView {
+    if let Some(config) = EmbedConfig::from_location() {
+        provide_context(Controller::ephemeral());
+        return view! { <EmbedApp config /> }.into_any();
+    }
     let ctl = Controller::new();
     provide_context(ctl);
     view! {
@@ -27,23 +35,10 @@ pub fn App() -> impl IntoView {
                 <History />
             </aside>
             <main class="chat">
+                <UpdatePrompt />
                 <ModelPanel />
                 <ModelsPanel />
-                <Show when=move || ctl.worker.get() == WorkerStatus::Crashed>
-                    <p class="banner error" role="alert">
-                        "The model worker stopped unexpectedly. "
-                        <button data-testid="restart-worker" on:click=move |_| ctl.restart_worker()>"Restart it"</button>
-                    </p>
-                </Show>
-                <Show when=move || ctl.error.get().is_some()>
-                    <p class="banner error" role="alert" data-testid="error">
-                        <span>{move || ctl.error.get()}</span>
-                        <button class="dismiss" aria-label="Dismiss the error" on:click=move |_| ctl.error.set(None)>"×"</button>
-                    </p>
-                </Show>
-                <Show when=move || ctl.notice.get().is_some()>
-                    <p class="banner notice" role="status" data-testid="notice">{move || ctl.notice.get()}</p>
-                </Show>
+                <Banners />
                 <ConversationView />
                 <Composer />
                 <SettingsPanel />
@@ -51,4 +46,5 @@ pub fn App() -> impl IntoView {
             </main>
         </div>
     }
+    .into_any()
 }

@@ -9,8 +9,42 @@ use sprig_protocol::{Event, Request};
 use wasm_bindgen::prelude::*;
 use web_sys::{ErrorEvent, MessageEvent, Worker};
 
-/// Where Trunk puts the worker's loader script, beside `index.html`.
-pub const WORKER_URL: &str = "./sprig-worker_loader.js";
+/// The worker's loader as Trunk names it, beside `index.html`. Every build
+/// gets this same name, so `scripts/pwa-build` renames the worker's files
+/// per build and writes the new name into `index.html` (see [`worker_url`]).
+pub const UNVERSIONED_WORKER_URL: &str = "./sprig-worker_loader.js";
+
+/// The worker's loader for this build: derefs to [`worker_url`], so it goes
+/// wherever a `&str` URL does.
+pub const WORKER_URL: &WorkerUrl = &WorkerUrl;
+
+/// The URL of this build's worker loader (see [`WORKER_URL`]).
+#[derive(Debug, Clone, Copy)]
+pub struct WorkerUrl;
+
+impl std::ops::Deref for WorkerUrl {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        worker_url()
+    }
+}
+
+/// The worker loader this page was built with: the content of
+/// `<meta name="sprig-worker">` (a name with the build's hash, so a new page
+/// never starts a worker an old build left in a cache), or
+/// [`UNVERSIONED_WORKER_URL`] when the page has no such meta. Read once.
+pub fn worker_url() -> &'static str {
+    static URL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    URL.get_or_init(|| {
+        web_sys::window()
+            .and_then(|w| w.document())
+            .and_then(|d| d.query_selector(r#"meta[name="sprig-worker"]"#).ok().flatten())
+            .and_then(|meta| meta.get_attribute("content"))
+            .filter(|url| !url.trim().is_empty())
+            .unwrap_or_else(|| UNVERSIONED_WORKER_URL.to_string())
+    })
+}
 
 /// Errors of talking to the worker.
 #[derive(Debug, thiserror::Error)]

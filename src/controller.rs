@@ -1,9 +1,11 @@
 //! The app's actions (load, send, stop, regenerate, new chat...) and its
 //! reaction to worker events, over reactive state shared through context.
 
+use std::rc::Rc;
+
 use leptos::prelude::*;
 use leptos::task::spawn_local;
-use sprig_protocol::{ErrorKind, Event, LoadStage, Message, ModelSource, Request, Role, StoreStatus, StoredModel, WorkerInfo};
+use sprig_protocol::{ErrorKind, Event, LoadStage, Message, ModelSource, ReplyStats, Request, Role, StoreStatus, StoredModel, WorkerInfo};
 
 use crate::client::{Incoming, WorkerClient, WORKER_URL};
 use crate::state::{Conversation, Entry, ModelState, Settings};
@@ -87,6 +89,22 @@ pub enum WorkerStatus {
     Crashed,
 }
 
+/// How a reply ended, as [`Controller::on_reply_end`] reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReplyEnd {
+    /// The reply is complete (or was stopped): its whole text and figures.
+    Done {
+        /// The reply's text (Markdown).
+        text: String,
+        /// Its figures.
+        stats: ReplyStats,
+    },
+    /// The reply failed (engine error, no model, the worker stopped).
+    Failed(String),
+}
+
+type ReplyListener = Rc<dyn Fn(u64, ReplyEnd)>;
+
 /// The app's state and actions; `Copy`, shared through Leptos context.
 #[derive(Clone, Copy)]
 pub struct Controller {
@@ -122,6 +140,11 @@ pub struct Controller {
     pub loaded: RwSignal<Option<ModelSource>>,
     client: StoredValue<Option<WorkerClient>, LocalStorage>,
     turn: StoredValue<u64>,
+    /// The text of the reply in progress, whatever happens to the conversation.
+    reply_text: StoredValue<String>,
+    on_reply_end: StoredValue<Vec<ReplyListener>, LocalStorage>,
+    /// Whether conversations are restored from and saved to IndexedDB.
+    keep_history: bool,
 }
 
 impl Default for Controller {
@@ -133,6 +156,19 @@ impl Default for Controller {
 impl Controller {
     /// Creates the state, spawns the worker, and restores saved conversations.
     pub fn new() -> Self {
+        let c = Self::create(true);
+        c.restore();
+        c
+    }
+
+    /// Like [`Controller::new`], but the conversation lives only in this page:
+    /// nothing is restored from or saved to the conversation history (the
+    /// widget, whose chats belong to the page that embeds it, not to the app).
+    pub fn ephemeral() -> Self {
+        Self::create(false)
+    }
+
+    fn create(keep_history: bool) -> Self {
         let c = Self {
             worker: RwSignal::new(WorkerStatus::Starting),
             info: RwSignal::new(None),
@@ -151,10 +187,28 @@ impl Controller {
             loaded: RwSignal::new(None),
             client: StoredValue::new_local(None),
             turn: StoredValue::new(0),
+            reply_text: StoredValue::new(String::new()),
+            on_reply_end: StoredValue::new_local(Vec::new()),
+            keep_history,
         };
         c.spawn_worker();
-        c.restore();
         c
+    }
+
+    /// Calls `listener` with the turn id and the outcome each time a reply
+    /// ends (the turn id is the one [`Controller::send`] returned).
+    pub fn on_reply_end(self, listener: impl Fn(u64, ReplyEnd) + 'static) {
+        self.on_reply_end.update_value(|l| l.push(Rc::new(listener)));
+    }
+
+    /// Ends the reply in progress, if any, and tells the listeners.
+    fn end_reply(self, end: ReplyEnd) {
+        let Some(turn) = self.generating.get_untracked() else { return };
+        self.generating.set(None);
+        let listeners = self.on_reply_end.with_value(Clone::clone);
+        for listener in listeners {
+            listener(turn, end.clone());
+        }
     }
 
     fn spawn_worker(self) {
@@ -173,7 +227,7 @@ impl Controller {
     /// Replaces a crashed worker with a fresh one (the model must be reloaded).
     pub fn restart_worker(self) {
         self.client.set_value(None);
-        self.generating.set(None);
+        self.end_reply(ReplyEnd::Failed("the model worker stopped".into()));
         self.model.set(ModelState::Idle);
         self.spawn_worker();
     }
@@ -213,6 +267,9 @@ impl Controller {
     }
 
     fn persist(self) {
+        if !self.keep_history {
+            return;
+        }
         let conversation = self.conversation.get_untracked();
         if conversation.entries.is_empty() {
             return;
@@ -358,28 +415,37 @@ impl Controller {
         out
     }
 
-    fn generate(self) {
+    /// Starts a reply to the conversation; returns its turn id, or `None` when
+    /// the request could not be sent.
+    fn generate(self) -> Option<u64> {
         let messages = self.messages_for_model();
         let turn = self.turn.get_value() + 1;
         self.turn.set_value(turn);
         self.conversation.update(|c| c.entries.push(Entry { role: Role::Assistant, content: String::new(), stats: None }));
         self.generating.set(Some(turn));
         self.live_tokens.set(0);
+        self.reply_text.set_value(String::new());
         self.notice.set(None);
         let settings = self.settings.with_untracked(|s| s.generation.clone());
-        if !self.send_request(Request::Generate { turn, messages, settings }) {
-            self.generating.set(None);
+        if self.send_request(Request::Generate { turn, messages, settings }) {
+            Some(turn)
+        } else {
+            let message = self.error.get_untracked().unwrap_or_else(|| "the model worker is not running".into());
+            self.end_reply(ReplyEnd::Failed(message));
+            None
         }
     }
 
-    /// Sends the user's message and starts the reply.
-    pub fn send(self, text: String) {
+    /// Sends the user's message and starts the reply; returns the reply's turn
+    /// id (see [`Controller::on_reply_end`]), or `None` when nothing was sent
+    /// (empty text, a reply in progress, no model loaded, the worker gone).
+    pub fn send(self, text: String) -> Option<u64> {
         if text.trim().is_empty() || self.generating.get_untracked().is_some() {
-            return;
+            return None;
         }
         if !matches!(self.model.get_untracked(), ModelState::Ready(_)) {
             self.error.set(Some("load a model first".into()));
-            return;
+            return None;
         }
         self.error.set(None);
         self.conversation.update(|c| {
@@ -389,7 +455,7 @@ impl Controller {
                 c.retitle();
             }
         });
-        self.generate();
+        self.generate()
     }
 
     /// Stops the reply in progress after the current token.
@@ -505,6 +571,7 @@ impl Controller {
             Event::Token { turn, text } => {
                 if Some(turn) == self.generating.get_untracked() {
                     self.live_tokens.update(|n| *n += 1);
+                    self.reply_text.update_value(|t| t.push_str(&text));
                     self.conversation.update(|c| {
                         if let Some(last) = c.entries.last_mut() {
                             last.content.push_str(&text);
@@ -516,11 +583,12 @@ impl Controller {
                 if Some(turn) == self.generating.get_untracked() {
                     self.conversation.update(|c| {
                         if let Some(last) = c.entries.last_mut() {
-                            last.stats = Some(stats);
+                            last.stats = Some(stats.clone());
                         }
                         c.updated = now_ms();
                     });
-                    self.generating.set(None);
+                    let text = self.reply_text.with_value(Clone::clone);
+                    self.end_reply(ReplyEnd::Done { text, stats });
                     self.persist();
                 }
             }
@@ -542,7 +610,7 @@ impl Controller {
                             c.entries.pop();
                         }
                     });
-                    self.generating.set(None);
+                    self.end_reply(ReplyEnd::Failed(message.clone()));
                 }
                 self.error.set(Some(message));
             }

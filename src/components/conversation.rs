@@ -29,13 +29,18 @@ fn copy_to_clipboard(text: String) {
 
 /// The list of messages of the open conversation.
 #[component]
-pub fn ConversationView() -> impl IntoView {
+pub fn ConversationView(
+    /// What an empty conversation says (by default: load a model, then ask).
+    #[prop(optional)]
+    empty_hint: Option<&'static str>,
+) -> impl IntoView {
     let ctl = expect_context::<Controller>();
     let count = move || ctl.conversation.with(|c| c.entries.len());
+    let hint = empty_hint.unwrap_or("Load a model, then ask anything. Enter sends, Shift+Enter starts a new line.");
     view! {
         <section class="conversation" aria-label="Conversation" aria-live="polite">
             <Show when=move || count() == 0>
-                <p class="empty muted">"Load a model, then ask anything. Enter sends, Shift+Enter starts a new line."</p>
+                <p class="empty muted">{hint}</p>
             </Show>
             <For each=move || 0..count() key=move |i| (ctl.conversation.with(|c| c.id.clone()), *i) let:i>
                 <MessageBubble index=i />

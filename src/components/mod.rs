@@ -1,5 +1,6 @@
 //! UI components, one per file.
 
+pub mod banners;
 pub mod composer;
 pub mod conversation;
 pub mod history;
@@ -7,3 +8,4 @@ pub mod model_panel;
 pub mod models;
 pub mod settings;
 pub mod status;
+pub mod update_prompt;

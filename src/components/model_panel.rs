@@ -8,7 +8,7 @@ use crate::state::{bytes, ModelState, CATALOG};
 
 /// "12.3 MiB/s, about 1:05 left", from the worker's figures; for the load
 /// stage (no rate), the speed of reading since the stage began.
-fn speed(done: u64, rate: Option<f64>, eta_s: Option<f64>, elapsed_ms: f64) -> String {
+pub(crate) fn speed(done: u64, rate: Option<f64>, eta_s: Option<f64>, elapsed_ms: f64) -> String {
     let rate = rate.unwrap_or(if elapsed_ms > 0.0 { done as f64 / (elapsed_ms / 1000.0) } else { 0.0 });
     let mut s = format!("{}/s", bytes(rate as u64));
     if let Some(secs) = eta_s.filter(|s| s.is_finite() && *s >= 1.0) {

@@ -1,0 +1,96 @@
+// Sprig's service worker: the app shell, offline.
+//
+// scripts/pwa-build writes dist/sw.js from this file, filling BUILD with the
+// build's version and its shell (every file of the build but models/, each but
+// index.html with its SRI hash). Each version precaches its shell into its own cache,
+// `sprig-shell-<version>`, and serves it cache-first; a new version installs
+// beside the running one and waits until the page asks for it (the page's
+// "new version — reload" prompt posts SKIP_WAITING), then deletes the older
+// caches as it activates.
+//
+// Left to the network, never cached here: model files (the worker's model
+// store in OPFS owns them), Range requests, anything but GET, other origins,
+// and anything not in the shell.
+
+'use strict';
+
+const BUILD = /* sprig-build */ { "version": "dev", "shell": [] } /* /sprig-build */;
+
+const PREFIX = 'sprig-shell-';
+const CACHE = PREFIX + BUILD.version;
+const SCOPE = new URL('./', self.location.href);
+const INDEX = new URL('./index.html', SCOPE).href;
+const SHELL = new Set(BUILD.shell.map((f) => new URL(f.url, SCOPE).href));
+
+self.addEventListener('install', (event) => {
+  // No skipWaiting() here: a new version never takes over a page on its own.
+  event.waitUntil(precache());
+});
+
+async function precache() {
+  const cache = await caches.open(CACHE);
+  try {
+    await Promise.all(
+      BUILD.shell.map(async ({ url, integrity }) => {
+        // Past the HTTP cache, and checked against the build's own hashes: a
+        // shell mixing two deployments fails to install and is retried later.
+        const request = new Request(new URL(url, SCOPE), { cache: 'no-cache', integrity: integrity ?? '' });
+        let response = await fetch(request);
+        if (!response.ok) throw new Error(`cannot precache ${url}: HTTP ${response.status}`);
+        // A redirected response cannot answer a navigation: keep its bytes only.
+        if (response.redirected) {
+          response = new Response(await response.blob(), { status: response.status, headers: response.headers });
+        }
+        await cache.put(request.url, response);
+      }),
+    );
+  } catch (e) {
+    await caches.delete(CACHE);
+    throw e;
+  }
+}
+
+self.addEventListener('activate', (event) => {
+  event.waitUntil(
+    (async () => {
+      for (const key of await caches.keys()) {
+        if (key.startsWith(PREFIX) && key !== CACHE) await caches.delete(key);
+      }
+      // The first visit's page is controlled at once (later ones already are).
+      await self.clients.claim();
+    })(),
+  );
+});
+
+self.addEventListener('message', (event) => {
+  const type = event.data?.type;
+  if (type === 'SKIP_WAITING') {
+    self.skipWaiting();
+  } else if (type === 'VERSION') {
+    event.ports[0]?.postMessage(BUILD.version);
+  }
+});
+
+self.addEventListener('fetch', (event) => {
+  const key = shellKey(event.request);
+  if (key) event.respondWith(fromShell(key, event.request));
+});
+
+/** The cache key answering `request`, or null when the network should. */
+function shellKey(request) {
+  if (request.method !== 'GET' || request.headers.has('range')) return null;
+  const url = new URL(request.url);
+  if (url.origin !== SCOPE.origin || !url.pathname.startsWith(SCOPE.pathname)) return null;
+  const path = url.pathname.slice(SCOPE.pathname.length);
+  if (path.startsWith('models/')) return null;
+  // The app has one page: any navigation to it, whatever its query, is index.html.
+  if (request.mode === 'navigate' && (path === '' || path === 'index.html')) return INDEX;
+  url.hash = '';
+  return url.search === '' && SHELL.has(url.href) ? url.href : null;
+}
+
+async function fromShell(key, request) {
+  const cache = await caches.open(CACHE);
+  const hit = await cache.match(key);
+  return hit ?? fetch(request);
+}

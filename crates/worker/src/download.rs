@@ -254,13 +254,10 @@ fn task_range(state: &RefCell<State>, si: usize, ci: usize) -> (String, u64, u64
     (slot.url.clone(), start, end)
 }
 
+/// Stores a ranged chunk, and finishes its shard when that was the last one.
 fn store(state: &RefCell<State>, si: usize, ci: usize, bytes: &[u8], progress: Progress<'_>) -> Result<Finished, DownloadError> {
-    let mut s = state.borrow_mut();
-    let Some(w) = s.slots[si].writer.as_mut() else { return Ok(Finished::No) };
-    w.put(ci, bytes)?;
-    s.done += bytes.len() as u64;
-    progress(LoadStage::Download, s.done, s.total);
-    s.finish(si)
+    put_chunk(state, si, ci, bytes, progress)?;
+    state.borrow_mut().finish(si)
 }
 
 /// One connection: takes chunks off the queue until it is empty and nothing
@@ -392,14 +389,14 @@ async fn stream_shard(state: &RefCell<State>, si: usize, mut body: WholeBody, pr
             buf.extend_from_slice(&rest[..take]);
             rest = &rest[take..];
             if buf.len() == chunk {
-                store_streamed(state, si, index, &buf, progress)?;
+                put_chunk(state, si, index, &buf, progress)?;
                 buf.clear();
                 index += 1;
             }
         }
     }
     if !buf.is_empty() {
-        store_streamed(state, si, index, &buf, progress)?;
+        put_chunk(state, si, index, &buf, progress)?;
     }
     if received != size {
         return Err(DownloadError::Fetch(FetchError::Body { url, message: format!("{received} of {size} bytes arrived") }));
@@ -407,7 +404,8 @@ async fn stream_shard(state: &RefCell<State>, si: usize, mut body: WholeBody, pr
     Ok(())
 }
 
-fn store_streamed(state: &RefCell<State>, si: usize, ci: usize, bytes: &[u8], progress: Progress<'_>) -> Result<(), DownloadError> {
+/// Writes chunk `ci` of shard `si` and counts its bytes (the shard is finished by the caller).
+fn put_chunk(state: &RefCell<State>, si: usize, ci: usize, bytes: &[u8], progress: Progress<'_>) -> Result<(), DownloadError> {
     let mut s = state.borrow_mut();
     let Some(w) = s.slots[si].writer.as_mut() else { return Ok(()) };
     w.put(ci, bytes)?;

@@ -188,6 +188,18 @@ fn q4_k_m_mixes_types_like_llama_cpp_and_records_provenance() {
     let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(manifest["name"], "Tiny Wanda");
     assert!(manifest["shards"].as_array().unwrap().len() >= 2, "split into shards of at most 6 MB");
+
+    // verify notices a damaged shard, naming it.
+    let (ok, text) = sprig(&["verify", out.to_str().unwrap()]);
+    assert!(ok, "{text}");
+    let last = shards(&out).pop().unwrap();
+    let mut bytes = std::fs::read(&last).unwrap();
+    let at = bytes.len() - 100;
+    bytes[at] ^= 0xff;
+    std::fs::write(&last, bytes).unwrap();
+    let (ok, text) = sprig(&["verify", out.to_str().unwrap()]);
+    let name = last.file_name().unwrap().to_str().unwrap();
+    assert!(!ok && text.contains(name) && text.contains("sha256"), "{text}");
 }
 
 #[test]

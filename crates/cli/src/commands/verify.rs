@@ -10,6 +10,8 @@ use sprig_engine::LlamaConfig;
 use sprig_protocol::Manifest;
 
 use super::manifest::sha256_file;
+use crate::convert::checkpoint::HfConfig;
+use crate::convert::mapping::plan;
 
 /// Arguments of `sprig verify`.
 #[derive(Debug, clap::Args)]
@@ -18,28 +20,29 @@ pub struct Args {
     pub dir: PathBuf,
 }
 
-/// The tensors (GGUF name, candle dims) a llama model with `cfg` must have.
+/// The tensors (GGUF name, candle dims) a llama model with `cfg` must have:
+/// the converter's own tensor plan, for a config made from the GGUF's metadata.
 fn expected_tensors(cfg: &LlamaConfig, vocab: usize, tied: bool) -> Vec<(String, Vec<usize>)> {
-    let (h, ff) = (cfg.n_embd, cfg.n_ff);
-    let hd = cfg.head_dim;
-    let mut out = vec![("token_embd.weight".to_string(), vec![vocab, h])];
-    for i in 0..cfg.n_layer {
-        let n = |s: &str| format!("blk.{i}.{s}.weight");
-        out.push((n("attn_norm"), vec![h]));
-        out.push((n("attn_q"), vec![cfg.n_head * hd, h]));
-        out.push((n("attn_k"), vec![cfg.n_head_kv * hd, h]));
-        out.push((n("attn_v"), vec![cfg.n_head_kv * hd, h]));
-        out.push((n("attn_output"), vec![h, cfg.n_head * hd]));
-        out.push((n("ffn_norm"), vec![h]));
-        out.push((n("ffn_gate"), vec![ff, h]));
-        out.push((n("ffn_up"), vec![ff, h]));
-        out.push((n("ffn_down"), vec![h, ff]));
-    }
-    out.push(("output_norm.weight".into(), vec![h]));
-    if !tied {
-        out.push(("output.weight".into(), vec![vocab, h]));
-    }
-    out
+    let hf = HfConfig {
+        architectures: Vec::new(),
+        model_type: cfg.architecture.clone(),
+        name_or_path: None,
+        hidden_size: cfg.n_embd,
+        intermediate_size: cfg.n_ff,
+        num_hidden_layers: cfg.n_layer,
+        num_attention_heads: cfg.n_head,
+        num_key_value_heads: Some(cfg.n_head_kv),
+        head_dim: Some(cfg.head_dim),
+        max_position_embeddings: cfg.context_length,
+        rms_norm_eps: cfg.rms_eps,
+        rope_theta: Some(cfg.rope_theta),
+        vocab_size: vocab,
+        sliding_window: cfg.sliding_window,
+        tie_word_embeddings: tied,
+        bos_token_id: None,
+        eos_token_id: None,
+    };
+    plan(&hf).into_iter().map(|t| (t.gguf, t.shape)).collect()
 }
 
 /// Runs `sprig verify`.

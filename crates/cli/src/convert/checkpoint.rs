@@ -95,6 +95,9 @@ pub struct HfConfig {
     /// Key/value heads (GQA); defaults to the query heads.
     #[serde(default)]
     pub num_key_value_heads: Option<usize>,
+    /// Width of one head; defaults to `hidden_size / num_attention_heads`.
+    #[serde(default)]
+    pub head_dim: Option<usize>,
     /// Context length.
     pub max_position_embeddings: usize,
     /// RMS norm epsilon.
@@ -126,7 +129,7 @@ impl HfConfig {
 
     /// Width of one head.
     pub fn head_dim(&self) -> usize {
-        self.hidden_size / self.num_attention_heads
+        self.head_dim.unwrap_or(self.hidden_size / self.num_attention_heads)
     }
 
     /// RoPE base (10 000 when absent, as in Llama).

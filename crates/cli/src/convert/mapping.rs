@@ -46,6 +46,7 @@ impl TensorPlan {
 /// Every tensor of the model, in GGUF order.
 pub fn plan(cfg: &HfConfig) -> Vec<TensorPlan> {
     let (h, ff, v) = (cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size);
+    let q = cfg.num_attention_heads * cfg.head_dim();
     let kv = cfg.kv_heads() * cfg.head_dim();
     let t = |hf: String, gguf: String, shape: Vec<usize>, role, layer, permute_heads| TensorPlan { hf, gguf, shape, role, layer, permute_heads };
     let mut out = vec![t("model.embed_tokens.weight".into(), "token_embd.weight".into(), vec![v, h], Role::Embedding, None, None)];
@@ -53,10 +54,10 @@ pub fn plan(cfg: &HfConfig) -> Vec<TensorPlan> {
         let hf = |s: &str| format!("model.layers.{i}.{s}.weight");
         let g = |s: &str| format!("blk.{i}.{s}.weight");
         out.push(t(hf("input_layernorm"), g("attn_norm"), vec![h], Role::Norm, Some(i), None));
-        out.push(t(hf("self_attn.q_proj"), g("attn_q"), vec![h, h], Role::Linear, Some(i), Some(cfg.num_attention_heads)));
+        out.push(t(hf("self_attn.q_proj"), g("attn_q"), vec![q, h], Role::Linear, Some(i), Some(cfg.num_attention_heads)));
         out.push(t(hf("self_attn.k_proj"), g("attn_k"), vec![kv, h], Role::Linear, Some(i), Some(cfg.kv_heads())));
         out.push(t(hf("self_attn.v_proj"), g("attn_v"), vec![kv, h], Role::Linear, Some(i), None));
-        out.push(t(hf("self_attn.o_proj"), g("attn_output"), vec![h, h], Role::Linear, Some(i), None));
+        out.push(t(hf("self_attn.o_proj"), g("attn_output"), vec![h, q], Role::Linear, Some(i), None));
         out.push(t(hf("post_attention_layernorm"), g("ffn_norm"), vec![h], Role::Norm, Some(i), None));
         out.push(t(hf("mlp.gate_proj"), g("ffn_gate"), vec![ff, h], Role::Linear, Some(i), None));
         out.push(t(hf("mlp.up_proj"), g("ffn_up"), vec![ff, h], Role::Linear, Some(i), None));

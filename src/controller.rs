@@ -318,8 +318,8 @@ impl Controller {
         if file.is_none() {
             self.ask_persistence();
         }
-        let connections = self.settings.with_untracked(|s| s.connections);
-        let request = Request::Load { source, connections };
+        let (connections, workers) = self.settings.with_untracked(|s| (s.connections, s.workers));
+        let request = Request::Load { source, connections, workers };
         let sent = self.client.with_value(|c| c.as_ref().map(|c| c.send_with_file(request, file)));
         match sent {
             Some(Ok(())) => {}
@@ -530,6 +530,8 @@ impl Controller {
         };
         match event {
             Event::Ready => self.worker.set(WorkerStatus::Ready),
+            // Only asked for by benchmarks (scripts/bench-browser).
+            Event::Bandwidth { .. } => {}
             Event::Hello { info, .. } => self.info.set(Some(info)),
             Event::Progress { stage, done, total, rate, eta_s } => self.model.update(|m| {
                 let now = now_ms();

@@ -89,11 +89,13 @@ pub struct Settings {
     pub generation: GenerationSettings,
     /// Parallel connections for model downloads.
     pub connections: usize,
+    /// Workers to split a model across (0: chosen from its size).
+    pub workers: usize,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Self { system_prompt: String::new(), generation: GenerationSettings::default(), connections: DEFAULT_CONNECTIONS }
+        Self { system_prompt: String::new(), generation: GenerationSettings::default(), connections: DEFAULT_CONNECTIONS, workers: 0 }
     }
 }
 

@@ -126,7 +126,12 @@ pub fn ModelPanel() -> impl IntoView {
                             } else {
                                 format!(" · loaded from this device in {:.1} s", (m.fetch_ms + m.load_ms) / 1000.0)
                             }}
-                            {(m.memory_bytes > 0).then(|| format!(" · worker memory {}", bytes(m.memory_bytes)))}
+                            {(m.memory_bytes > 0 && m.worker_memory_bytes.len() <= 1).then(|| format!(" · worker memory {}", bytes(m.memory_bytes)))}
+                            {(m.worker_memory_bytes.len() > 1).then(|| format!(
+                                " · {} workers, memory {}",
+                                m.worker_memory_bytes.len(),
+                                m.worker_memory_bytes.iter().map(|b| bytes(*b)).collect::<Vec<_>>().join(" + ")
+                            ))}
                         </span>
                     </p>
                 }.into_any(),

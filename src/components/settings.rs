@@ -73,6 +73,9 @@ pub fn SettingsPanel() -> impl IntoView {
                 <NumberField label="Download connections" testid="connections" min=1.0 max=16.0 step=1.0
                     get=Signal::derive(move || s.with(|s| s.connections as f64))
                     set=Callback::new(move |v: f64| s.update(|s| s.connections = (v as usize).clamp(1, 16))) />
+                <NumberField label="Model workers (0 = by model size)" testid="workers" min=0.0 max=16.0 step=1.0
+                    get=Signal::derive(move || s.with(|s| s.workers as f64))
+                    set=Callback::new(move |v: f64| s.update(|s| s.workers = (v as usize).min(16))) />
             </div>
         </details>
     }

@@ -1,17 +1,30 @@
 // Benchmark (not a test): Sprig against wllama in the same headless Chromium,
 // on the same GGUF, the same chat question, the same greedy token budget and
-// one thread each, alternating runs. Both sides are timed the same way in the
-// page: time to first token (TTFT) from submitting the question to the first
-// streamed token, prefill = prompt tokens / TTFT, decode = (n - 1) / (time from
-// first to last token). Sprig is driven through its real UI (tokens counted
-// from the streaming reply's data-live-tokens attribute; its own stats line is
-// printed too); wllama (tests/bench/wllama, pinned) through its chat completion
-// with a streaming callback. Run by scripts/bench-browser.
+// one thread each, alternating runs; once per model (the demo Q4_1 GGUF and,
+// when given, the same model re-quantized to Q4_0). Both sides are timed the
+// same way in the page: time to first token (TTFT) from submitting the
+// question to the first streamed token, prefill = prompt tokens / TTFT,
+// decode = (n - 1) / (time from first to last token). Sprig is driven through
+// its real UI (tokens counted from the streaming reply's data-live-tokens
+// attribute; its own stats line is printed too); wllama (tests/bench/wllama,
+// pinned) through its chat completion with a streaming callback.
 //
-// Env: SPRIG_DIST (built dist), RUNS (default 3), MAX_TOKENS (default 64).
+// Before the runs, a second Sprig worker (the build's own worker loader,
+// started in the app's page) measures its wasm memory read bandwidth
+// (Request::ProbeBandwidth: 256 MiB, best of 5 reads). Decoding a token reads
+// every weight matrix once, so GB/s ÷ (weight bytes per token) bounds decode
+// speed; each table gives decode as a fraction of that bound. The weight
+// bytes per token are the GGUF's tensor data, without the token embedding
+// table unless it is tied as the output matrix (no output.weight), read from
+// the GGUF header here.
+//
+// Run by scripts/bench-browser.
+// Env: SPRIG_DIST (built dist), RUNS (default 3), MAX_TOKENS (default 64),
+// SPRIG_BENCH_Q4_0 (the Q4_0 GGUF; its row is skipped when unset or missing).
 
 import { fileURLToPath } from 'node:url';
-import { mkdtemp, symlink, copyFile, rm } from 'node:fs/promises';
+import { mkdtemp, mkdir, symlink, copyFile, rm, open } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startServer } from '../server.mjs';
@@ -19,25 +32,151 @@ import { launch } from '../e2e/browser.mjs';
 
 const here = (p) => fileURLToPath(new URL(p, import.meta.url));
 const DIST = process.env.SPRIG_DIST ?? here('../../dist');
-const MODEL = process.env.SPRIG_BENCH_MODEL ?? here('../../models/SmolLM2-135M-Instruct.Q4_1.gguf');
 const RUNS = Number(process.env.RUNS ?? 3);
 const MAX_TOKENS = Number(process.env.MAX_TOKENS ?? 64);
 const QUESTION = 'Explain in a few sentences why the sky is blue.';
+const PROBE_BYTES = 256 * 1024 * 1024;
 
-// wllama's page: its own files, its package (symlinked) and the model.
+// The models: Sprig loads the demo through its catalog (the manifest in
+// dist/models/), any other through the picker's URL field, from wllama's
+// server (which then sends CORS headers).
+const MODELS = [
+  { key: 'q4_1', label: 'SmolLM2-135M-Instruct Q4_1 (demo)', path: here('../../models/SmolLM2-135M-Instruct.Q4_1.gguf'), demo: true },
+  { key: 'q4_0', label: 'SmolLM2-135M-Instruct Q4_0 (sprig requant)', path: process.env.SPRIG_BENCH_Q4_0 ?? '', demo: false },
+].filter((m) => {
+  if (existsSync(m.path)) return true;
+  console.log(`skipping ${m.label}: ${m.path || 'SPRIG_BENCH_Q4_0 is not set'}${m.path ? ' is missing' : ''}`);
+  return false;
+});
+
+/**
+ * The data size of every tensor of a GGUF file (v2/v3), from its header:
+ * each tensor's bytes up to the next one's offset (alignment padding
+ * included), the last one's up to the end of the file.
+ */
+async function ggufTensorSizes(path) {
+  const fh = await open(path);
+  try {
+    const { size: fileSize } = await fh.stat();
+    for (let want = 8 << 20; ; want *= 2) {
+      const buf = Buffer.alloc(Math.min(want, fileSize));
+      await fh.read(buf, 0, buf.length, 0);
+      try {
+        return parseGgufHeader(buf, fileSize);
+      } catch (e) {
+        // The header is longer than what was read: read more.
+        if (!(e instanceof RangeError) || buf.length >= fileSize) throw e;
+      }
+    }
+  } finally {
+    await fh.close();
+  }
+}
+
+function parseGgufHeader(buf, fileSize) {
+  const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  let p = 0;
+  const u32 = () => { const v = dv.getUint32(p, true); p += 4; return v; };
+  const u64 = () => { const v = Number(dv.getBigUint64(p, true)); p += 8; return v; };
+  const skip = (n) => { p += n; if (p > buf.length) throw new RangeError('past the read bytes'); };
+  const str = () => { const n = u64(); const start = p; skip(n); return buf.toString('utf8', start, p); };
+  // Sizes of the fixed-size value types: u8 i8 u16 i16 u32 i32 f32 bool, u64 i64 f64.
+  const FIXED = { 0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8 };
+  const value = (type) => {
+    if (type === 4) return u32();
+    if (type === 8) return str();
+    if (type === 9) {
+      const itemType = u32();
+      const n = u64();
+      if (FIXED[itemType]) skip(n * FIXED[itemType]);
+      else for (let i = 0; i < n; i++) value(itemType);
+      return null;
+    }
+    if (!FIXED[type]) throw new Error(`unknown GGUF value type ${type}`);
+    skip(FIXED[type]);
+    return null;
+  };
+  if (buf.toString('latin1', 0, 4) !== 'GGUF') throw new Error('not a GGUF file');
+  p = 4;
+  const version = u32();
+  if (version < 2) throw new Error(`GGUF version ${version} is not supported`);
+  const tensorCount = u64();
+  const kvCount = u64();
+  let alignment = 32;
+  for (let i = 0; i < kvCount; i++) {
+    const key = str();
+    const v = value(u32());
+    if (key === 'general.alignment' && typeof v === 'number') alignment = v;
+  }
+  const tensors = [];
+  for (let i = 0; i < tensorCount; i++) {
+    const name = str();
+    skip(u32() * 8); // dimensions
+    u32(); // type
+    tensors.push({ name, offset: u64() });
+  }
+  const dataStart = Math.ceil(p / alignment) * alignment;
+  tensors.sort((a, b) => a.offset - b.offset);
+  tensors.forEach((t, i) => { t.size = (tensors[i + 1]?.offset ?? fileSize - dataStart) - t.offset; });
+  return tensors;
+}
+
+/** Bytes of weights one decoded token reads: see the header comment. */
+async function weightBytesPerToken(path) {
+  const tensors = await ggufTensorSizes(path);
+  const total = tensors.reduce((s, t) => s + t.size, 0);
+  const tied = !tensors.some((t) => t.name === 'output.weight');
+  const embeddings = tensors.find((t) => t.name === 'token_embd.weight')?.size ?? 0;
+  return { bytes: tied ? total : total - embeddings, tied };
+}
+
+// wllama's pages, one folder per model: its own files, its package
+// (symlinked) and the model as ./model.gguf.
 const wroot = await mkdtemp(join(tmpdir(), 'sprig-bench-wllama-'));
-for (const f of ['index.html', 'bench.js']) await copyFile(here(`wllama/${f}`), join(wroot, f));
-await symlink(here('wllama/node_modules/@wllama/wllama'), join(wroot, 'wllama'));
-await symlink(MODEL, join(wroot, 'model.gguf'));
+for (const m of MODELS) {
+  const dir = join(wroot, m.key);
+  await mkdir(dir);
+  for (const f of ['index.html', 'bench.js']) await copyFile(here(`wllama/${f}`), join(dir, f));
+  await symlink(here('wllama/node_modules/@wllama/wllama'), join(dir, 'wllama'));
+  await symlink(m.path, join(dir, 'model.gguf'));
+}
 
 const sprigServer = await startServer({ root: DIST });
-const wllamaServer = await startServer({ root: wroot });
+const wllamaServer = await startServer({ root: wroot, cors: true });
 const browser = await launch();
 
-async function runSprig() {
+/** Asks a second Sprig worker, started in the app's page, for its read bandwidth. */
+async function probeBandwidth() {
   const page = await browser.newPage();
   try {
     await page.goto(sprigServer.url + '/');
+    return await page.evaluate((bytes) => new Promise((resolve, reject) => {
+      const url = document.querySelector('meta[name="sprig-worker"]')?.content || './sprig-worker_loader.js';
+      const worker = new Worker(url);
+      const done = (f, v) => { clearTimeout(timer); worker.terminate(); f(v); };
+      const timer = setTimeout(() => done(reject, new Error('the worker did not answer within 120 s')), 120_000);
+      worker.onerror = (e) => done(reject, new Error(`worker error: ${e.message}`));
+      worker.onmessage = ({ data }) => {
+        const body = data?.body;
+        // Answer in the version the worker speaks (its Ready envelope's `v`).
+        if (body?.type === 'ready') worker.postMessage({ v: data.v, body: { type: 'probe_bandwidth', bytes } });
+        else if (body?.type === 'bandwidth') done(resolve, body.gb_per_s);
+        else if (body?.type === 'error') done(reject, new Error(`${body.kind}: ${body.message}`));
+      };
+    }), PROBE_BYTES);
+  } finally {
+    await page.close();
+  }
+}
+
+async function runSprig(model) {
+  const page = await browser.newPage();
+  try {
+    await page.goto(sprigServer.url + '/');
+    if (!model.demo) {
+      await page.getByTestId('model-select').selectOption('custom');
+      await page.getByTestId('model-url').fill(`${wllamaServer.url}/${model.key}/model.gguf`);
+    }
     await page.getByTestId('model-load').click();
     await page.getByTestId('model-ready').waitFor({ timeout: 300_000 });
     await page.getByTestId('settings').click();
@@ -75,7 +214,7 @@ async function runSprig() {
     return {
       prompt: Number(m[4]), promptTotal: Number(m[3]), n,
       ttft: first[0] - t0, decodeMs: lastMark[0] - first[0],
-      own: `own stats: prefill ${m[5]} tok/s, decode ${m[2]} tok/s`,
+      own: `own: prefill ${m[5]}, decode ${m[2]} tok/s`,
       marks: marks.length, text: reply,
     };
   } finally {
@@ -83,13 +222,13 @@ async function runSprig() {
   }
 }
 
-async function runWllama() {
+async function runWllama(model) {
   const page = await browser.newPage();
   const logs = [];
   page.on('pageerror', (e) => logs.push(`pageerror: ${e.message}`));
   page.on('console', (msg) => { if (msg.type() === 'error') logs.push(`console: ${msg.text()}`); });
   try {
-    await page.goto(wllamaServer.url + '/index.html');
+    await page.goto(`${wllamaServer.url}/${model.key}/index.html`);
     await page.waitForFunction(() => window.benchReady === true, null, { timeout: 60_000 }).catch((e) => {
       throw new Error(`wllama page did not start: ${e.message}\n${logs.join('\n')}`);
     });
@@ -101,7 +240,7 @@ async function runWllama() {
     return {
       prompt, promptTotal: r.usage?.prompt_tokens ?? prompt, n,
       ttft: r.times[0] - r.t0, decodeMs: r.times.at(-1) - r.times[0],
-      own: t ? `own timings: prefill ${t.prompt_per_second.toFixed(1)} tok/s, decode ${t.predicted_per_second.toFixed(1)} tok/s (cache_n ${t.cache_n})` : 'no timings',
+      own: t ? `own: prefill ${t.prompt_per_second.toFixed(1)}, decode ${t.predicted_per_second.toFixed(1)} tok/s, cache_n ${t.cache_n}` : 'no timings',
       marks: r.times.length, multiThread: r.multiThread, text: r.text,
     };
   } finally {
@@ -110,37 +249,52 @@ async function runWllama() {
 }
 
 const fig = (r) => ({ prefill: r.prompt / (r.ttft / 1000), decode: (r.n - 1) / (r.decodeMs / 1000), ttft: r.ttft });
-const results = { sprig: [], wllama: [] };
-const texts = { sprig: null, wllama: null };
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 // Word-level comparison: Sprig shows rendered markdown, wllama the raw text.
 const words = (s) => s.replace(/[*_#`>\-]/g, ' ').split(/\s+/).filter(Boolean);
-try {
+
+/** Alternating runs of one model; prints one line per run and engine, then its table. */
+async function benchModel(model, gbPerS) {
+  const { bytes, tied } = await weightBytesPerToken(model.path);
+  const bound = gbPerS * 1e9 / bytes;
+  console.log(`\n== ${model.label}: ${(bytes / 1e6).toFixed(1)} MB of weights read per token` +
+    `${tied ? ' (embeddings tied as the output: counted once)' : ' (without the token embeddings)'}, ` +
+    `decode bound ${bound.toFixed(1)} tok/s`);
+  const results = { sprig: [], wllama: [] };
+  const texts = { sprig: null, wllama: null };
   for (let run = 1; run <= RUNS; run++) {
     for (const [name, fn] of [['sprig', runSprig], ['wllama', runWllama]]) {
-      const r = await fn();
+      const r = await fn(model);
       const f = fig(r);
       results[name].push(f);
       texts[name] ??= r.text;
-      console.log(`${name} run ${run}: prompt ${r.prompt} tokens${r.promptTotal !== r.prompt ? ` (of ${r.promptTotal})` : ''}, ` +
-        `TTFT ${f.ttft.toFixed(0)} ms, prefill ${f.prefill.toFixed(1)} tok/s; ${r.n} tokens, decode ${f.decode.toFixed(1)} tok/s ` +
+      console.log(`${name.padEnd(6)} run ${run}: prompt ${r.prompt}${r.promptTotal !== r.prompt ? ` (of ${r.promptTotal})` : ''}, ` +
+        `TTFT ${f.ttft.toFixed(0)} ms, prefill ${f.prefill.toFixed(1)}, ${r.n} tokens, decode ${f.decode.toFixed(1)} tok/s ` +
         `[${r.marks} token events; ${r.own}${r.multiThread !== undefined ? `; multithread ${r.multiThread}` : ''}]`);
     }
   }
   const [a, b] = [words(texts.sprig ?? ''), words(texts.wllama ?? '')];
   let same = 0;
   while (same < Math.min(a.length, b.length) && a[same] === b[same]) same++;
-  console.log(`\nreplies: ${same} leading words identical (sprig ${a.length} words, wllama ${b.length})` +
-    `\n  sprig:  ${JSON.stringify((texts.sprig ?? '').slice(0, 160))}\n  wllama: ${JSON.stringify((texts.wllama ?? '').slice(0, 160))}`);
-  const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+  console.log(`replies: ${same} leading words identical (sprig ${a.length} words, wllama ${b.length}); ` +
+    `sprig: ${JSON.stringify((texts.sprig ?? '').slice(0, 60))}…`);
   const med = (name, k) => median(results[name].map((f) => f[k]));
-  console.log(`\nmedians over ${RUNS} alternating runs, 1 thread, ${MAX_TOKENS} greedy tokens:`);
-  console.log('| | prefill tok/s | decode tok/s | TTFT ms |');
-  console.log('|---|---|---|---|');
+  console.log(`\n${model.label}, medians of ${RUNS} alternating runs, 1 thread, ${MAX_TOKENS} greedy tokens:`);
+  console.log('| | prefill tok/s | decode tok/s | TTFT ms | decode / bound |');
+  console.log('|---|---|---|---|---|');
   for (const name of ['sprig', 'wllama']) {
-    console.log(`| ${name} | ${med(name, 'prefill').toFixed(1)} | ${med(name, 'decode').toFixed(1)} | ${med(name, 'ttft').toFixed(0)} |`);
+    console.log(`| ${name} | ${med(name, 'prefill').toFixed(1)} | ${med(name, 'decode').toFixed(1)} | ` +
+      `${med(name, 'ttft').toFixed(0)} | ${(100 * med(name, 'decode') / bound).toFixed(0)} % |`);
   }
   console.log(`| Sprig/wllama | ${(med('sprig', 'prefill') / med('wllama', 'prefill')).toFixed(2)} | ` +
-    `${(med('sprig', 'decode') / med('wllama', 'decode')).toFixed(2)} | ${(med('sprig', 'ttft') / med('wllama', 'ttft')).toFixed(2)} |`);
+    `${(med('sprig', 'decode') / med('wllama', 'decode')).toFixed(2)} | ${(med('sprig', 'ttft') / med('wllama', 'ttft')).toFixed(2)} | |`);
+}
+
+try {
+  const gbPerS = await probeBandwidth();
+  if (!(gbPerS > 0)) throw new Error(`the bandwidth probe gave ${gbPerS} GB/s`);
+  console.log(`wasm memory read bandwidth: ${gbPerS.toFixed(2)} GB/s (one worker thread, ${PROBE_BYTES >> 20} MiB, best of 5 reads)`);
+  for (const model of MODELS) await benchModel(model, gbPerS);
 } finally {
   await browser.close();
   await sprigServer.close();

@@ -5,7 +5,7 @@ use clap::{Parser, Subcommand};
 mod commands;
 mod convert;
 
-/// Sprig's native tools: inspect, tokenize, run, split and synthesize GGUF models.
+/// Sprig's native tools: inspect, tokenize, run, split, re-quantize and synthesize GGUF models.
 #[derive(Debug, Parser)]
 #[command(name = "sprig", version, about)]
 struct Cli {
@@ -29,6 +29,8 @@ enum Command {
     Manifest(commands::manifest::Args),
     /// Write a GGUF model as gguf-split shards and their manifest.
     Split(commands::split::Args),
+    /// Re-quantize a GGUF model's 2-D tensors to another type, keeping its metadata.
+    Requant(commands::requant::Args),
     /// Write a synthetic Mistral-shaped GGUF of about a given size (for benchmarks).
     SynthGguf(commands::synth_gguf::Args),
     /// Write a synthetic Wanda-pruned Mistral-7B-Instruct-v0.2-shaped Hugging Face checkpoint (safetensors shards).
@@ -48,6 +50,7 @@ fn main() -> anyhow::Result<()> {
         Command::Bench(args) => commands::bench::run(&args),
         Command::Manifest(args) => commands::manifest::run(&args),
         Command::Split(args) => commands::split::run(&args),
+        Command::Requant(args) => commands::requant::run(&args),
         Command::SynthGguf(args) => commands::synth_gguf::run(&args),
         Command::Synth(args) => commands::synth::run(&args),
         Command::Convert(args) => commands::convert::run(&args),

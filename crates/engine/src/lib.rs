@@ -8,9 +8,11 @@
 //! keeping the exact zeros of pruned weights. It compiles for native targets and for
 //! `wasm32-unknown-unknown` with `+simd128`.
 
+pub mod bandwidth;
 pub mod bench;
 pub mod chat;
 pub mod gguf;
+pub mod kernels;
 pub mod model;
 pub mod quant;
 pub mod sample;

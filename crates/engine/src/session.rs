@@ -2,7 +2,7 @@
 //! already in the KV cache, then produce tokens one by one until a stop.
 //!
 //! ```text
-//! let mut s = Session::load(&mut file, &Device::Cpu)?;
+//! let mut s = Session::load(&mut file)?;
 //! let prompt = s.chat_prompt(&messages)?;
 //! s.start(&prompt, SamplingParams::default())?;
 //! loop {
@@ -13,6 +13,9 @@
 //! }
 //! ```
 //! Cancelling is calling [`Session::cancel`] between two tokens.
+//!
+//! A session whose model is split across workers runs through the `_with`
+//! methods, which meet the other workers through a [`Collective`].
 
 use std::io::{Read, Seek};
 
@@ -22,7 +25,7 @@ use web_time::Instant;
 
 use crate::chat::{ChatError, ChatFormat, ChatMessage, Role};
 use crate::gguf::{GgufError, GgufFile};
-use crate::model::{LoadProgress, Model, ModelError};
+use crate::model::{run_to_completion, Alone, Collective, LoadProgress, Model, ModelError, Partition};
 use crate::sample::{Sampler, SamplingParams};
 use crate::stream::TextStream;
 use crate::tokenizer::{Tokenizer, TokenizerError};
@@ -170,23 +173,32 @@ impl Session {
     ///
     /// # Errors
     /// [`SessionError`] naming what is wrong with the file.
-    pub fn load<R: Read + Seek>(file: &mut GgufFile<R>, device: &Device) -> Result<Self, SessionError> {
-        Self::load_with_progress(file, device, &mut |_| {})
+    pub fn load<R: Read + Seek>(file: &mut GgufFile<R>) -> Result<Self, SessionError> {
+        Self::load_partition(file, Partition::WHOLE, &mut |_| {})
     }
 
     /// As [`Session::load`], reporting progress after each tensor.
     ///
     /// # Errors
     /// As [`Session::load`].
-    pub fn load_with_progress<R: Read + Seek>(
+    pub fn load_with_progress<R: Read + Seek>(file: &mut GgufFile<R>, on_progress: &mut dyn FnMut(LoadProgress)) -> Result<Self, SessionError> {
+        Self::load_partition(file, Partition::WHOLE, on_progress)
+    }
+
+    /// As [`Session::load_with_progress`], holding only `partition`'s slice of
+    /// the model (the coordinating worker of a split model is rank 0).
+    ///
+    /// # Errors
+    /// As [`Session::load`].
+    pub fn load_partition<R: Read + Seek>(
         file: &mut GgufFile<R>,
-        device: &Device,
+        partition: Partition,
         on_progress: &mut dyn FnMut(LoadProgress),
     ) -> Result<Self, SessionError> {
         let tokenizer = Tokenizer::from_gguf(&file.metadata())?;
         let template = file.metadata().opt_string("tokenizer.chat_template")?.map(str::to_owned);
         let chat = ChatFormat::detect(template.as_deref(), &tokenizer);
-        let model = Model::load_with_progress(file, device, on_progress)?;
+        let model = Model::load_partition(file, partition, on_progress)?;
         if model.vocab() < tokenizer.vocab_size() {
             return Err(SessionError::VocabMismatch { tokenizer: tokenizer.vocab_size(), model: model.vocab() });
         }
@@ -273,6 +285,14 @@ impl Session {
     /// [`SessionError::Model`] (context full, compute error); an empty prompt
     /// is a [`SessionError::State`].
     pub fn start(&mut self, prompt: &[u32], params: SamplingParams) -> Result<usize, SessionError> {
+        run_to_completion(self.start_with(prompt, params, &mut Alone)).map_err(ModelError::from)?
+    }
+
+    /// As [`Session::start`], for a model split across workers.
+    ///
+    /// # Errors
+    /// As [`Session::start`].
+    pub async fn start_with<C: Collective>(&mut self, prompt: &[u32], params: SamplingParams, collective: &mut C) -> Result<usize, SessionError> {
         if prompt.is_empty() {
             return Err(SessionError::State("the prompt is empty"));
         }
@@ -285,7 +305,8 @@ impl Session {
         self.cached.truncate(keep);
         let mut logits = None;
         for chunk in prompt[keep..].chunks(PREFILL_CHUNK) {
-            logits = Some(self.model.forward(chunk)?);
+            let out = self.model.forward_with(chunk, collective).await?;
+            logits = Some(Tensor::from_slice(out, out.len(), &Device::Cpu).map_err(SessionError::Sample)?);
             self.cached.extend_from_slice(chunk);
         }
         let prefilled = prompt.len() - keep;
@@ -317,6 +338,14 @@ impl Session {
     /// # Errors
     /// [`SessionError::State`] without a started turn; model or sampling errors.
     pub fn next_token(&mut self) -> Result<Step, SessionError> {
+        run_to_completion(self.next_token_with(&mut Alone)).map_err(ModelError::from)?
+    }
+
+    /// As [`Session::next_token`], for a model split across workers.
+    ///
+    /// # Errors
+    /// As [`Session::next_token`].
+    pub async fn next_token_with<C: Collective>(&mut self, collective: &mut C) -> Result<Step, SessionError> {
         let Some(turn) = self.turn.as_mut() else {
             return Err(SessionError::State("no turn in progress: call start first"));
         };
@@ -334,7 +363,8 @@ impl Session {
             if self.cached.len() + 1 > self.model.config().context_length {
                 return self.finish(StopReason::ContextFull);
             }
-            let logits = self.model.forward(&[id]).map_err(SessionError::from)?;
+            let out = self.model.forward_with(&[id], collective).await?;
+            let logits = Tensor::from_slice(out, out.len(), &Device::Cpu).map_err(SessionError::Sample)?;
             self.cached.push(id);
             if let Some(t) = self.turn.as_mut() {
                 t.logits = Some(logits);

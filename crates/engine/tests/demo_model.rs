@@ -20,7 +20,7 @@ fn tokenizer() -> Tokenizer {
 
 fn session() -> Session {
     let mut file = GgufFile::open(BufReader::new(File::open(common::demo_model()).unwrap())).unwrap();
-    Session::load(&mut file, &Device::Cpu).unwrap()
+    Session::load(&mut file).unwrap()
 }
 
 #[test]
@@ -131,8 +131,8 @@ fn exact_weights_match_the_numpy_reference() {
     let want_ids: Vec<u32> = serde_json::from_value(fx["greedy_ids"].clone()).unwrap();
 
     // The first step's logits agree to float32 precision...
-    let mut model = sprig_engine::Model::load(&mut common::open(bytes.clone()), &Device::Cpu).unwrap();
-    let first: Vec<f32> = model.forward(&prompt).unwrap().to_vec1().unwrap();
+    let mut model = sprig_engine::Model::load(&mut common::open(bytes.clone())).unwrap();
+    let first: Vec<f32> = model.forward(&prompt).unwrap();
     drop(model);
     for (i, (a, b)) in first.iter().zip(&want_first).enumerate() {
         assert!((a - b).abs() < 2e-3, "logit {i}: {a} vs reference {b}");
@@ -143,7 +143,7 @@ fn exact_weights_match_the_numpy_reference() {
     }
 
     // ...and greedy decoding gives the reference's tokens, up to its EOS.
-    let mut s = Session::load(&mut common::open(bytes), &Device::Cpu).unwrap();
+    let mut s = Session::load(&mut common::open(bytes)).unwrap();
     let (ids, stats) = s.generate(&prompt, SamplingParams::greedy(16), &mut |_| {}).unwrap();
     let eos_at = want_ids.iter().position(|&i| i == 2).unwrap_or(want_ids.len());
     assert_eq!(ids, want_ids[..eos_at], "stats {stats:?}");
@@ -208,7 +208,7 @@ fn loads_through_a_chunked_source_with_the_same_result() {
     let chunks = ChunkedBytes::from_bytes(&bytes, 4 << 20);
     drop(bytes);
     let mut file = GgufFile::open(SourceReader::new(chunks)).unwrap();
-    let mut s = Session::load(&mut file, &Device::Cpu).unwrap();
+    let mut s = Session::load(&mut file).unwrap();
     let fx = common::fixture("smollm2_greedy.json");
     let prompt: Vec<u32> = serde_json::from_value(fx["prompt_ids"].clone()).unwrap();
     let want: Vec<u32> = serde_json::from_value(fx["ids"].clone()).unwrap();

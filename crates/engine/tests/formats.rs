@@ -13,7 +13,7 @@ use sprig_engine::synthetic::SyntheticSpec;
 use sprig_engine::{GgufError, GgufFile, Role, SamplingParams, Session};
 
 fn greedy_ids(file: &mut GgufFile<Cursor<Vec<u8>>>) -> Vec<u32> {
-    let mut s = Session::load(file, &Device::Cpu).unwrap();
+    let mut s = Session::load(file).unwrap();
     let prompt = s.chat_prompt(&[ChatMessage::new(Role::User, "Hello")]).unwrap();
     s.generate(&prompt, SamplingParams::greedy(6), &mut |_| {}).unwrap().0
 }
@@ -25,7 +25,7 @@ fn every_promised_quantization_type_loads_and_runs() {
         // K-quants need rows of 256.
         let spec = SyntheticSpec { dtype, n_embd: 256, n_head: 4, n_head_kv: 2, n_ff: 512, ..SyntheticSpec::tiny_mistral() };
         let mut file = common::open(common::tiny_mistral_bytes(&spec));
-        let s = Session::load(&mut file, &Device::Cpu).unwrap_or_else(|e| panic!("{dtype:?}: {e}"));
+        let s = Session::load(&mut file).unwrap_or_else(|e| panic!("{dtype:?}: {e}"));
         assert!(s.model().weight_types().iter().any(|(_, t)| *t == dtype), "{dtype:?}");
         let ids = greedy_ids(&mut common::open(common::tiny_mistral_bytes(&spec)));
         assert_eq!(ids.len(), 6, "{dtype:?}");

@@ -5,7 +5,6 @@
 
 mod common;
 
-use candle_core::Device;
 use sprig_engine::chat::{ChatFormat, ChatMessage};
 use sprig_engine::synthetic::SyntheticSpec;
 use sprig_engine::{SamplingParams, Session, Tokenizer};
@@ -74,7 +73,7 @@ fn control_strings_typed_by_the_user_stay_text() {
 #[test]
 fn mistral_shaped_model_generates_deterministically_and_reuses_the_cache() {
     let bytes = common::tiny_mistral_bytes(&SyntheticSpec::tiny_mistral());
-    let mut s = Session::load(&mut common::open(bytes), &Device::Cpu).unwrap();
+    let mut s = Session::load(&mut common::open(bytes)).unwrap();
     assert_eq!(s.model().config().rope_theta, 1e6);
     assert_eq!(s.model().config().n_head_kv, 2);
     let m1 = vec![ChatMessage::new(sprig_engine::Role::User, "Hello there")];
@@ -106,7 +105,7 @@ fn mistral_shaped_model_generates_deterministically_and_reuses_the_cache() {
 #[test]
 fn long_conversations_drop_the_oldest_turns_and_keep_the_system_prompt() {
     let bytes = common::tiny_mistral_bytes(&SyntheticSpec::tiny_mistral());
-    let s = Session::load(&mut common::open(bytes), &Device::Cpu).unwrap();
+    let s = Session::load(&mut common::open(bytes)).unwrap();
     let context = s.model().config().context_length;
     let mut messages = vec![ChatMessage::new(sprig_engine::Role::System, "Be brief.")];
     for i in 0..40 {

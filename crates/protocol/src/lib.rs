@@ -14,7 +14,7 @@ pub mod manifest;
 pub use manifest::{Manifest, ManifestError};
 
 /// Version of the message format. Bump it on any incompatible change.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// A message on the wire: the protocol version and the body.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -179,6 +179,10 @@ pub enum Request {
         /// Parallel HTTP connections for the download (at least 1).
         #[serde(default = "default_connections")]
         connections: usize,
+        /// Workers to split the model across, each with its own memory
+        /// (0: chosen from the model's size and the device's cores).
+        #[serde(default)]
+        workers: usize,
     },
     /// Stops the download in progress: keeps what is stored (pause; loading
     /// the same source again resumes) or, with `discard`, deletes it (cancel).
@@ -207,6 +211,15 @@ pub enum Request {
     },
     /// Stops the reply in progress after the current token.
     Stop,
+    /// Measures how fast the worker's thread reads its wasm memory: allocates
+    /// a buffer of `bytes` once (the worker's memory grows by that much and
+    /// keeps it), times a few full reads and answers with [`Event::Bandwidth`].
+    /// The worker is busy for the measurement (well under a second for
+    /// 256 MiB).
+    ProbeBandwidth {
+        /// The buffer's size in bytes; larger than the caches (e.g. 256 MiB).
+        bytes: u64,
+    },
 }
 
 /// Which phase of loading a [`Event::Progress`] is about.
@@ -249,6 +262,10 @@ pub struct LoadedModel {
     /// so this is its peak so far); 0 when unknown.
     #[serde(default)]
     pub memory_bytes: u64,
+    /// The wasm memory of every worker holding a slice of the model, in rank
+    /// order (one entry when the model is not split).
+    #[serde(default)]
+    pub worker_memory_bytes: Vec<u64>,
 }
 
 /// Why a reply ended.
@@ -358,6 +375,14 @@ pub enum Event {
         /// Its figures.
         stats: ReplyStats,
     },
+    /// The answer to [`Request::ProbeBandwidth`].
+    Bandwidth {
+        /// The buffer's size in bytes, as asked.
+        bytes: u64,
+        /// The best read rate in GB/s (10⁹ bytes per second); 0 when the
+        /// buffer could not be allocated.
+        gb_per_s: f64,
+    },
     /// Something went wrong; the worker stays usable unless `kind` is `panic`.
     Error {
         /// What kind of failure, for the UI to choose its wording and recovery.
@@ -431,7 +456,7 @@ mod tests {
 
     #[test]
     fn generate_round_trips_with_defaults_filled_in() {
-        let json = r#"{"v":3,"body":{"type":"generate","turn":3,"messages":[{"role":"user","content":"hi"}],"settings":{"temperature":0}}}"#;
+        let json = r#"{"v":4,"body":{"type":"generate","turn":3,"messages":[{"role":"user","content":"hi"}],"settings":{"temperature":0}}}"#;
         let req: Envelope<Request> = serde_json::from_str(json).unwrap();
         match req.open().unwrap() {
             Request::Generate { turn: 3, messages, settings } => {
@@ -463,12 +488,24 @@ mod tests {
     }
 
     #[test]
+    fn bandwidth_probe_round_trips_through_json() {
+        let json = format!(r#"{{"v":{PROTOCOL_VERSION},"body":{{"type":"probe_bandwidth","bytes":268435456}}}}"#);
+        let req: Envelope<Request> = serde_json::from_str(&json).unwrap();
+        assert_eq!(req.clone().open().unwrap(), Request::ProbeBandwidth { bytes: 256 << 20 });
+        assert_eq!(serde_json::to_string(&req).unwrap(), json);
+        let ev = Envelope::new(Event::Bandwidth { bytes: 256 << 20, gb_per_s: 7.25 });
+        let json = serde_json::to_string(&ev).unwrap();
+        assert_eq!(json, format!(r#"{{"v":{PROTOCOL_VERSION},"body":{{"type":"bandwidth","bytes":268435456,"gb_per_s":7.25}}}}"#));
+        assert_eq!(serde_json::from_str::<Envelope<Event>>(&json).unwrap(), ev);
+    }
+
+    #[test]
     fn load_defaults_to_four_connections() {
-        let json = r#"{"v":3,"body":{"type":"load","source":{"type":"manifest","url":"m.json"}}}"#;
+        let json = r#"{"v":4,"body":{"type":"load","source":{"type":"manifest","url":"m.json"}}}"#;
         let req: Envelope<Request> = serde_json::from_str(json).unwrap();
         assert_eq!(
             req.open().unwrap(),
-            Request::Load { source: ModelSource::Manifest { url: "m.json".into() }, connections: DEFAULT_CONNECTIONS }
+            Request::Load { source: ModelSource::Manifest { url: "m.json".into() }, connections: DEFAULT_CONNECTIONS, workers: 0 }
         );
     }
 
@@ -481,7 +518,7 @@ mod tests {
 
     #[test]
     fn unknown_message_type_is_an_error_not_a_panic() {
-        let r: Result<Envelope<Request>, _> = serde_json::from_str(r#"{"v":3,"body":{"type":"format_disk"}}"#);
+        let r: Result<Envelope<Request>, _> = serde_json::from_str(r#"{"v":4,"body":{"type":"format_disk"}}"#);
         assert!(r.is_err());
     }
 }

@@ -2,7 +2,7 @@
 //! models, running replies token by token and posting events.
 
 use std::cell::{Cell, RefCell};
-use std::io::BufReader;
+use std::io::{BufReader, Read, Seek};
 use std::rc::Rc;
 
 use sprig_engine::gguf::{ByteSource, SourceReader};
@@ -16,7 +16,11 @@ use crate::chunk_map::ChunkMap;
 use crate::download::{self, Control, DownloadError};
 use crate::fetch;
 use crate::file_source::FileSource;
-use crate::host::{error, worker_info, Host};
+use crate::host::{error, start_reply, step_reply, worker_info, Host, Prepared};
+use crate::team::{self, Team};
+use crate::peer;
+use js_sys::Array;
+use sprig_engine::model::Partition;
 use crate::model_store::{model_id, ModelDir, ModelStore, ShardMeta, ShardState, StoreMeta};
 use crate::opfs::{StoreError, SyncFile};
 
@@ -25,6 +29,8 @@ thread_local! {
     static LOADING: Cell<bool> = const { Cell::new(false) };
     static DOWNLOAD: RefCell<Option<Rc<Control>>> = const { RefCell::new(None) };
     static YIELD: RefCell<Option<MessageChannel>> = const { RefCell::new(None) };
+    /// The other workers holding slices of the loaded model, if it is split.
+    static TEAM: RefCell<Option<Team>> = const { RefCell::new(None) };
 }
 
 fn scope() -> DedicatedWorkerGlobalScope {
@@ -68,10 +74,10 @@ async fn yield_now() {
 
 /// A stored shard as the GGUF reader sees it: buffered, since parsing the
 /// header makes many tiny reads and each one is a call into the browser.
-type StoreReader = BufReader<SourceReader<SyncFile>>;
+pub(crate) type StoreReader = BufReader<SourceReader<SyncFile>>;
 
 /// Read buffer of a shard (tensor reads larger than this bypass it).
-const READ_BUFFER: usize = 1 << 20;
+pub(crate) const READ_BUFFER: usize = 1 << 20;
 
 /// Posts download progress at most every 100 ms (and always the last bytes),
 /// with the speed of this download and the time left at that speed.
@@ -99,7 +105,7 @@ fn progress_poster() -> impl Fn(LoadStage, u64, u64) {
 }
 
 /// The worker's wasm memory in bytes.
-fn memory_bytes() -> u64 {
+pub(crate) fn memory_bytes() -> u64 {
     wasm_bindgen::memory()
         .dyn_into::<js_sys::WebAssembly::Memory>()
         .ok()
@@ -277,11 +283,34 @@ async fn fetch_to_store(store: &ModelStore, source: &ModelSource, connections: u
         }
         meta
     };
+    Ok((open_shards(&dir, &meta).await?, meta.total_size))
+}
+
+async fn open_shards(dir: &ModelDir, meta: &StoreMeta) -> Result<Vec<StoreReader>, Event> {
     let mut readers = Vec::with_capacity(meta.shards.len());
     for shard in &meta.shards {
         readers.push(BufReader::with_capacity(READ_BUFFER, SourceReader::new(dir.reader(shard).await.map_err(|e| storage_error(&e))?)));
     }
-    Ok((readers, meta.total_size))
+    Ok(readers)
+}
+
+/// Opens the shards of a model already complete in the store (for a worker
+/// holding a slice of it, which rank 0 has just fetched).
+///
+/// # Errors
+/// The store's error as text.
+pub(crate) async fn open_stored(source: &ModelSource) -> Result<Vec<StoreReader>, String> {
+    let text = |e: Event| match e {
+        Event::Error { message, .. } => message,
+        other => format!("{other:?}"),
+    };
+    let store = ModelStore::open().await.map_err(|e| e.to_string())?;
+    let dir = store.model(&model_id(source), false).await.map_err(|e| e.to_string())?.ok_or("the model is not in the store")?;
+    let meta = dir.meta().await.ok_or("the model's record is missing from the store")?;
+    if !all_verified(&dir, &meta).await {
+        return Err("the model is not complete in the store".into());
+    }
+    open_shards(&dir, &meta).await.map_err(text)
 }
 
 /// After a failed or cancelled download: deletes the model when asked or when
@@ -299,13 +328,70 @@ async fn tidy(store: &ModelStore, source: &ModelSource, discard: bool) {
     }
 }
 
-async fn load(source: ModelSource, file: Option<File>, connections: usize) {
+/// Weights one worker is given at most when the model is split automatically:
+/// well inside a 4 GiB wasm memory, with room for the cache and buffers.
+const WEIGHTS_PER_WORKER: u64 = 2_500_000_000;
+
+/// How many workers hold a model of `size` bytes: the `requested` number, or
+/// (0) as many as its size needs, one when it fits one memory.
+fn team_size(requested: usize, size: u64) -> usize {
+    if requested > 0 {
+        return requested.min(16);
+    }
+    size.div_ceil(WEIGHTS_PER_WORKER).clamp(1, 16) as usize
+}
+
+/// Loads the model from `readers`, split across workers when it needs more
+/// than one (or the user asked): starts the others and loads this worker's
+/// slice while they load theirs.
+async fn load_split<R: Read + Seek>(readers: Vec<R>, size: u64, source: &ModelSource, file: Option<&File>, requested: usize) -> Event {
+    let count = team_size(requested, size);
+    if count == 1 {
+        return HOST.with(|h| h.borrow_mut().load(readers, size, Partition::WHOLE, &mut post));
+    }
+    let partition = match Partition::new(0, count) {
+        Ok(p) => p,
+        Err(e) => return error(ErrorKind::BadMessage, e.to_string()),
+    };
+    let script = scope().location().href();
+    let source_json = match serde_json::to_string(source) {
+        Ok(s) => s,
+        Err(e) => return error(ErrorKind::Engine, e.to_string()),
+    };
+    let files = Array::new();
+    if let Some(f) = file {
+        files.push(f);
+    }
+    let mut team = match Team::start(&script, count, &[("source", source_json.into()), ("files", files.into())]).await {
+        Ok(t) => t,
+        Err(e) => return error(ErrorKind::Engine, format!("cannot start {count} workers for the model: {e}")),
+    };
+    let mut event = HOST.with(|h| h.borrow_mut().load(readers, size, partition, &mut post));
+    if let Event::Loaded { model } = &mut event {
+        match team.loaded().await {
+            Ok(()) => {
+                model.worker_memory_bytes = std::iter::once(memory_bytes()).chain(team.memory.iter().copied()).collect();
+                TEAM.with(|t| *t.borrow_mut() = Some(team));
+            }
+            Err(e) => {
+                HOST.with(|h| h.borrow_mut().unload());
+                event = error(ErrorKind::BadModel, format!("cannot load the model across {count} workers: {e}"));
+            }
+        }
+    }
+    event
+}
+
+async fn load(source: ModelSource, file: Option<File>, connections: usize, workers: usize) {
+    // The workers holding the previous model go with it.
+    TEAM.with(|t| t.borrow_mut().take());
+    HOST.with(|h| h.borrow_mut().unload());
     let event = match &source {
-        ModelSource::File { name, .. } => match file.map(FileSource::new) {
+        ModelSource::File { name, .. } => match file.clone().map(FileSource::new) {
             Some(Ok(f)) => {
                 let size = f.len();
                 let reader = BufReader::with_capacity(READ_BUFFER, SourceReader::new(f));
-                HOST.with(|h| h.borrow_mut().load(vec![reader], size, &mut post))
+                load_split(vec![reader], size, &source, file.as_ref(), workers).await
             }
             Some(Err(message)) => error(ErrorKind::BadModel, format!("{name}: {message}")),
             None => error(ErrorKind::BadMessage, format!("{name}: the message carries no file")),
@@ -327,7 +413,7 @@ async fn load(source: ModelSource, file: Option<File>, connections: usize) {
                 DOWNLOAD.with(|d| *d.borrow_mut() = None);
                 match fetched {
                     Ok((readers, size)) => {
-                        let mut event = HOST.with(|h| h.borrow_mut().load(readers, size, &mut post));
+                        let mut event = load_split(readers, size, &source, None, workers).await;
                         if let Event::Loaded { model } = &mut event {
                             model.fetch_ms = fetch_ms;
                         }
@@ -352,6 +438,9 @@ fn finish_load(mut event: Event) {
     LOADING.with(|l| l.set(false));
     if let Event::Loaded { model } = &mut event {
         model.memory_bytes = memory_bytes();
+        if model.worker_memory_bytes.is_empty() {
+            model.worker_memory_bytes = vec![model.memory_bytes];
+        }
     }
     post(event);
 }
@@ -400,20 +489,59 @@ async fn run_reply() {
     }
 }
 
+/// A reply of a model split across workers: every forward pass waits for
+/// the others at each layer, so the session is lent out of the host while it
+/// runs (a Stop arriving meanwhile takes effect at the next token).
+async fn run_team_reply(prepared: Prepared) {
+    let Some(mut team) = TEAM.with(|t| t.borrow_mut().take()) else {
+        post(error(ErrorKind::NotLoaded, "the workers holding the model are gone; load it again"));
+        return;
+    };
+    let mut broken = false;
+    if let Some((mut session, _, _)) = HOST.with(|h| h.borrow_mut().lend()) {
+        let event = start_reply(&mut session, &prepared, &mut team.mesh).await;
+        let started = matches!(event, Event::Started { .. });
+        HOST.with(|h| h.borrow_mut().give_back(session, !started));
+        broken = !started;
+        post(event);
+        if started {
+            loop {
+                let Some((mut session, turn, dropped)) = HOST.with(|h| h.borrow_mut().lend()) else { break };
+                let (events, finished) = step_reply(&mut session, turn, dropped, &mut team.mesh).await;
+                HOST.with(|h| h.borrow_mut().give_back(session, finished));
+                broken = events.iter().any(|e| matches!(e, Event::Error { .. }));
+                events.into_iter().for_each(post);
+                if finished {
+                    break;
+                }
+                yield_now().await;
+            }
+        }
+    }
+    if broken {
+        // A failed exchange leaves the workers out of step: unload, so the
+        // next attempt starts from a fresh load.
+        team.mesh.broadcast_error("rank 0 gave up on this model");
+        HOST.with(|h| h.borrow_mut().unload());
+    } else {
+        TEAM.with(|t| *t.borrow_mut() = Some(team));
+    }
+}
+
 fn on_request(request: Request, file: Option<File>) {
     match request {
         Request::Hello { nonce } => post(match worker_info() {
             Ok(info) => Event::Hello { nonce, info },
             Err(message) => error(ErrorKind::Engine, message),
         }),
-        Request::Load { source, connections } => {
+        Request::Load { source, connections, workers } => {
             if LOADING.with(Cell::get) {
                 post(error(ErrorKind::Busy, "a model is already loading"));
             } else if HOST.with(|h| h.borrow().generating()) {
                 post(error(ErrorKind::Busy, "a reply is being generated; stop it first"));
             } else {
                 LOADING.with(|l| l.set(true));
-                spawn_local(load(source, file, connections.clamp(1, 16)));
+                spawn_local(load(source, file, connections.clamp(1, 16), workers));
             }
         }
         Request::StopDownload { discard } => match DOWNLOAD.with(|d| d.borrow().clone()) {
@@ -427,6 +555,13 @@ fn on_request(request: Request, file: Option<File>) {
                 post(error(ErrorKind::Busy, "the model is still loading"));
                 return;
             }
+            if TEAM.with(|t| t.borrow().is_some()) {
+                match HOST.with(|h| h.borrow_mut().prepare(turn, &messages, &settings)) {
+                    Ok(prepared) => spawn_local(run_team_reply(prepared)),
+                    Err(event) => post(event),
+                }
+                return;
+            }
             let event = HOST.with(|h| h.borrow_mut().start(turn, &messages, &settings));
             let started = matches!(event, Event::Started { .. });
             post(event);
@@ -435,6 +570,11 @@ fn on_request(request: Request, file: Option<File>) {
             }
         }
         Request::Stop => HOST.with(|h| h.borrow_mut().cancel()),
+        // Five timed reads of a buffer the memory keeps (wasm memory never shrinks).
+        Request::ProbeBandwidth { bytes } => {
+            let gb_per_s = sprig_engine::bandwidth::read_bandwidth(usize::try_from(bytes).unwrap_or(usize::MAX), 5);
+            post(Event::Bandwidth { bytes, gb_per_s });
+        }
     }
 }
 
@@ -448,6 +588,11 @@ pub fn start() {
     let on_message = Closure::<dyn FnMut(MessageEvent)>::new(|msg: MessageEvent| {
         let data = msg.data();
         // A picked file travels beside the envelope (see `ModelSource::File`).
+        // A worker started by another to hold a slice of its model.
+        if team::kind(&data) == "peer" {
+            spawn_local(peer::run(team::field(&data, "init")));
+            return;
+        }
         let file = js_sys::Reflect::get(&data, &"file".into()).ok().and_then(|f| f.dyn_into::<File>().ok());
         match decode::<Request>(data) {
             Ok(request) => on_request(request, file),

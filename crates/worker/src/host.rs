@@ -2,9 +2,9 @@
 
 use std::io::{Read, Seek};
 
-use candle_core::Device;
 use sprig_engine::chat::{ChatMessage, Role as EngineRole};
 use sprig_engine::gguf::GgufFile;
+use sprig_engine::model::{run_to_completion, Alone, Collective, Partition};
 use sprig_engine::{SamplingParams, Session, Step};
 use sprig_protocol::{
     ErrorKind, Event, GenerationSettings, LoadStage, LoadedModel, Message, ReplyStats, Role, StopReason, WorkerInfo,
@@ -42,6 +42,8 @@ pub struct Host {
     session: Option<Session>,
     model: Option<LoadedModel>,
     reply: Option<Reply>,
+    /// A stop requested while the session was lent out.
+    cancel_pending: bool,
 }
 
 fn role(r: Role) -> EngineRole {
@@ -67,6 +69,13 @@ impl Host {
         Self::default()
     }
 
+    /// Forgets the model (and any reply in progress).
+    pub fn unload(&mut self) {
+        self.session = None;
+        self.model = None;
+        self.reply = None;
+    }
+
     /// What is loaded, if anything.
     pub fn model(&self) -> Option<&LoadedModel> {
         self.model.as_ref()
@@ -80,7 +89,7 @@ impl Host {
     /// Loads a model from GGUF byte sources (one file, or the shards of a
     /// gguf-split model) of `size` bytes in all, replacing the current one;
     /// `post` receives load progress. Returns [`Event::Loaded`] or an error event.
-    pub fn load<R: Read + Seek>(&mut self, readers: Vec<R>, size: u64, post: &mut dyn FnMut(Event)) -> Event {
+    pub fn load<R: Read + Seek>(&mut self, readers: Vec<R>, size: u64, partition: Partition, post: &mut dyn FnMut(Event)) -> Event {
         self.session = None;
         self.model = None;
         self.reply = None;
@@ -101,7 +110,7 @@ impl Host {
                 post(Event::Progress { stage: LoadStage::Load, done: p.bytes_done, total: Some(p.bytes_total), rate: None, eta_s: None });
             }
         };
-        let session = match Session::load_with_progress(&mut file, &Device::Cpu, &mut on_progress) {
+        let session = match Session::load_partition(&mut file, partition, &mut on_progress) {
             Ok(s) => s,
             Err(e) => return error(ErrorKind::BadModel, format!("cannot load the model: {e}")),
         };
@@ -122,27 +131,28 @@ impl Host {
             fetch_ms: 0.0,
             load_ms: started.elapsed().as_secs_f64() * 1000.0,
             memory_bytes: 0,
+            worker_memory_bytes: Vec::new(),
         };
         self.session = Some(session);
         self.model = Some(model.clone());
         Event::Loaded { model }
     }
 
-    /// Starts a reply: builds the prompt (dropping the oldest turns when the
-    /// conversation does not fit the context), runs the uncached part of it,
-    /// and returns [`Event::Started`] (or an error event).
-    pub fn start(&mut self, turn: u64, messages: &[Message], settings: &GenerationSettings) -> Event {
+    /// Builds the prompt of a reply (dropping the oldest turns when the
+    /// conversation does not fit the context) and marks the reply as in
+    /// progress; the caller then runs [`start_reply`] on the session.
+    ///
+    /// # Errors
+    /// The error event to post (busy, no model, a prompt that cannot fit).
+    pub fn prepare(&mut self, turn: u64, messages: &[Message], settings: &GenerationSettings) -> Result<Prepared, Event> {
         if self.reply.is_some() {
-            return error(ErrorKind::Busy, "a reply is already being generated; stop it first");
+            return Err(error(ErrorKind::Busy, "a reply is already being generated; stop it first"));
         }
-        let Some(session) = self.session.as_mut() else {
-            return error(ErrorKind::NotLoaded, "no model is loaded");
+        let Some(session) = self.session.as_ref() else {
+            return Err(error(ErrorKind::NotLoaded, "no model is loaded"));
         };
         let messages: Vec<ChatMessage> = messages.iter().map(|m| ChatMessage::new(role(m.role), m.content.clone())).collect();
-        let (prompt, dropped) = match session.fit_chat_prompt(&messages, settings.max_tokens) {
-            Ok(p) => p,
-            Err(e) => return error(ErrorKind::Engine, e.to_string()),
-        };
+        let (prompt, dropped) = session.fit_chat_prompt(&messages, settings.max_tokens).map_err(|e| error(ErrorKind::Engine, e.to_string()))?;
         let params = SamplingParams {
             temperature: settings.temperature,
             top_k: settings.top_k,
@@ -152,56 +162,108 @@ impl Host {
             seed: settings.seed,
             max_tokens: settings.max_tokens,
         };
-        match session.start(&prompt, params) {
-            Ok(prefilled) => {
-                self.reply = Some(Reply { turn, dropped });
-                Event::Started { turn, prompt_tokens: prompt.len(), prefilled_tokens: prefilled, dropped_messages: dropped }
-            }
-            Err(e) => error(ErrorKind::Engine, e.to_string()),
+        self.reply = Some(Reply { turn, dropped });
+        self.cancel_pending = false;
+        Ok(Prepared { turn, prompt, params, dropped })
+    }
+
+    /// Takes the session out while an asynchronous step runs on it (so no
+    /// borrow of the host is held across the wait).
+    pub fn lend(&mut self) -> Option<(Session, u64, usize)> {
+        let reply = self.reply.as_ref()?;
+        let (turn, dropped) = (reply.turn, reply.dropped);
+        self.session.take().map(|s| (s, turn, dropped))
+    }
+
+    /// Puts the session back after a step; `finished` ends the reply. A stop
+    /// requested while it was out takes effect now.
+    pub fn give_back(&mut self, mut session: Session, finished: bool) {
+        if finished {
+            self.reply = None;
+        } else if std::mem::take(&mut self.cancel_pending) {
+            session.cancel();
         }
+        self.session = Some(session);
+    }
+
+    /// Starts a reply synchronously (a model in one worker): [`Event::Started`]
+    /// or an error event.
+    pub fn start(&mut self, turn: u64, messages: &[Message], settings: &GenerationSettings) -> Event {
+        let prepared = match self.prepare(turn, messages, settings) {
+            Ok(p) => p,
+            Err(e) => return e,
+        };
+        let Some((mut session, _, _)) = self.lend() else { return error(ErrorKind::NotLoaded, "no model is loaded") };
+        let event = run_to_completion(start_reply(&mut session, &prepared, &mut Alone))
+            .unwrap_or_else(|e| error(ErrorKind::Engine, e.to_string()));
+        let failed = !matches!(event, Event::Started { .. });
+        self.give_back(session, failed);
+        event
     }
 
     /// Stops the reply in progress at its next step.
     pub fn cancel(&mut self) {
-        if let Some(s) = self.session.as_mut() {
-            s.cancel();
+        match self.session.as_mut() {
+            Some(s) => s.cancel(),
+            None => self.cancel_pending = self.reply.is_some(),
         }
     }
 
-    /// Advances the reply in progress by one token: [`Event::Token`], or at
-    /// its end any last text and [`Event::Done`] (then no reply is in
-    /// progress), or an error event (which also ends it). Empty when no reply
-    /// is in progress.
+    /// Advances the reply in progress by one token synchronously (a model in
+    /// one worker); see [`step_reply`]. Empty when no reply is in progress.
     pub fn step(&mut self) -> Vec<Event> {
-        let (Some(reply), Some(session)) = (self.reply.as_ref(), self.session.as_mut()) else { return Vec::new() };
-        let (turn, dropped) = (reply.turn, reply.dropped);
-        match session.next_token() {
-            Ok(Step::Token { text, .. }) => vec![Event::Token { turn, text }],
-            Ok(Step::Done { stats, tail }) => {
-                self.reply = None;
-                let mut events = Vec::new();
-                if !tail.is_empty() {
-                    events.push(Event::Token { turn, text: tail });
-                }
-                events.push(Event::Done {
-                    turn,
-                    stats: ReplyStats {
-                        stop: stop(stats.stop),
-                        prompt_tokens: stats.prompt_tokens,
-                        prefilled_tokens: stats.prefilled_tokens,
-                        generated_tokens: stats.generated_tokens,
-                        prefill_tok_s: stats.prefill_tok_s,
-                        decode_tok_s: stats.decode_tok_s,
-                        dropped_messages: dropped,
-                    },
-                });
-                events
-            }
-            Err(e) => {
-                self.reply = None;
-                vec![error(ErrorKind::Engine, e.to_string())]
-            }
+        let Some((mut session, turn, dropped)) = self.lend() else { return Vec::new() };
+        let (events, finished) = run_to_completion(step_reply(&mut session, turn, dropped, &mut Alone))
+            .unwrap_or_else(|e| (vec![error(ErrorKind::Engine, e.to_string())], true));
+        self.give_back(session, finished);
+        events
+    }
+}
+
+/// A reply about to start: its turn, prompt and sampling parameters.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    turn: u64,
+    prompt: Vec<u32>,
+    params: SamplingParams,
+    dropped: usize,
+}
+
+/// Runs the uncached part of the prompt: [`Event::Started`] or an error event.
+pub async fn start_reply<C: Collective>(session: &mut Session, p: &Prepared, collective: &mut C) -> Event {
+    match session.start_with(&p.prompt, p.params.clone(), collective).await {
+        Ok(prefilled) => {
+            Event::Started { turn: p.turn, prompt_tokens: p.prompt.len(), prefilled_tokens: prefilled, dropped_messages: p.dropped }
         }
+        Err(e) => error(ErrorKind::Engine, e.to_string()),
+    }
+}
+
+/// Advances a reply by one token: [`Event::Token`], or at its end any last
+/// text and [`Event::Done`], or an error event. The flag says the reply ended.
+pub async fn step_reply<C: Collective>(session: &mut Session, turn: u64, dropped: usize, collective: &mut C) -> (Vec<Event>, bool) {
+    match session.next_token_with(collective).await {
+        Ok(Step::Token { text, .. }) => (vec![Event::Token { turn, text }], false),
+        Ok(Step::Done { stats, tail }) => {
+            let mut events = Vec::new();
+            if !tail.is_empty() {
+                events.push(Event::Token { turn, text: tail });
+            }
+            events.push(Event::Done {
+                turn,
+                stats: ReplyStats {
+                    stop: stop(stats.stop),
+                    prompt_tokens: stats.prompt_tokens,
+                    prefilled_tokens: stats.prefilled_tokens,
+                    generated_tokens: stats.generated_tokens,
+                    prefill_tok_s: stats.prefill_tok_s,
+                    decode_tok_s: stats.decode_tok_s,
+                    dropped_messages: dropped,
+                },
+            });
+            (events, true)
+        }
+        Err(e) => (vec![error(ErrorKind::Engine, e.to_string())], true),
     }
 }
 
@@ -236,13 +298,13 @@ mod tests {
     #[test]
     fn garbage_is_a_bad_model_and_the_host_stays_usable() {
         let mut h = Host::new();
-        let ev = h.load(vec![Cursor::new(b"<!doctype html><p>not a model</p>".to_vec())], 34, &mut |_| {});
+        let ev = h.load(vec![Cursor::new(b"<!doctype html><p>not a model</p>".to_vec())], 34, Partition::WHOLE, &mut |_| {});
         match ev {
             Event::Error { kind: ErrorKind::BadModel, message } => assert!(message.contains("GGUF"), "{message}"),
             other => panic!("{other:?}"),
         }
         let (r, size) = demo();
-        assert!(matches!(h.load(vec![r], size, &mut |_| {}), Event::Loaded { .. }));
+        assert!(matches!(h.load(vec![r], size, Partition::WHOLE, &mut |_| {}), Event::Loaded { .. }));
     }
 
     #[test]
@@ -250,7 +312,7 @@ mod tests {
         let mut h = Host::new();
         let (r, size) = demo();
         let mut progress = Vec::new();
-        let loaded = h.load(vec![r], size, &mut |e| progress.push(e));
+        let loaded = h.load(vec![r], size, Partition::WHOLE, &mut |e| progress.push(e));
         let Event::Loaded { model } = loaded else { panic!("{loaded:?}") };
         assert_eq!(model.architecture, "llama");
         assert_eq!(model.quantization, "Q4_1");
@@ -285,7 +347,7 @@ mod tests {
     fn cancel_stops_at_the_next_step() {
         let mut h = Host::new();
         let (r, size) = demo();
-        h.load(vec![r], size, &mut |_| {});
+        h.load(vec![r], size, Partition::WHOLE, &mut |_| {});
         h.start(1, &[user("Tell me a story.")], &greedy(100));
         assert_eq!(h.step().len(), 1);
         h.cancel();

@@ -7,6 +7,10 @@
 //! [`Request::Stop`] can arrive. An undecodable message becomes an
 //! [`Event::Error`] of kind [`ErrorKind::BadMessage`]; a panic is reported as
 //! an [`ErrorKind::Panic`] event.
+//!
+//! A model too big for one wasm memory is split across several workers:
+//! this one coordinates (`team.rs`) and starts the others, which each hold a
+//! slice (`peer.rs`).
 
 pub mod chunk_map;
 pub mod host;
@@ -23,6 +27,10 @@ mod global;
 mod model_store;
 #[cfg(target_arch = "wasm32")]
 mod opfs;
+#[cfg(target_arch = "wasm32")]
+mod peer;
+#[cfg(target_arch = "wasm32")]
+mod team;
 #[cfg(target_arch = "wasm32")]
 pub use global::start;
 

@@ -16,7 +16,7 @@ wasm_bindgen_test_configure!(run_in_dedicated_worker);
 #[wasm_bindgen_test]
 async fn bench_demo_model() {
     let store = common::fetch_chunks(common::model_url()).await;
-    let mut session = Session::load(&mut GgufFile::open(SourceReader::new(store)).unwrap(), &Device::Cpu).unwrap();
+    let mut session = Session::load(&mut GgufFile::open(SourceReader::new(store)).unwrap()).unwrap();
     let runs = bench::run(&mut session, 38, 64, 3, &mut |i, r| {
         web_sys::console::log_1(&format!("wasm {}", bench::describe(i, r)).into());
     })

@@ -24,7 +24,7 @@ async fn greedy_generation_matches_native() {
 
     let store = common::fetch_chunks(common::model_url()).await;
     let mut file = GgufFile::open(SourceReader::new(store)).unwrap();
-    let mut session = Session::load(&mut file, &Device::Cpu).unwrap();
+    let mut session = Session::load(&mut file).unwrap();
     let mut text = String::new();
     let (ids, stats) = session.generate(&prompt, SamplingParams::greedy(want.len()), &mut |t| text.push_str(t)).unwrap();
     web_sys::console::log_1(

@@ -7,6 +7,7 @@ pub mod convert;
 pub mod generate;
 pub mod inspect;
 pub mod manifest;
+pub mod requant;
 pub mod split;
 pub mod synth;
 pub mod synth_gguf;
@@ -34,7 +35,7 @@ pub fn open_gguf(path: &Path) -> anyhow::Result<GgufFile<BufReader<File>>> {
 /// Loads a chat session from a GGUF model on the CPU.
 pub fn load_session(path: &Path) -> anyhow::Result<sprig_engine::Session> {
     let mut file = open_gguf(path)?;
-    sprig_engine::Session::load(&mut file, &candle_core::Device::Cpu).with_context(|| format!("cannot load {}", path.display()))
+    sprig_engine::Session::load(&mut file).with_context(|| format!("cannot load {}", path.display()))
 }
 
 /// Parses a byte size: a plain number of bytes (`1048576`), or a number with a

@@ -109,6 +109,34 @@ impl<R: Read + Seek> GgufFile<R> {
             .tensor(&mut shard.reader, name, device)
             .map_err(|source| GgufError::Tensor { name: name.into(), source })
     }
+
+    /// Reads `buf.len()` raw bytes of tensor `name`'s data (GGUF block layout),
+    /// starting `offset` bytes into that tensor: how a worker holding a slice of
+    /// a model reads only its rows or columns.
+    ///
+    /// # Errors
+    /// [`GgufError::MissingTensor`]; [`GgufError::Io`] when the range passes the
+    /// tensor's end or the bytes cannot be read (truncated file, I/O error).
+    pub fn read_tensor_bytes(&mut self, name: &str, offset: u64, buf: &mut [u8]) -> Result<(), GgufError> {
+        let &shard = self.index.get(name).ok_or_else(|| GgufError::MissingTensor { name: name.into() })?;
+        let shard = &mut self.shards[shard];
+        let info = shard.content.tensor_infos.get(name).ok_or_else(|| GgufError::MissingTensor { name: name.into() })?;
+        let size = tensor_size(info);
+        let len = buf.len();
+        let what = || format!("{len} bytes at offset {offset} of tensor `{name}`");
+        if offset.checked_add(buf.len() as u64).is_none_or(|end| end > size) {
+            let source = std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("the tensor holds {size} bytes"));
+            return Err(GgufError::Io { what: what(), source });
+        }
+        let at = shard.content.tensor_data_offset + info.offset + offset;
+        shard.reader.seek(std::io::SeekFrom::Start(at)).map_err(|source| GgufError::Io { what: what(), source })?;
+        shard.reader.read_exact(buf).map_err(|source| GgufError::Io { what: what(), source })
+    }
+}
+
+/// Bytes of a tensor's data in its GGUF type.
+pub fn tensor_size(info: &TensorInfo) -> u64 {
+    info.shape.elem_count() as u64 / info.ggml_dtype.block_size() as u64 * info.ggml_dtype.type_size() as u64
 }
 
 impl<R> GgufFile<R> {

@@ -8,7 +8,7 @@ mod meta;
 mod source;
 pub mod split;
 
-pub use file::{split_paths, GgufFile};
+pub use file::{split_paths, tensor_size, GgufFile};
 pub use info::ModelInfo;
 pub use meta::Metadata;
 pub use source::{ByteSource, ChunkedBytes, SourceReader};

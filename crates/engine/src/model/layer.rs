@@ -1,110 +1,39 @@
 //! One transformer layer, as two steps that each end in a reduction point:
 //! attention (ending in the output projection) and the feed-forward network
-//! (ending in the down projection). A coordinator splitting a model across
-//! workers sums the partial results of these two steps.
+//! (ending in the down projection). With the model split across workers each
+//! step yields this worker's partial sum, which the workers add up.
 
-use candle_core::quantized::QMatMul;
-use candle_core::{Module, Result, Tensor};
-use candle_nn::ops::{rms_norm, silu, softmax_last_dim};
+use crate::kernels::{Activations, KernelError, QMatrix};
 
 use super::kv_cache::LayerCache;
+use super::math::{axpy, dot, rms_norm, softmax, swiglu};
 use super::rope::Rope;
 
-/// Attention weights of one layer.
+/// Attention weights of one layer: this worker's query/key/value heads and the
+/// matching input columns of the output projection.
 #[derive(Debug, Clone)]
 pub struct Attention {
-    pub(crate) norm: Tensor,
-    pub(crate) wq: QMatMul,
-    pub(crate) wk: QMatMul,
-    pub(crate) wv: QMatMul,
-    pub(crate) wo: QMatMul,
-    pub(crate) n_head: usize,
-    pub(crate) n_head_kv: usize,
+    pub(crate) norm: Vec<f32>,
+    pub(crate) wq: QMatrix,
+    pub(crate) wk: QMatrix,
+    pub(crate) wv: QMatrix,
+    pub(crate) wo: QMatrix,
+    /// Query heads held here.
+    pub(crate) heads: usize,
+    /// Key/value heads held here.
+    pub(crate) kv_heads: usize,
     pub(crate) head_dim: usize,
 }
 
-/// Feed-forward weights of one layer (SwiGLU).
+/// Feed-forward weights of one layer (SwiGLU): this worker's hidden units.
 #[derive(Debug, Clone)]
 pub struct FeedForward {
-    pub(crate) norm: Tensor,
-    pub(crate) gate: QMatMul,
-    pub(crate) up: QMatMul,
-    pub(crate) down: QMatMul,
-}
-
-/// Everything attention needs besides its weights for one call.
-#[derive(Debug)]
-pub struct AttentionInput<'a> {
-    /// Position of the first token of `x` in the sequence.
-    pub pos: usize,
-    /// RoPE tables.
-    pub rope: &'a Rope,
-    /// Additive mask `[seq, pos + seq]` for a multi-token step, `None` for one token.
-    pub mask: Option<&'a Tensor>,
-    /// RMSNorm epsilon.
-    pub eps: f32,
-    /// Attend to at most this many most recent positions.
-    pub window: Option<usize>,
-    /// Upper bound on the cache length (the context size).
-    pub max_len: usize,
-}
-
-impl Attention {
-    /// The attention block's contribution to the residual stream for `x`
-    /// (`[1, seq, n_embd]`), appending this step's keys and values to `cache`.
-    ///
-    /// # Errors
-    /// Candle errors.
-    pub fn forward(&self, x: &Tensor, cache: &mut LayerCache, input: &AttentionInput<'_>) -> Result<Tensor> {
-        let (b, seq, _) = x.dims3()?;
-        let (nh, nkv, hd) = (self.n_head, self.n_head_kv, self.head_dim);
-        let h = rms_norm(x, &self.norm, input.eps)?;
-        let heads = |w: &QMatMul, n: usize| -> Result<Tensor> {
-            w.forward(&h)?.reshape((b, seq, n, hd))?.transpose(1, 2)?.contiguous()
-        };
-        let q = input.rope.apply(&heads(&self.wq, nh)?, input.pos)?;
-        let k = input.rope.apply(&heads(&self.wk, nkv)?, input.pos)?;
-        let v = heads(&self.wv, nkv)?;
-        let (mut k, mut v) = cache.append(&k, &v, input.max_len)?;
-        let mut total = k.dim(2)?;
-        let mut mask = input.mask.cloned();
-        if let Some(w) = input.window {
-            // Keys older than the window of the first new token are never attended.
-            let first = (input.pos + 1).saturating_sub(w);
-            if first > 0 {
-                k = k.narrow(2, first, total - first)?;
-                v = v.narrow(2, first, total - first)?;
-                mask = mask.map(|m| m.narrow(1, first, total - first)).transpose()?;
-                total -= first;
-            }
-        }
-        // Grouped-query attention without copying keys: the n_rep query heads of
-        // one key head are stacked along the sequence axis.
-        let n_rep = nh / nkv;
-        let q = q.reshape((b, nkv, n_rep * seq, hd))?;
-        let scale = 1.0 / (hd as f64).sqrt();
-        let att = (q.matmul(&k.t()?)? * scale)?;
-        let att = match mask {
-            Some(m) => att.reshape((b, nkv, n_rep, seq, total))?.broadcast_add(&m)?.reshape((b, nkv, n_rep * seq, total))?,
-            None => att,
-        };
-        let att = softmax_last_dim(&att)?;
-        let y = att.matmul(&v.contiguous()?)?;
-        let y = y.reshape((b, nh, seq, hd))?.transpose(1, 2)?.reshape((b, seq, nh * hd))?;
-        self.wo.forward(&y)
-    }
-}
-
-impl FeedForward {
-    /// The feed-forward block's contribution to the residual stream for `x`.
-    ///
-    /// # Errors
-    /// Candle errors.
-    pub fn forward(&self, x: &Tensor, eps: f32) -> Result<Tensor> {
-        let h = rms_norm(x, &self.norm, eps)?;
-        let gated = (silu(&self.gate.forward(&h)?)? * self.up.forward(&h)?)?;
-        self.down.forward(&gated)
-    }
+    pub(crate) norm: Vec<f32>,
+    pub(crate) gate: QMatrix,
+    pub(crate) up: QMatrix,
+    pub(crate) down: QMatrix,
+    /// Hidden units held here.
+    pub(crate) hidden: usize,
 }
 
 /// One transformer layer.
@@ -116,24 +45,134 @@ pub struct Layer {
     pub ffn: FeedForward,
 }
 
-/// An additive causal mask for `seq` new tokens after `pos` cached ones:
-/// `[seq, pos + seq]`, 0 where attention is allowed, -inf elsewhere (future
-/// tokens, and tokens outside the sliding window when there is one).
-///
-/// # Errors
-/// Candle errors.
-pub fn causal_mask(seq: usize, pos: usize, window: Option<usize>, device: &candle_core::Device) -> Result<Tensor> {
-    let total = pos + seq;
-    let mut m = vec![0f32; seq * total];
-    for i in 0..seq {
-        let at = pos + i;
-        for j in 0..total {
-            let future = j > at;
-            let outside = window.is_some_and(|w| at - j.min(at) >= w);
-            if future || outside {
-                m[i * total + j] = f32::NEG_INFINITY;
+/// Buffers reused by every step, grown once to the largest call.
+#[derive(Debug, Default)]
+pub struct Scratch {
+    h: Vec<f32>,
+    act: Activations,
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    att: Vec<f32>,
+    scores: Vec<f32>,
+    gate: Vec<f32>,
+    up: Vec<f32>,
+}
+
+impl Scratch {
+    /// Bytes held.
+    pub fn capacity_bytes(&self) -> usize {
+        4 * [&self.h, &self.q, &self.k, &self.v, &self.att, &self.scores, &self.gate, &self.up]
+            .iter()
+            .map(|b| b.capacity())
+            .sum::<usize>()
+    }
+}
+
+/// Everything a step needs besides its weights.
+#[derive(Debug, Clone, Copy)]
+pub struct StepInput<'a> {
+    /// Number of tokens run.
+    pub seq: usize,
+    /// Position of the first of them.
+    pub pos: usize,
+    /// RoPE tables.
+    pub rope: &'a Rope,
+    /// RMSNorm epsilon.
+    pub eps: f32,
+    /// Attend to at most this many most recent positions.
+    pub window: Option<usize>,
+}
+
+/// `buf` resized to `len` (growing its allocation only the first time).
+fn sized(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    buf.resize(len, 0.0);
+    &mut buf[..len]
+}
+
+fn norm_rows(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
+    let n = weight.len();
+    for (row, o) in x.chunks_exact(n).zip(out.chunks_exact_mut(n)) {
+        rms_norm(row, weight, eps, o);
+    }
+}
+
+impl Attention {
+    /// This worker's share of the attention block's contribution to the
+    /// residual stream for `x` (`[seq, n_embd]`), written to `out`; the
+    /// tokens' keys and values join `cache`.
+    ///
+    /// # Errors
+    /// Kernel errors (shapes that do not fit).
+    pub fn forward(&self, x: &[f32], cache: &mut LayerCache, input: &StepInput<'_>, s: &mut Scratch, out: &mut [f32]) -> Result<(), KernelError> {
+        let (seq, hd) = (input.seq, self.head_dim);
+        if self.kv_heads == 0 {
+            out.fill(0.0);
+            return Ok(());
+        }
+        let n = self.norm.len();
+        norm_rows(x, &self.norm, input.eps, sized(&mut s.h, seq * n));
+        s.act.quantize(&s.h, seq, n)?;
+        let (qw, kw) = (self.heads * hd, self.kv_heads * hd);
+        let q = sized(&mut s.q, seq * qw);
+        self.wq.matmul(&s.act, q)?;
+        let k = sized(&mut s.k, seq * kw);
+        self.wk.matmul(&s.act, k)?;
+        let v = sized(&mut s.v, seq * kw);
+        self.wv.matmul(&s.act, v)?;
+        for i in 0..seq {
+            input.rope.apply(&mut q[i * qw..(i + 1) * qw], input.pos + i);
+            input.rope.apply(&mut k[i * kw..(i + 1) * kw], input.pos + i);
+        }
+        cache.append(k, v);
+        let n_rep = self.heads / self.kv_heads;
+        let scale = 1.0 / (hd as f32).sqrt();
+        let att = sized(&mut s.att, seq * qw);
+        att.fill(0.0);
+        for i in 0..seq {
+            let at = input.pos + i;
+            // Keys older than the window of this token are never attended.
+            let first = input.window.map_or(0, |w| (at + 1).saturating_sub(w));
+            let scores = sized(&mut s.scores, at + 1 - first);
+            for head in 0..self.heads {
+                let kv = head / n_rep;
+                let qh = &q[i * qw + head * hd..][..hd];
+                for (t, sc) in (first..=at).zip(scores.iter_mut()) {
+                    *sc = dot(qh, &cache.key(t)[kv * hd..][..hd]) * scale;
+                }
+                softmax(scores);
+                let o = &mut att[i * qw + head * hd..][..hd];
+                for (t, &w) in (first..=at).zip(scores.iter()) {
+                    axpy(o, w, &cache.value(t)[kv * hd..][..hd]);
+                }
             }
         }
+        s.act.quantize(att, seq, qw)?;
+        self.wo.matmul(&s.act, out)
     }
-    Tensor::from_vec(m, (seq, total), device)
+}
+
+impl FeedForward {
+    /// This worker's share of the feed-forward block's contribution to the
+    /// residual stream for `x` (`[seq, n_embd]`), written to `out`.
+    ///
+    /// # Errors
+    /// Kernel errors (shapes that do not fit).
+    pub fn forward(&self, x: &[f32], input: &StepInput<'_>, s: &mut Scratch, out: &mut [f32]) -> Result<(), KernelError> {
+        let seq = input.seq;
+        if self.hidden == 0 {
+            out.fill(0.0);
+            return Ok(());
+        }
+        let n = self.norm.len();
+        norm_rows(x, &self.norm, input.eps, sized(&mut s.h, seq * n));
+        s.act.quantize(&s.h, seq, n)?;
+        let gate = sized(&mut s.gate, seq * self.hidden);
+        self.gate.matmul(&s.act, gate)?;
+        let up = sized(&mut s.up, seq * self.hidden);
+        self.up.matmul(&s.act, up)?;
+        swiglu(gate, up);
+        s.act.quantize(gate, seq, self.hidden)?;
+        self.down.matmul(&s.act, out)
+    }
 }

@@ -1,29 +1,40 @@
-//! The llama-family quantized forward pass with its KV cache.
+//! The llama-family quantized forward pass with its KV cache, on Sprig's own
+//! kernels ([`crate::kernels`]).
 //!
 //! [`Model::load`] reads the weights tensor by tensor from a [`GgufFile`] (peak
-//! memory: the weights plus one tensor); [`Model::forward`] runs new tokens
-//! through the layers, reusing the cache of earlier positions.
+//! memory: the weights plus one read buffer); [`Model::forward`] runs new
+//! tokens through the layers, reusing the cache of earlier positions.
+//!
+//! A model can also be split across several workers, each with its own
+//! memory ([`Partition`], [`Model::load_partition`]): every worker runs the
+//! same forward passes on its slice and the workers add up their partial
+//! results at two points per layer through a [`Collective`]
+//! ([`Model::forward_with`]).
 
+mod collective;
 mod config;
-mod embedding;
 mod kv_cache;
 mod layer;
+mod loader;
+mod math;
+mod partition;
 mod rope;
 
 use std::io::{Read, Seek};
-use std::sync::Arc;
+use std::ops::Range;
 
-use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
-use candle_core::{DType, Device, Module, Tensor};
-use candle_nn::ops::rms_norm;
+use candle_core::quantized::GgmlDType;
 
+pub use collective::{run_to_completion, Alone, Collective, CollectiveError};
 pub use config::{LlamaConfig, SUPPORTED_ARCHITECTURES};
-pub use embedding::QEmbedding;
 pub use kv_cache::LayerCache;
-pub use layer::{causal_mask, Attention, AttentionInput, FeedForward, Layer};
+pub use layer::{Attention, FeedForward, Layer, Scratch, StepInput};
+pub use partition::Partition;
 pub use rope::Rope;
 
 use crate::gguf::{GgufError, GgufFile};
+use crate::kernels::{Activations, KernelError, QMatrix};
+use loader::Loader;
 
 /// Errors of loading or running a model.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +51,21 @@ pub enum ModelError {
         #[source]
         source: candle_core::Error,
     },
+    /// A weight or activation does not fit the kernels.
+    #[error("{context}: {source}")]
+    Kernel {
+        /// What was being done.
+        context: String,
+        /// What the kernels said.
+        #[source]
+        source: KernelError,
+    },
+    /// The model cannot be split this way across workers.
+    #[error("cannot split the model across workers: {0}")]
+    Partition(String),
+    /// The exchange between workers failed.
+    #[error("the workers running the model could not exchange results: {0}")]
+    Collective(#[from] CollectiveError),
     /// The sequence would pass the model's context length.
     #[error("the context is full: {needed} positions needed, the model holds {max}")]
     ContextFull {
@@ -56,16 +82,13 @@ pub enum ModelError {
         /// The vocabulary size.
         vocab: usize,
     },
+    /// A forward pass with no tokens.
+    #[error("a forward pass needs at least one token")]
+    NoTokens,
 }
 
-trait Context<T> {
-    fn context(self, what: impl FnOnce() -> String) -> Result<T, ModelError>;
-}
-
-impl<T> Context<T> for candle_core::Result<T> {
-    fn context(self, what: impl FnOnce() -> String) -> Result<T, ModelError> {
-        self.map_err(|source| ModelError::Compute { context: what(), source })
-    }
+fn kernel(context: impl FnOnce() -> String) -> impl FnOnce(KernelError) -> ModelError {
+    move |source| ModelError::Kernel { context: context(), source }
 }
 
 /// Progress of loading: tensors and bytes read so far, and in all.
@@ -81,51 +104,28 @@ pub struct LoadProgress {
     pub bytes_total: u64,
 }
 
-/// A loaded llama-family model and its KV cache.
+/// A loaded llama-family model (or one worker's slice of it) and its KV cache.
 #[derive(Debug)]
 pub struct Model {
     config: LlamaConfig,
-    embedding: QEmbedding,
+    partition: Partition,
+    vocab: usize,
+    /// Rows of the embedding and output tables held here.
+    vocab_rows: Range<usize>,
+    embedding: QMatrix,
+    /// `None`: the output projection is the embedding table (tied).
+    output: Option<QMatrix>,
+    output_norm: Vec<f32>,
     layers: Vec<Layer>,
-    output_norm: Tensor,
-    output: QMatMul,
-    rope: Rope,
     caches: Vec<LayerCache>,
-    device: Device,
+    rope: Rope,
+    scratch: Scratch,
+    x: Vec<f32>,
+    partial: Vec<f32>,
+    last: Vec<f32>,
+    head_act: Activations,
+    logits: Vec<f32>,
     weight_types: Vec<(String, GgmlDType)>,
-}
-
-struct Loader<'f, R> {
-    file: &'f mut GgufFile<R>,
-    device: Device,
-    progress: LoadProgress,
-    on_progress: &'f mut dyn FnMut(LoadProgress),
-    types: Vec<(String, GgmlDType)>,
-}
-
-impl<R: Read + Seek> Loader<'_, R> {
-    fn qtensor(&mut self, name: &str, expected: &[usize]) -> Result<QTensor, ModelError> {
-        let info = self.file.tensor_info(name).ok_or_else(|| GgufError::MissingTensor { name: name.into() })?;
-        if info.shape.dims() != expected {
-            return Err(GgufError::Shape { name: name.into(), expected: expected.to_vec(), actual: info.shape.dims().to_vec() }.into());
-        }
-        let t = self.file.tensor(name, &self.device)?;
-        self.progress.tensors_done += 1;
-        self.progress.bytes_done += t.storage_size_in_bytes() as u64;
-        (self.on_progress)(self.progress);
-        self.types.push((name.to_string(), t.dtype()));
-        Ok(t)
-    }
-
-    fn matmul(&mut self, name: &str, expected: &[usize]) -> Result<QMatMul, ModelError> {
-        let t = self.qtensor(name, expected)?;
-        QMatMul::from_qtensor(t).context(|| format!("cannot prepare `{name}`"))
-    }
-
-    fn vector(&mut self, name: &str, len: usize) -> Result<Tensor, ModelError> {
-        let t = self.qtensor(name, &[len])?;
-        t.dequantize(&self.device).and_then(|t| t.to_dtype(DType::F32)).context(|| format!("cannot dequantize `{name}`"))
-    }
 }
 
 impl Model {
@@ -133,18 +133,29 @@ impl Model {
     ///
     /// # Errors
     /// [`ModelError::Gguf`] naming the key or tensor at fault (missing, wrong
-    /// shape, unreadable); [`ModelError::Compute`] if a tensor cannot be prepared.
-    pub fn load<R: Read + Seek>(file: &mut GgufFile<R>, device: &Device) -> Result<Self, ModelError> {
-        Self::load_with_progress(file, device, &mut |_| {})
+    /// shape, unreadable); [`ModelError::Kernel`] for a weight type or shape the
+    /// kernels do not run.
+    pub fn load<R: Read + Seek>(file: &mut GgufFile<R>) -> Result<Self, ModelError> {
+        Self::load_partition(file, Partition::WHOLE, &mut |_| {})
     }
 
     /// As [`Model::load`], calling `on_progress` after each tensor.
     ///
     /// # Errors
     /// As [`Model::load`].
-    pub fn load_with_progress<R: Read + Seek>(
+    pub fn load_with_progress<R: Read + Seek>(file: &mut GgufFile<R>, on_progress: &mut dyn FnMut(LoadProgress)) -> Result<Self, ModelError> {
+        Self::load_partition(file, Partition::WHOLE, on_progress)
+    }
+
+    /// Loads worker `partition`'s slice of the model: reads only its rows and
+    /// columns of every weight.
+    ///
+    /// # Errors
+    /// As [`Model::load`]; [`ModelError::Partition`] when the model's heads or
+    /// blocks cannot be divided among that many workers.
+    pub fn load_partition<R: Read + Seek>(
         file: &mut GgufFile<R>,
-        device: &Device,
+        partition: Partition,
         on_progress: &mut dyn FnMut(LoadProgress),
     ) -> Result<Self, ModelError> {
         let config = LlamaConfig::from_metadata(&file.metadata())?;
@@ -156,63 +167,68 @@ impl Model {
             }
         };
         let tied = file.tensor_info("output.weight").is_none();
-        let (tensors_total, bytes_total) = {
-            let all = file.tensors();
-            let bytes = all
-                .iter()
-                .map(|(_, t)| t.shape.elem_count() as u64 / t.ggml_dtype.block_size() as u64 * t.ggml_dtype.type_size() as u64)
-                .sum();
-            (all.len(), bytes)
-        };
-        let mut l = Loader {
-            file,
-            device: device.clone(),
-            progress: LoadProgress { tensors_done: 0, tensors_total, bytes_done: 0, bytes_total },
-            on_progress,
-            types: Vec::new(),
-        };
-        let c = &config;
+        let c = config.clone();
         let (e, ff, hd) = (c.n_embd, c.n_ff, c.head_dim);
-        let table = Arc::new(l.qtensor("token_embd.weight", &[vocab, e])?);
-        let embedding = QEmbedding::new(table.clone()).context(|| "cannot use `token_embd.weight`".into())?;
+        let n_rep = c.n_head / c.n_head_kv;
+        if partition.count() > c.n_head_kv {
+            return Err(ModelError::Partition(format!(
+                "{} workers for {} key/value heads: at most one worker per head",
+                partition.count(),
+                c.n_head_kv
+            )));
+        }
+        let groups = partition.share(c.n_head_kv);
+        let (kv_rows, q_rows) = (groups.start * hd..groups.end * hd, groups.start * n_rep * hd..groups.end * n_rep * hd);
+        let vocab_rows = partition.share(vocab);
+        let mut l = Loader::new(file, on_progress);
+        let embedding = l.rows("token_embd.weight", [vocab, e], vocab_rows.clone())?;
         let mut layers = Vec::with_capacity(c.n_layer);
         for i in 0..c.n_layer {
             let p = |s: &str| format!("blk.{i}.{s}");
             let attention = Attention {
                 norm: l.vector(&p("attn_norm.weight"), e)?,
-                wq: l.matmul(&p("attn_q.weight"), &[c.n_head * hd, e])?,
-                wk: l.matmul(&p("attn_k.weight"), &[c.n_head_kv * hd, e])?,
-                wv: l.matmul(&p("attn_v.weight"), &[c.n_head_kv * hd, e])?,
-                wo: l.matmul(&p("attn_output.weight"), &[e, c.n_head * hd])?,
-                n_head: c.n_head,
-                n_head_kv: c.n_head_kv,
+                wq: l.rows(&p("attn_q.weight"), [c.n_head * hd, e], q_rows.clone())?,
+                wk: l.rows(&p("attn_k.weight"), [c.n_head_kv * hd, e], kv_rows.clone())?,
+                wv: l.rows(&p("attn_v.weight"), [c.n_head_kv * hd, e], kv_rows.clone())?,
+                wo: l.columns(&p("attn_output.weight"), [e, c.n_head * hd], q_rows.clone())?,
+                heads: groups.len() * n_rep,
+                kv_heads: groups.len(),
                 head_dim: hd,
             };
+            // Hidden units go in whole blocks of the down projection's type.
+            let down = p("ffn_down.weight");
+            let unit = l.dtype(&down, &[e, ff])?.block_size();
+            let hidden = partition.share_in_units(ff, unit, &down)?;
             let ffn = FeedForward {
                 norm: l.vector(&p("ffn_norm.weight"), e)?,
-                gate: l.matmul(&p("ffn_gate.weight"), &[ff, e])?,
-                up: l.matmul(&p("ffn_up.weight"), &[ff, e])?,
-                down: l.matmul(&p("ffn_down.weight"), &[e, ff])?,
+                gate: l.rows(&p("ffn_gate.weight"), [ff, e], hidden.clone())?,
+                up: l.rows(&p("ffn_up.weight"), [ff, e], hidden.clone())?,
+                down: l.columns(&down, [e, ff], hidden.clone())?,
+                hidden: hidden.len(),
             };
             layers.push(Layer { attention, ffn });
         }
         let output_norm = l.vector("output_norm.weight", e)?;
-        let output = if tied {
-            QMatMul::from_arc(table).context(|| "cannot use `token_embd.weight` as the output".into())?
-        } else {
-            l.matmul("output.weight", &[vocab, e])?
-        };
+        let output = if tied { None } else { Some(l.rows("output.weight", [vocab, e], vocab_rows.clone())?) };
         let weight_types = std::mem::take(&mut l.types);
-        let rope = Rope::new(hd, c.context_length, c.rope_theta, device).context(|| "cannot build RoPE tables".into())?;
+        let rope = Rope::new(hd, c.context_length, c.rope_theta);
         Ok(Self {
-            caches: vec![LayerCache::default(); c.n_layer],
+            caches: (0..c.n_layer).map(|_| LayerCache::new(groups.len() * hd)).collect(),
             config,
+            partition,
+            vocab,
+            vocab_rows,
             embedding,
-            layers,
-            output_norm,
             output,
+            output_norm,
+            layers,
             rope,
-            device: device.clone(),
+            scratch: Scratch::default(),
+            x: Vec::new(),
+            partial: Vec::new(),
+            last: Vec::new(),
+            head_act: Activations::new(),
+            logits: vec![0.0; vocab],
             weight_types,
         })
     }
@@ -222,14 +238,35 @@ impl Model {
         &self.config
     }
 
+    /// This worker's slice of the model.
+    pub fn partition(&self) -> Partition {
+        self.partition
+    }
+
     /// Vocabulary size (rows of the embedding table).
     pub fn vocab(&self) -> usize {
-        self.embedding.vocab()
+        self.vocab
     }
 
     /// The GGUF type of every weight tensor, in load order.
     pub fn weight_types(&self) -> &[(String, GgmlDType)] {
         &self.weight_types
+    }
+
+    /// Bytes of weights held here.
+    pub fn weight_bytes(&self) -> usize {
+        let layer = |l: &Layer| {
+            let (a, f) = (&l.attention, &l.ffn);
+            [&a.wq, &a.wk, &a.wv, &a.wo, &f.gate, &f.up, &f.down].iter().map(|m| m.size_in_bytes()).sum::<usize>()
+        };
+        self.embedding.size_in_bytes() + self.output.as_ref().map_or(0, QMatrix::size_in_bytes) + self.layers.iter().map(layer).sum::<usize>()
+    }
+
+    /// Bytes held by the KV cache and the work buffers.
+    pub fn state_bytes(&self) -> usize {
+        self.caches.iter().map(LayerCache::capacity_bytes).sum::<usize>()
+            + self.scratch.capacity_bytes()
+            + 4 * (self.x.capacity() + self.partial.capacity() + self.last.capacity() + self.logits.capacity())
     }
 
     /// Number of positions in the KV cache.
@@ -243,55 +280,95 @@ impl Model {
     }
 
     /// Runs `tokens` after the cached positions and returns the logits of the
-    /// last one (`[vocab]`, f32). The tokens' keys and values join the cache;
-    /// on an error the cache is left as it was.
+    /// last one (`[vocab]`). The tokens' keys and values join the cache; on an
+    /// error the cache is left as it was.
     ///
     /// # Errors
-    /// [`ModelError::ContextFull`], [`ModelError::BadToken`], [`ModelError::Compute`].
-    pub fn forward(&mut self, tokens: &[u32]) -> Result<Tensor, ModelError> {
+    /// [`ModelError::ContextFull`], [`ModelError::BadToken`], [`ModelError::Kernel`];
+    /// [`ModelError::Collective`] for a model split across workers (which needs
+    /// [`Model::forward_with`]).
+    pub fn forward(&mut self, tokens: &[u32]) -> Result<Vec<f32>, ModelError> {
+        if self.partition.count() > 1 {
+            return Err(CollectiveError("a model split across workers runs with forward_with".into()).into());
+        }
+        run_to_completion(self.forward_with(tokens, &mut Alone))?.map(<[f32]>::to_vec)
+    }
+
+    /// As [`Model::forward`], meeting the other workers holding the model
+    /// through `collective` at every reduction point. Every worker makes the
+    /// same calls; the coordinating worker's `collective` tells the others
+    /// the `tokens` and the position they start at.
+    ///
+    /// # Errors
+    /// As [`Model::forward`].
+    pub async fn forward_with<C: Collective>(&mut self, tokens: &[u32], collective: &mut C) -> Result<&[f32], ModelError> {
         let seq = tokens.len();
         if seq == 0 {
-            return Err(ModelError::Compute { context: "forward".into(), source: candle_core::Error::Msg("no tokens to run".into()) });
+            return Err(ModelError::NoTokens);
         }
         let pos = self.cached_len();
         let max = self.config.context_length;
         if pos + seq > max {
             return Err(ModelError::ContextFull { needed: pos + seq, max });
         }
-        let vocab = self.vocab();
-        if let Some(&id) = tokens.iter().find(|&&t| t as usize >= vocab) {
-            return Err(ModelError::BadToken { id, vocab });
+        if let Some(&id) = tokens.iter().find(|&&t| t as usize >= self.vocab) {
+            return Err(ModelError::BadToken { id, vocab: self.vocab });
         }
-        let result = self.run(tokens, pos);
+        collective.begin(pos, tokens).await?;
+        let result = self.run(tokens, pos, collective).await;
         if result.is_err() {
             // Layers before the failing one appended to their caches: undo it,
             // so the cache always holds exactly the positions that ran.
             self.truncate_cache(pos);
         }
-        result
+        result?;
+        Ok(&self.logits)
     }
 
-    fn run(&mut self, tokens: &[u32], pos: usize) -> Result<Tensor, ModelError> {
+    async fn run<C: Collective>(&mut self, tokens: &[u32], pos: usize, collective: &mut C) -> Result<(), ModelError> {
         let seq = tokens.len();
-        let max = self.config.context_length;
-        let window = self.config.sliding_window;
-        let mask = if seq > 1 {
-            Some(causal_mask(seq, pos, window, &self.device).context(|| "cannot build the attention mask".into())?)
-        } else {
-            None
-        };
-        let eps = self.config.rms_eps as f32;
-        let input = AttentionInput { pos, rope: &self.rope, mask: mask.as_ref(), eps, window, max_len: max };
-        let mut x = self.embedding.forward(tokens, &self.device).context(|| "embedding".into())?;
-        for (i, (layer, cache)) in self.layers.iter().zip(self.caches.iter_mut()).enumerate() {
-            let attn = layer.attention.forward(&x, cache, &input).context(|| format!("layer {i} attention"))?;
-            x = (x + attn).context(|| format!("layer {i} residual"))?;
-            let ffn = layer.ffn.forward(&x, eps).context(|| format!("layer {i} feed-forward"))?;
-            x = (x + ffn).context(|| format!("layer {i} residual"))?;
+        let e = self.config.n_embd;
+        let split = self.partition.count() > 1;
+        self.x.resize(seq * e, 0.0);
+        self.partial.resize(seq * e, 0.0);
+        // Each worker holds some rows of the embedding table: the others' rows
+        // are zeros in its partial sum.
+        for (&id, row) in tokens.iter().zip(self.x.chunks_exact_mut(e)) {
+            let id = id as usize;
+            if self.vocab_rows.contains(&id) {
+                self.embedding.dequantize_row(id - self.vocab_rows.start, row).map_err(kernel(|| format!("embedding of token {id}")))?;
+            } else {
+                row.fill(0.0);
+            }
         }
-        let last = x.narrow(1, seq - 1, 1).context(|| "last position".into())?;
-        let h = rms_norm(&last, &self.output_norm, eps).context(|| "output norm".into())?;
-        let logits = self.output.forward(&h).context(|| "output projection".into())?;
-        logits.flatten_all().and_then(|l| l.to_dtype(DType::F32)).context(|| "logits".into())
+        if split {
+            collective.all_reduce(&mut self.x).await?;
+        }
+        let input = StepInput { seq, pos, rope: &self.rope, eps: self.config.rms_eps as f32, window: self.config.sliding_window };
+        for (i, (layer, cache)) in self.layers.iter().zip(self.caches.iter_mut()).enumerate() {
+            layer.attention.forward(&self.x, cache, &input, &mut self.scratch, &mut self.partial).map_err(kernel(|| format!("layer {i} attention")))?;
+            if split {
+                collective.all_reduce(&mut self.partial).await?;
+            }
+            math::add(&mut self.x, &self.partial);
+            layer.ffn.forward(&self.x, &input, &mut self.scratch, &mut self.partial).map_err(kernel(|| format!("layer {i} feed-forward")))?;
+            if split {
+                collective.all_reduce(&mut self.partial).await?;
+            }
+            math::add(&mut self.x, &self.partial);
+        }
+        self.last.resize(e, 0.0);
+        math::rms_norm(&self.x[(seq - 1) * e..], &self.output_norm, input.eps, &mut self.last);
+        self.head_act.quantize(&self.last, 1, e).map_err(kernel(|| "output norm".into()))?;
+        let table = self.output.as_ref().unwrap_or(&self.embedding);
+        if split {
+            self.logits.fill(0.0);
+        }
+        table.matmul(&self.head_act, &mut self.logits[self.vocab_rows.clone()]).map_err(kernel(|| "output projection".into()))?;
+        if split {
+            // Each worker computed its vocabulary rows; the others are zeros.
+            collective.all_reduce(&mut self.logits).await?;
+        }
+        Ok(())
     }
 }

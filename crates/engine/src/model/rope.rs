@@ -1,39 +1,40 @@
 //! Rotary position embeddings in GGUF's llama layout (interleaved pairs).
 
-use candle_core::{DType, Device, Result, Tensor};
-
 /// Precomputed cos/sin tables, `[max_positions, head_dim / 2]`.
 #[derive(Debug, Clone)]
 pub struct Rope {
-    cos: Tensor,
-    sin: Tensor,
+    half: usize,
+    cos: Vec<f32>,
+    sin: Vec<f32>,
 }
 
 impl Rope {
     /// Tables for positions `0..max_positions` with base frequency `theta`.
-    ///
-    /// # Errors
-    /// Candle errors.
-    pub fn new(head_dim: usize, max_positions: usize, theta: f64, device: &Device) -> Result<Self> {
+    pub fn new(head_dim: usize, max_positions: usize, theta: f64) -> Self {
         let half = head_dim / 2;
-        let inv_freq: Vec<f32> =
-            (0..half).map(|i| (1.0 / theta.powf(2.0 * i as f64 / head_dim as f64)) as f32).collect();
-        let inv_freq = Tensor::from_vec(inv_freq, (1, half), device)?;
-        let positions = Tensor::arange(0u32, max_positions as u32, device)?
-            .to_dtype(DType::F32)?
-            .reshape((max_positions, 1))?;
-        let angles = positions.broadcast_mul(&inv_freq)?;
-        Ok(Self { cos: angles.cos()?, sin: angles.sin()? })
+        let inv_freq: Vec<f32> = (0..half).map(|i| (1.0 / theta.powf(2.0 * i as f64 / head_dim as f64)) as f32).collect();
+        let mut cos = Vec::with_capacity(max_positions * half);
+        let mut sin = Vec::with_capacity(max_positions * half);
+        for p in 0..max_positions {
+            for f in &inv_freq {
+                let angle = p as f32 * f;
+                cos.push(angle.cos());
+                sin.push(angle.sin());
+            }
+        }
+        Self { half, cos, sin }
     }
 
-    /// Rotates `x` (`[1, heads, seq, head_dim]`, contiguous) for positions `pos..pos + seq`.
-    ///
-    /// # Errors
-    /// Candle errors, including positions past the table.
-    pub fn apply(&self, x: &Tensor, pos: usize) -> Result<Tensor> {
-        let seq = x.dim(2)?;
-        let cos = self.cos.narrow(0, pos, seq)?;
-        let sin = self.sin.narrow(0, pos, seq)?;
-        candle_nn::rotary_emb::rope_i(x, &cos, &sin)
+    /// Rotates every head of `x` (heads of `2 * half` values back to back) for
+    /// position `pos`; `pos` must be below the table's length.
+    pub fn apply(&self, x: &mut [f32], pos: usize) {
+        let (cos, sin) = (&self.cos[pos * self.half..][..self.half], &self.sin[pos * self.half..][..self.half]);
+        for head in x.chunks_exact_mut(2 * self.half) {
+            for ((pair, c), s) in head.chunks_exact_mut(2).zip(cos).zip(sin) {
+                let (a, b) = (pair[0], pair[1]);
+                pair[0] = a * c - b * s;
+                pair[1] = a * s + b * c;
+            }
+        }
     }
 }

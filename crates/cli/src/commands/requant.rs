@@ -1,0 +1,400 @@
+//! `sprig requant IN.gguf OUT.gguf --quant q4_0`: re-quantizes a GGUF model
+//! the way llama-quantize does, keeping its metadata, tokenizer and tensor
+//! order. Every 2-D tensor whose rows are a whole number of the new type's
+//! blocks is dequantized and quantized again to that type (one tensor at a
+//! time); the others (1-D norms, rows that do not fit) keep their type and
+//! bytes. `general.file_type` follows the new type when the file has it.
+//!
+//! candle's GGUF writer takes every tensor at once, so the output is held in
+//! memory before it is written (about the output file's size).
+
+// An error ends the command: the size of `RequantError` (candle's errors are
+// large) costs nothing worth boxing for.
+#![allow(clippy::result_large_err)]
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Seek, Write};
+use std::path::{Path, PathBuf};
+
+use candle_core::quantized::gguf_file::{self, Content, Value};
+use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::Device;
+use sprig_engine::gguf::split::data_size;
+use sprig_engine::gguf::{split_paths, GgufError, Metadata};
+use sprig_engine::quant::{self, QuantError, QuantMode};
+use sprig_engine::GgufFile;
+
+use crate::convert::recipe::{type_name, Recipe};
+
+/// The types `--quant` accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum QuantType {
+    /// 32-bit floats (dequantizes).
+    #[value(name = "f32")]
+    F32,
+    /// 16-bit floats.
+    #[value(name = "f16")]
+    F16,
+    /// 8-bit, blocks of 32.
+    #[value(name = "q8_0")]
+    Q8_0,
+    /// 5-bit with a minimum, blocks of 32.
+    #[value(name = "q5_1")]
+    Q5_1,
+    /// 5-bit, blocks of 32.
+    #[value(name = "q5_0")]
+    Q5_0,
+    /// 4-bit with a minimum, blocks of 32.
+    #[value(name = "q4_1")]
+    Q4_1,
+    /// 4-bit, blocks of 32.
+    #[value(name = "q4_0")]
+    Q4_0,
+    /// 6-bit k-quant, super-blocks of 256.
+    #[value(name = "q6_k")]
+    Q6K,
+    /// 5-bit k-quant, super-blocks of 256.
+    #[value(name = "q5_k")]
+    Q5K,
+    /// 4-bit k-quant, super-blocks of 256.
+    #[value(name = "q4_k")]
+    Q4K,
+    /// 3-bit k-quant, super-blocks of 256.
+    #[value(name = "q3_k")]
+    Q3K,
+    /// 2-bit k-quant, super-blocks of 256.
+    #[value(name = "q2_k")]
+    Q2K,
+}
+
+impl QuantType {
+    /// The ggml type.
+    pub fn dtype(self) -> GgmlDType {
+        match self {
+            Self::F32 => GgmlDType::F32,
+            Self::F16 => GgmlDType::F16,
+            Self::Q8_0 => GgmlDType::Q8_0,
+            Self::Q5_1 => GgmlDType::Q5_1,
+            Self::Q5_0 => GgmlDType::Q5_0,
+            Self::Q4_1 => GgmlDType::Q4_1,
+            Self::Q4_0 => GgmlDType::Q4_0,
+            Self::Q6K => GgmlDType::Q6K,
+            Self::Q5K => GgmlDType::Q5K,
+            Self::Q4K => GgmlDType::Q4K,
+            Self::Q3K => GgmlDType::Q3K,
+            Self::Q2K => GgmlDType::Q2K,
+        }
+    }
+
+    /// llama.cpp's `general.file_type` number for a model mostly of this type.
+    pub fn file_type(self) -> u32 {
+        match self {
+            Self::Q4_1 => 3,
+            Self::Q5_0 => 8,
+            Self::Q5_1 => 9,
+            other => Recipe::Uniform(other.dtype()).file_type(),
+        }
+    }
+}
+
+/// Arguments of `sprig requant`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The GGUF model to re-quantize (one file, or any shard of a gguf-split model).
+    pub input: PathBuf,
+    /// The GGUF file to write (one file).
+    pub output: PathBuf,
+    /// The new type of the 2-D tensors whose rows fit its blocks.
+    #[arg(long, value_enum, ignore_case = true)]
+    pub quant: QuantType,
+    /// Replace the output if it exists.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Errors of `sprig requant`, each naming the file or tensor that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RequantError {
+    /// A file could not be opened, created, renamed...
+    #[error("cannot {action} {}: {source}", path.display())]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The input is not a readable GGUF model.
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        /// The input (or the shard that failed).
+        path: PathBuf,
+        /// What the reader said.
+        #[source]
+        source: GgufError,
+    },
+    /// A tensor could not be dequantized.
+    #[error("cannot dequantize tensor `{name}` ({dtype}) of {}: {source}", path.display())]
+    Dequantize {
+        /// The input.
+        path: PathBuf,
+        /// The tensor.
+        name: String,
+        /// Its type.
+        dtype: String,
+        /// candle's error.
+        #[source]
+        source: candle_core::Error,
+    },
+    /// A tensor could not be quantized to the new type.
+    #[error("cannot quantize tensor `{name}` of {} to {dtype}: {source}", path.display())]
+    Quantize {
+        /// The input.
+        path: PathBuf,
+        /// The tensor.
+        name: String,
+        /// The new type.
+        dtype: String,
+        /// What failed (a non-finite weight, candle...).
+        #[source]
+        source: QuantError,
+    },
+    /// The output names the input.
+    #[error("the output {} is the input; write to another file", path.display())]
+    SameFile {
+        /// The path given.
+        path: PathBuf,
+    },
+    /// The output exists and `--force` was not given.
+    #[error("{} exists; pass --force to replace it", path.display())]
+    Exists {
+        /// The output.
+        path: PathBuf,
+    },
+    /// candle's writer failed.
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        /// The file being written.
+        path: PathBuf,
+        /// What failed.
+        #[source]
+        source: candle_core::Error,
+    },
+}
+
+/// What happened to one tensor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TensorChange {
+    /// Its GGUF name.
+    pub name: String,
+    /// Its type in the input.
+    pub from: GgmlDType,
+    /// Its type in the output.
+    pub to: GgmlDType,
+    /// Its data bytes in the input and in the output (padding included).
+    pub bytes: (u64, u64),
+}
+
+/// Whether a tensor of `shape` and type `from` is re-quantized to `to`: a
+/// 2-D tensor of another type whose rows are a whole number of `to`'s blocks.
+pub fn requantizes(shape: &[usize], from: GgmlDType, to: GgmlDType) -> bool {
+    matches!(shape, [_, cols] if cols % to.block_size() == 0) && from != to
+}
+
+/// Opens every shard of the model `input` names, with its header; sorted by
+/// shard number, readers rewound.
+fn open_shards(input: &Path) -> Result<Vec<(Content, BufReader<File>)>, RequantError> {
+    let mut shards = Vec::new();
+    for path in split_paths(input) {
+        let read = |source| RequantError::Read { path: path.clone(), source };
+        let file = File::open(&path).map_err(|source| RequantError::Io { action: "open", path: path.clone(), source })?;
+        let mut reader = BufReader::with_capacity(1 << 20, file);
+        let content = Content::read(&mut reader).map_err(|source| read(GgufError::Header { source }))?;
+        reader.rewind().map_err(|source| read(GgufError::Io { what: "the header again".into(), source }))?;
+        let no = Metadata(&content.metadata).opt_u64("split.no").map_err(read)?.unwrap_or(0);
+        shards.push((no, content, reader));
+    }
+    shards.sort_by_key(|(no, ..)| *no);
+    Ok(shards.into_iter().map(|(_, content, reader)| (content, reader)).collect())
+}
+
+/// The output's metadata: the input's without the `split.*` keys, sorted by
+/// key, with `general.alignment` at the alignment candle writes and
+/// `general.file_type` (when present, in its own integer type) set to `to`'s.
+fn output_metadata(meta: &std::collections::HashMap<String, Value>, to: QuantType) -> Vec<(String, Value)> {
+    let file_type = to.file_type();
+    let mut out: Vec<(String, Value)> = meta
+        .iter()
+        .filter(|(k, _)| !k.starts_with("split."))
+        .map(|(k, v)| {
+            let v = match (k.as_str(), v) {
+                ("general.alignment", _) => Value::U32(gguf_file::DEFAULT_ALIGNMENT as u32),
+                ("general.file_type", Value::I32(_)) => Value::I32(file_type as i32),
+                ("general.file_type", Value::U64(_)) => Value::U64(u64::from(file_type)),
+                ("general.file_type", Value::I64(_)) => Value::I64(i64::from(file_type)),
+                ("general.file_type", _) => Value::U32(file_type),
+                _ => v.clone(),
+            };
+            (k.clone(), v)
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// Re-quantizes `tensor` (named `name`, read from `path`) to `to`.
+fn requantize(path: &Path, name: &str, tensor: &QTensor, to: GgmlDType) -> Result<QTensor, RequantError> {
+    let dequantize = |source| RequantError::Dequantize { path: path.into(), name: name.into(), dtype: type_name(tensor.dtype()), source };
+    let values = tensor.dequantize(&Device::Cpu).and_then(|t| t.flatten_all()).and_then(|t| t.to_vec1::<f32>()).map_err(dequantize)?;
+    quant::quantize(&values, tensor.shape().dims(), to, QuantMode::Plain)
+        .map_err(|source| RequantError::Quantize { path: path.into(), name: name.into(), dtype: type_name(to), source })
+}
+
+/// Writes `tensors` with `metadata` to `output`, through a `.part` file
+/// renamed when complete.
+fn write(output: &Path, metadata: &[(String, Value)], tensors: &[(String, QTensor)]) -> Result<(), RequantError> {
+    let mut part = output.as_os_str().to_owned();
+    part.push(".part");
+    let part = PathBuf::from(part);
+    let file = File::create(&part).map_err(|source| RequantError::Io { action: "create", path: part.clone(), source })?;
+    let mut out = BufWriter::with_capacity(1 << 20, file);
+    let meta: Vec<(&str, &Value)> = metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    let written = gguf_file::write(&mut out, &meta, &refs)
+        .and_then(|()| out.flush().map_err(candle_core::Error::from))
+        .and_then(|()| out.get_ref().sync_all().map_err(candle_core::Error::from));
+    drop(out);
+    if let Err(source) = written {
+        let _ = std::fs::remove_file(&part);
+        return Err(RequantError::Write { path: part, source });
+    }
+    std::fs::rename(&part, output).map_err(|source| RequantError::Io { action: "rename into place", path: part, source })
+}
+
+/// Refuses an output that is the input, or that exists without `force`.
+fn check_output(input: &Path, output: &Path, force: bool) -> Result<(), RequantError> {
+    if !output.exists() {
+        return Ok(());
+    }
+    let same = |a: &Path| a.canonicalize().ok().zip(output.canonicalize().ok()).is_some_and(|(a, b)| a == b);
+    if split_paths(input).iter().any(|p| same(p)) {
+        return Err(RequantError::SameFile { path: output.into() });
+    }
+    if !force {
+        return Err(RequantError::Exists { path: output.into() });
+    }
+    Ok(())
+}
+
+/// Re-quantizes the model `input` to `to` into the single file `output`;
+/// `on_tensor` is told about each tensor as it is done, in file order.
+///
+/// # Errors
+/// [`RequantError`], naming the file or tensor that failed; nothing is left
+/// at `output` then.
+pub fn requant(input: &Path, output: &Path, to: QuantType, force: bool, on_tensor: &mut dyn FnMut(&TensorChange)) -> Result<Vec<TensorChange>, RequantError> {
+    check_output(input, output, force)?;
+    let shards = open_shards(input)?;
+    let metadata = match shards.first() {
+        Some((content, _)) => output_metadata(&content.metadata, to),
+        None => Vec::new(),
+    };
+    let mut order = Vec::new();
+    for (content, _) in &shards {
+        let mut names: Vec<(u64, &String)> = content.tensor_infos.iter().map(|(n, t)| (t.offset, n)).collect();
+        names.sort();
+        order.extend(names.into_iter().map(|(_, n)| n.clone()));
+    }
+    let mut model = GgufFile::open_split(shards.into_iter().map(|(_, reader)| reader).collect())
+        .map_err(|source| RequantError::Read { path: input.into(), source })?;
+    let target = to.dtype();
+    let mut tensors = Vec::with_capacity(order.len());
+    let mut changes = Vec::with_capacity(order.len());
+    for name in order {
+        let tensor = model.tensor(&name, &Device::Cpu).map_err(|source| RequantError::Read { path: input.into(), source })?;
+        let from = tensor.dtype();
+        let elements = tensor.shape().elem_count();
+        let tensor = if requantizes(tensor.shape().dims(), from, target) { requantize(input, &name, &tensor, target)? } else { tensor };
+        let change = TensorChange { name: name.clone(), from, to: tensor.dtype(), bytes: (data_size(from, elements), data_size(tensor.dtype(), elements)) };
+        on_tensor(&change);
+        changes.push(change);
+        tensors.push((name, tensor));
+    }
+    write(output, &metadata, &tensors)?;
+    Ok(changes)
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+/// Runs `sprig requant`: the table of tensors on stdout as they are done,
+/// then the totals.
+pub fn run(args: &Args) -> anyhow::Result<()> {
+    let mut first = true;
+    let changes = requant(&args.input, &args.output, args.quant, args.force, &mut |c| {
+        if std::mem::take(&mut first) {
+            println!("{:<40} {:<6}    new", "tensor", "old");
+        }
+        let (from, to) = (type_name(c.from), type_name(c.to));
+        let to = if c.from == c.to { format!("{to:<6}  (kept)") } else { to };
+        println!("{:<40} {from:<6} -> {to}", c.name);
+    })?;
+    let requantized = changes.iter().filter(|c| c.from != c.to).count();
+    let mut kept: BTreeMap<String, usize> = BTreeMap::new();
+    for c in changes.iter().filter(|c| c.from == c.to) {
+        *kept.entry(type_name(c.from)).or_default() += 1;
+    }
+    let kept = kept.iter().map(|(t, n)| format!("{t} ×{n}")).collect::<Vec<_>>().join(", ");
+    let (before, after) = changes.iter().fold((0, 0), |(b, a), c| (b + c.bytes.0, a + c.bytes.1));
+    println!(
+        "\n{requantized} of {} tensors re-quantized to {}; kept: {}",
+        changes.len(),
+        type_name(args.quant.dtype()),
+        if kept.is_empty() { "none".into() } else { kept }
+    );
+    println!("tensor data: {} -> {}", mib(before), mib(after));
+    let size = std::fs::metadata(&args.output).map(|m| m.len()).unwrap_or(0);
+    println!("wrote {} ({size} bytes)", args.output.display());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_2d_tensors_whose_rows_fit_change() {
+        assert!(requantizes(&[1536, 576], GgmlDType::Q4_1, GgmlDType::Q4_0));
+        assert!(!requantizes(&[576], GgmlDType::F32, GgmlDType::Q4_0));
+        assert!(!requantizes(&[1536, 576], GgmlDType::Q4_1, GgmlDType::Q4K));
+        assert!(requantizes(&[576, 1536], GgmlDType::Q4_1, GgmlDType::Q4K));
+        assert!(!requantizes(&[576, 1536], GgmlDType::Q4_0, GgmlDType::Q4_0));
+        assert!(!requantizes(&[2, 4, 32], GgmlDType::F32, GgmlDType::Q8_0));
+    }
+
+    #[test]
+    fn file_types_follow_llama_cpp() {
+        assert_eq!(QuantType::Q4_0.file_type(), 2);
+        assert_eq!(QuantType::Q4_1.file_type(), 3);
+        assert_eq!(QuantType::Q8_0.file_type(), 7);
+        assert_eq!(QuantType::Q6K.file_type(), 18);
+    }
+
+    #[test]
+    fn metadata_keeps_keys_and_updates_the_file_type() {
+        let meta: std::collections::HashMap<String, Value> = [
+            ("general.file_type".to_string(), Value::U32(3)),
+            ("general.name".to_string(), Value::String("m".into())),
+            ("split.no".to_string(), Value::U16(0)),
+        ]
+        .into();
+        let out = output_metadata(&meta, QuantType::Q4_0);
+        let keys: Vec<&str> = out.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["general.file_type", "general.name"]);
+        assert!(matches!(out[0].1, Value::U32(2)));
+    }
+}

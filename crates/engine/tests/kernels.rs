@@ -1,0 +1,236 @@
+//! The quantized matmul kernels against candle: dequantization bit for bit,
+//! matmul against an f64 reference, and the error cases.
+
+use candle_core::quantized::QTensor;
+use candle_core::{Device, Tensor};
+use sprig_engine::kernels::{Activations, GgmlDType, KernelError, QMatrix};
+
+/// Every type with a kernel.
+const TYPES: [GgmlDType; 12] = [
+    GgmlDType::Q4_0,
+    GgmlDType::Q4_1,
+    GgmlDType::Q5_0,
+    GgmlDType::Q5_1,
+    GgmlDType::Q8_0,
+    GgmlDType::Q2K,
+    GgmlDType::Q3K,
+    GgmlDType::Q4K,
+    GgmlDType::Q5K,
+    GgmlDType::Q6K,
+    GgmlDType::F16,
+    GgmlDType::F32,
+];
+
+/// A seeded SplitMix64, enough for test data.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [-1, 1).
+    fn unit(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+    }
+
+    /// `n` values of varying scale: per-32 magnitudes spread over two decades,
+    /// an occasional outlier, some exact zeros.
+    fn values(&mut self, n: usize) -> Vec<f32> {
+        let mut out = Vec::with_capacity(n);
+        let mut scale = 1.0;
+        for i in 0..n {
+            if i % 32 == 0 {
+                scale = 10f32.powf(self.unit());
+            }
+            let v = match self.next() % 64 {
+                0 => 0.0,
+                1 => 8.0 * scale * self.unit(),
+                _ => scale * self.unit(),
+            };
+            out.push(v);
+        }
+        out
+    }
+}
+
+/// Elements per block of a type.
+fn block(dtype: GgmlDType) -> usize {
+    match dtype {
+        GgmlDType::F16 | GgmlDType::F32 => 1,
+        GgmlDType::Q2K | GgmlDType::Q3K | GgmlDType::Q4K | GgmlDType::Q5K | GgmlDType::Q6K => 256,
+        _ => 32,
+    }
+}
+
+/// Random weights quantized by candle: the kernel matrix and candle's
+/// dequantization of it.
+fn build(dtype: GgmlDType, rows: usize, cols: usize, seed: u64) -> (QMatrix, Vec<f32>) {
+    let w = Rng(seed).values(rows * cols);
+    let t = Tensor::from_vec(w, (rows, cols), &Device::Cpu).unwrap();
+    let q = QTensor::quantize(&t, dtype).unwrap();
+    let data = q.data().unwrap().to_vec();
+    let deq = q.dequantize(&Device::Cpu).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let m = QMatrix::new(dtype, rows, cols, data).unwrap();
+    (m, deq)
+}
+
+/// The column counts to test for a type.
+fn col_counts(dtype: GgmlDType) -> Vec<usize> {
+    if block(dtype) == 256 {
+        vec![256, 512]
+    } else {
+        vec![96, 256, 512]
+    }
+}
+
+#[test]
+fn dequantize_row_matches_candle_bit_for_bit() {
+    for dtype in TYPES {
+        for cols in col_counts(dtype) {
+            let rows = 5;
+            let (m, deq) = build(dtype, rows, cols, 7 + cols as u64);
+            assert_eq!(m.size_in_bytes(), rows * QMatrix::row_bytes(dtype, cols).unwrap());
+            let mut row = vec![0f32; cols];
+            for r in 0..rows {
+                m.dequantize_row(r, &mut row).unwrap();
+                for (c, (a, b)) in row.iter().zip(&deq[r * cols..(r + 1) * cols]).enumerate() {
+                    assert_eq!(a.to_bits(), b.to_bits(), "{dtype:?} cols {cols} [{r}, {c}]: {a} vs candle {b}");
+                }
+            }
+        }
+    }
+}
+
+/// Checks `m.matmul` on `tokens` random tokens against two f64 references:
+/// with the activations exactly as the kernels quantized them (only f32
+/// rounding may differ), and with the f32 activations (the i8 quantization
+/// error is bounded).
+fn check_matmul(dtype: GgmlDType, rows: usize, cols: usize, tokens: usize, seed: u64) {
+    let (m, w) = build(dtype, rows, cols, seed);
+    let x = Rng(seed ^ 0x5555).values(tokens * cols);
+    let mut a = Activations::new();
+    a.quantize(&x, tokens, cols).unwrap();
+    assert_eq!((a.tokens(), a.cols()), (tokens, cols));
+    let mut out = vec![f32::NAN; tokens * rows];
+    m.matmul(&a, &mut out).unwrap();
+
+    let float = matches!(dtype, GgmlDType::F16 | GgmlDType::F32);
+    let (q, d) = a.quantized();
+    let mut sq_ratio = 0f64;
+    for t in 0..tokens {
+        let xt = &x[t * cols..(t + 1) * cols];
+        // The activations the integer kernels see: d_b · q_i.
+        let xq: Vec<f64> = (0..cols)
+            .map(|c| if float { f64::from(xt[c]) } else { f64::from(d[(t * cols + c) / 32]) * f64::from(q[t * cols + c]) })
+            .collect();
+        let norm_x = xt.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>().sqrt();
+        let norm_xq = xq.iter().map(|v| v * v).sum::<f64>().sqrt();
+        for r in 0..rows {
+            let wr = &w[r * cols..(r + 1) * cols];
+            let norm_w = wr.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>().sqrt();
+            let exact: f64 = wr.iter().zip(&xq).map(|(&a, b)| f64::from(a) * b).sum();
+            let reference: f64 = wr.iter().zip(xt).map(|(&a, &b)| f64::from(a) * f64::from(b)).sum();
+            let got = f64::from(out[t * rows + r]);
+            let ctx = format!("{dtype:?} [{rows} x {cols}] token {t}/{tokens} row {r}: got {got}");
+            // Only f32 rounding between the kernel and the exact product.
+            assert!((got - exact).abs() <= 1e-5 * norm_w * norm_xq + 1e-30, "{ctx}, exact {exact}");
+            // Rounding x to q·d errs by at most d/2 = amax/254 per value, and
+            // Σ_b 32·amax_b² ≤ 32·‖x‖², so ‖x - xq‖ ≤ √(8/127²)·‖x‖ ≈ 0.0223·‖x‖
+            // and |W_r·(x - xq)| ≤ 0.0223·‖W_r‖·‖x‖ (Cauchy-Schwarz).
+            let bound = if float { 1e-5 } else { 0.0223 } * norm_w * norm_x;
+            assert!((got - reference).abs() <= bound + 1e-30, "{ctx}, reference {reference}");
+            sq_ratio += ((got - reference) / (norm_w * norm_x).max(1e-30)).powi(2);
+        }
+    }
+    // Rounding errors are independent: typically ‖W_r‖·d/√12 ≪ the bound.
+    let rms = (sq_ratio / (tokens * rows) as f64).sqrt();
+    assert!(rms < 2e-3, "{dtype:?} [{rows} x {cols}] tokens {tokens}: rms relative error {rms}");
+}
+
+#[test]
+fn matmul_matches_reference_for_every_type() {
+    for dtype in TYPES {
+        for cols in col_counts(dtype) {
+            for tokens in [1, 3, 17] {
+                check_matmul(dtype, 37, cols, tokens, 1000 + cols as u64 + tokens as u64);
+            }
+        }
+    }
+}
+
+#[test]
+fn matmul_splits_many_rows() {
+    // Enough work for several threads and several row tiles per thread.
+    for dtype in [GgmlDType::Q4_0, GgmlDType::Q4K, GgmlDType::Q6K, GgmlDType::F16] {
+        check_matmul(dtype, 301, 512, 5, 42);
+        check_matmul(dtype, 263, 256, 1, 43);
+    }
+}
+
+#[test]
+fn activations_reuse_their_buffers() {
+    let (m, _) = build(GgmlDType::Q8_0, 9, 64, 3);
+    let mut a = Activations::new();
+    let big = Rng(1).values(20 * 64);
+    a.quantize(&big, 20, 64).unwrap();
+    let small = Rng(2).values(2 * 64);
+    a.quantize(&small, 2, 64).unwrap();
+    let mut out = vec![0f32; 18];
+    m.matmul(&a, &mut out).unwrap();
+    let mut fresh = Activations::new();
+    fresh.quantize(&small, 2, 64).unwrap();
+    let mut want = vec![0f32; 18];
+    m.matmul(&fresh, &mut want).unwrap();
+    assert_eq!(out, want);
+}
+
+#[test]
+fn zero_activations_give_zero() {
+    let (m, _) = build(GgmlDType::Q4_1, 4, 64, 5);
+    let mut a = Activations::new();
+    a.quantize(&[0.0; 128], 2, 64).unwrap();
+    let mut out = vec![1f32; 8];
+    m.matmul(&a, &mut out).unwrap();
+    assert!(out.iter().all(|&v| v == 0.0), "{out:?}");
+}
+
+#[test]
+fn rejects_bad_shapes() {
+    let dtype = GgmlDType::Q4K;
+    let bytes = QMatrix::row_bytes(dtype, 256).unwrap();
+    assert_eq!(bytes, 144);
+    assert!(matches!(
+        QMatrix::new(dtype, 2, 256, vec![0; 2 * bytes - 1]),
+        Err(KernelError::DataLength { expected: 288, actual: 287, .. })
+    ));
+    assert!(matches!(
+        QMatrix::new(dtype, 2, 200, vec![0; 288]),
+        Err(KernelError::NotBlockMultiple { cols: 200, block: 256, .. })
+    ));
+    assert!(matches!(QMatrix::row_bytes(GgmlDType::Q4_0, 48), Err(KernelError::NotBlockMultiple { block: 32, .. })));
+    assert!(matches!(QMatrix::row_bytes(GgmlDType::Q8K, 256), Err(KernelError::Unsupported(GgmlDType::Q8K))));
+    assert!(matches!(QMatrix::new(GgmlDType::BF16, 1, 4, vec![0; 8]), Err(KernelError::Unsupported(_))));
+    assert!(matches!(QMatrix::new(dtype, usize::MAX, 256, vec![]), Err(KernelError::TooLarge { .. })));
+    let e = QMatrix::new(dtype, 2, 256, vec![0; 10]).unwrap_err();
+    assert_eq!(e.to_string(), "Q4K matrix [2, 256] needs 288 bytes, got 10");
+
+    let mut a = Activations::new();
+    assert!(matches!(a.quantize(&[0.0; 66], 2, 33), Err(KernelError::NotBlockMultiple { cols: 33, .. })));
+    assert!(matches!(a.quantize(&[0.0; 63], 2, 32), Err(KernelError::InputLength { actual: 63, .. })));
+
+    let m = QMatrix::new(dtype, 2, 256, vec![0; 288]).unwrap();
+    a.quantize(&[0.0; 64], 2, 32).unwrap();
+    let mut out = [0f32; 4];
+    assert!(matches!(m.matmul(&a, &mut out), Err(KernelError::ColsMismatch { matrix: 256, activations: 32 })));
+    a.quantize(&[0.0; 512], 2, 256).unwrap();
+    assert!(matches!(m.matmul(&a, &mut out[..3]), Err(KernelError::OutputLength { expected: 4, actual: 3 })));
+    m.matmul(&a, &mut out).unwrap();
+    let mut row = [0f32; 256];
+    assert!(matches!(m.dequantize_row(2, &mut row), Err(KernelError::RowOutOfRange { row: 2, rows: 2 })));
+    assert!(matches!(m.dequantize_row(0, &mut row[..255]), Err(KernelError::OutputLength { .. })));
+}

@@ -234,3 +234,17 @@ fn rejects_bad_shapes() {
     assert!(matches!(m.dequantize_row(2, &mut row), Err(KernelError::RowOutOfRange { row: 2, rows: 2 })));
     assert!(matches!(m.dequantize_row(0, &mut row[..255]), Err(KernelError::OutputLength { .. })));
 }
+
+#[test]
+fn empty_shapes_are_fine() {
+    let m = QMatrix::new(GgmlDType::Q4_0, 3, 0, vec![]).unwrap();
+    let mut a = Activations::new();
+    a.quantize(&[], 2, 0).unwrap();
+    let mut out = [1f32; 6];
+    m.matmul(&a, &mut out).unwrap();
+    assert_eq!(out, [0.0; 6]);
+    m.dequantize_row(2, &mut []).unwrap();
+    let m = QMatrix::new(GgmlDType::Q6K, 0, 256, vec![]).unwrap();
+    a.quantize(&[0.5; 256], 1, 256).unwrap();
+    m.matmul(&a, &mut []).unwrap();
+}

@@ -47,7 +47,7 @@ impl Rng {
                 if i % 32 == 0 {
                     scale = 10f32.powf(u);
                 }
-                if self.next() % 64 == 0 {
+                if self.next().is_multiple_of(64) {
                     0.0
                 } else {
                     scale * u
@@ -66,7 +66,7 @@ fn build(dtype: GgmlDType, rows: usize, cols: usize, seed: u64) -> QMatrix {
 
 #[wasm_bindgen_test]
 fn simd_is_compiled_in() {
-    assert!(sprig_engine::SIMD128);
+    assert!(std::hint::black_box(sprig_engine::SIMD128), "built without +simd128");
 }
 
 #[wasm_bindgen_test]

@@ -46,10 +46,10 @@ impl fmt::Display for BenchResult {
 /// for the K-quants, whose rows must be a multiple of 256).
 pub fn default_cases() -> Vec<(GgmlDType, usize, usize, usize)> {
     let mut cases = Vec::new();
-    for (rows, cols) in [(1536, 576), (4096, 4096)] {
+    for (rows, cols) in [(1536usize, 576usize), (4096, 4096)] {
         for dtype in [GgmlDType::Q4_1, GgmlDType::Q4_0, GgmlDType::Q8_0, GgmlDType::Q4K, GgmlDType::Q6K] {
             let k_quant = matches!(dtype, GgmlDType::Q4K | GgmlDType::Q6K);
-            let (rows, cols) = if k_quant && cols % 256 != 0 { (cols, rows) } else { (rows, cols) };
+            let (rows, cols) = if k_quant && !cols.is_multiple_of(256) { (cols, rows) } else { (rows, cols) };
             for tokens in [1, 32] {
                 cases.push((dtype, rows, cols, tokens));
             }

@@ -163,6 +163,7 @@ fn kernels(dtype: GgmlDType, groups: Groups, backend: Backend) -> Kernels {
             GgmlDType::Q3K => s::unpack_q3k,
             GgmlDType::Q4K => s::unpack_q4k,
             GgmlDType::Q5K => s::unpack_q5k,
+            // Q6_K; the float types use `float` instead.
             _ => s::unpack_q6k,
         };
         let float: FloatFn = if dtype == GgmlDType::F16 { s::unpack_f16 } else { scalar::unpack_f32 };
@@ -180,6 +181,7 @@ fn kernels(dtype: GgmlDType, groups: Groups, backend: Backend) -> Kernels {
         GgmlDType::Q3K => scalar::unpack_q3k,
         GgmlDType::Q4K => scalar::unpack_q4k,
         GgmlDType::Q5K => scalar::unpack_q5k,
+        // Q6_K; the float types use `float` instead.
         _ => scalar::unpack_q6k,
     };
     let float: FloatFn = if dtype == GgmlDType::F16 { scalar::unpack_f16 } else { scalar::unpack_f32 };
@@ -235,7 +237,7 @@ impl Activations {
     /// [`quantize`](Self::quantize) with a chosen backend.
     #[doc(hidden)]
     pub fn quantize_with(&mut self, x: &[f32], tokens: usize, cols: usize, backend: Backend) -> Result<(), KernelError> {
-        if cols % 32 != 0 {
+        if !cols.is_multiple_of(32) {
             return Err(KernelError::NotBlockMultiple { dtype: GgmlDType::Q8_0, cols, block: 32 });
         }
         if tokens.checked_mul(cols) != Some(x.len()) {
@@ -277,18 +279,32 @@ impl Activations {
         (&self.q, &self.d)
     }
 
-    /// Token `t`'s slices: `(f32 values, q, d, sums per 16, sums per 32)`.
+    /// Token `t`'s slices.
     #[inline]
-    fn token(&self, t: usize) -> (&[f32], &[i8], &[f32], &[f32], &[f32]) {
+    fn token(&self, t: usize) -> Token<'_> {
         let (c, b) = (self.cols, self.cols / 32);
-        (
-            &self.x[t * c..(t + 1) * c],
-            &self.q[t * c..(t + 1) * c],
-            &self.d[t * b..(t + 1) * b],
-            &self.sum16[2 * t * b..2 * (t + 1) * b],
-            &self.sum32[t * b..(t + 1) * b],
-        )
+        Token {
+            x: &self.x[t * c..(t + 1) * c],
+            q: &self.q[t * c..(t + 1) * c],
+            d: &self.d[t * b..(t + 1) * b],
+            sum16: &self.sum16[2 * t * b..2 * (t + 1) * b],
+            sum32: &self.sum32[t * b..(t + 1) * b],
+        }
     }
+}
+
+/// One token of [`Activations`].
+struct Token<'a> {
+    /// f32 values.
+    x: &'a [f32],
+    /// Quantized values.
+    q: &'a [i8],
+    /// Block scales.
+    d: &'a [f32],
+    /// `d · Σq` per 16.
+    sum16: &'a [f32],
+    /// `d · Σq` per 32.
+    sum32: &'a [f32],
 }
 
 /// A quantized (or F16/F32) weight matrix `[rows, cols]` in GGUF's raw block
@@ -394,7 +410,7 @@ impl QMatrix {
     /// size.
     pub fn row_bytes(dtype: GgmlDType, cols: usize) -> Result<usize, KernelError> {
         let l = layout(dtype).ok_or(KernelError::Unsupported(dtype))?;
-        if cols % l.block != 0 {
+        if !cols.is_multiple_of(l.block) {
             return Err(KernelError::NotBlockMultiple { dtype, cols, block: l.block });
         }
         Ok(cols / l.block * l.bytes)
@@ -431,7 +447,10 @@ impl QMatrix {
         if out.len() != expected {
             return Err(KernelError::OutputLength { expected, actual: out.len() });
         }
-        if expected == 0 {
+        if self.cols == 0 {
+            out.fill(0.0);
+        }
+        if expected == 0 || self.cols == 0 {
             return Ok(());
         }
         let k = kernels(self.dtype, self.layout().groups, backend);
@@ -468,7 +487,7 @@ impl QMatrix {
                     (k.float)(self.row(r0 + i), f);
                 }
                 for t in 0..x.tokens {
-                    let xt = x.token(t).0;
+                    let xt = x.token(t).x;
                     for (i, f) in s.floats.chunks_exact(cols).take(n).enumerate() {
                         out.write(t * self.rows + r0 + i, (k.fdot)(f, xt));
                     }
@@ -488,11 +507,11 @@ impl QMatrix {
                 (k.unpack)(self.row(r0 + i), v, sc, mn);
             }
             for t in 0..x.tokens {
-                let (_, q, d, sum16, sum32) = x.token(t);
-                let sums = if l.groups == Groups::Per16 { sum16 } else { sum32 };
+                let tok = x.token(t);
+                let sums = if l.groups == Groups::Per16 { tok.sum16 } else { tok.sum32 };
                 let unpacked = s.vals.chunks_exact(cols).zip(s.scales.chunks_exact(groups));
                 for (i, ((v, sc), mn)) in unpacked.zip(s.mins.chunks_exact(groups)).take(n).enumerate() {
-                    let mut acc = (k.dot)(v, sc, q, d);
+                    let mut acc = (k.dot)(v, sc, tok.q, tok.d);
                     if l.has_min {
                         acc += (k.fdot)(mn, sums);
                     }
@@ -530,7 +549,7 @@ impl QMatrix {
         }
         let l = self.layout();
         let k = kernels(self.dtype, l.groups, backend);
-        if l.groups == Groups::Float {
+        if l.groups == Groups::Float || self.cols == 0 {
             (k.float)(self.row(r), out);
             return Ok(());
         }

@@ -20,12 +20,17 @@
 //
 // Run by scripts/bench-browser.
 // Env: SPRIG_DIST (built dist), RUNS (default 3), MAX_TOKENS (default 64),
-// SPRIG_BENCH_Q4_0 (the Q4_0 GGUF; its row is skipped when unset or missing).
+// SPRIG_BENCH_Q4_0 (the Q4_0 GGUF; its row is skipped when unset or missing),
+// SPRIG_BENCH_7B (a folder with manifest.json and the shards of the converted
+// synthetic Mistral-7B mix; skipped when unset), MAX_TOKENS_7B (default 8).
+//
+// After the Sprig/wllama tables: Sprig with 2 workers against 1 on the demo,
+// and the 7B mix with 2 and 3 workers.
 
 import { fileURLToPath } from 'node:url';
-import { mkdtemp, mkdir, symlink, copyFile, rm, open } from 'node:fs/promises';
+import { mkdtemp, mkdir, symlink, copyFile, rm, open, readFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { tmpdir, availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { startServer } from '../server.mjs';
 import { launch } from '../e2e/browser.mjs';
@@ -36,6 +41,8 @@ const RUNS = Number(process.env.RUNS ?? 3);
 const MAX_TOKENS = Number(process.env.MAX_TOKENS ?? 64);
 const QUESTION = 'Explain in a few sentences why the sky is blue.';
 const PROBE_BYTES = 256 * 1024 * 1024;
+const MAX_TOKENS_7B = Number(process.env.MAX_TOKENS_7B ?? 8);
+const CORES = availableParallelism();
 
 // The models: Sprig loads the demo through its catalog (the manifest in
 // dist/models/), any other through the picker's URL field, from wllama's
@@ -169,23 +176,33 @@ async function probeBandwidth() {
   }
 }
 
-async function runSprig(model) {
-  const page = await browser.newPage();
+/**
+ * One Sprig reply through the real UI. `workers` is set before loading (0:
+ * Sprig's automatic choice); `url` loads a model by URL (a manifest for a
+ * split model); `context` keeps the browser storage between calls (a warm
+ * start), else a fresh one is used. Returns the timings, the reply, the stats
+ * line and the ready line (load times, memory per worker).
+ */
+async function runSprig(model, { workers = 0, url = null, context = null, question = QUESTION, maxTokens = MAX_TOKENS, timeout = 300_000 } = {}) {
+  const page = context ? await context.newPage() : await browser.newPage();
   try {
     await page.goto(sprigServer.url + '/');
-    if (!model.demo) {
-      await page.getByTestId('model-select').selectOption('custom');
-      await page.getByTestId('model-url').fill(`${wllamaServer.url}/${model.key}/model.gguf`);
-    }
-    await page.getByTestId('model-load').click();
-    await page.getByTestId('model-ready').waitFor({ timeout: 300_000 });
     await page.getByTestId('settings').click();
-    for (const [id, v] of Object.entries({ temperature: 0, 'repeat-penalty': 1, 'max-tokens': MAX_TOKENS })) {
+    for (const [id, v] of Object.entries({ workers, temperature: 0, 'repeat-penalty': 1, 'max-tokens': maxTokens })) {
       await page.getByTestId(id).fill(String(v));
       await page.getByTestId(id).dispatchEvent('change');
     }
+    url ??= model.demo ? null : `${wllamaServer.url}/${model.key}/model.gguf`;
+    if (url) {
+      await page.getByTestId('model-select').selectOption('custom');
+      await page.getByTestId('model-url').fill(url);
+    }
+    await page.getByTestId('model-load').click();
+    await page.getByTestId('model-ready').or(page.getByTestId('model-failed')).waitFor({ timeout });
+    if (await page.getByTestId('model-failed').count()) throw new Error(await page.getByTestId('model-failed').textContent());
+    const ready = await page.getByTestId('model-ready').textContent();
     await page.getByTestId('new-chat').click();
-    await page.getByTestId('composer').fill(QUESTION);
+    await page.getByTestId('composer').fill(question);
     await page.evaluate(() => {
       const rec = (window.__bench = { t0: null, marks: [] });
       document.addEventListener('keydown', (e) => {
@@ -201,7 +218,7 @@ async function runSprig(model) {
     });
     await page.getByTestId('composer').press('Enter');
     const stats = page.getByTestId('reply-stats').first();
-    await stats.waitFor({ timeout: 300_000 });
+    await stats.waitFor({ timeout });
     const text = await stats.textContent();
     const m = /^(\d+) tokens · ([\d.]+) tok\/s · prompt (\d+) tokens \((\d+) new, ([\d.]+) tok\/s\)/.exec(text);
     if (!m) throw new Error(`unexpected stats: ${text}`);
@@ -215,7 +232,7 @@ async function runSprig(model) {
       prompt: Number(m[4]), promptTotal: Number(m[3]), n,
       ttft: first[0] - t0, decodeMs: lastMark[0] - first[0],
       own: `own: prefill ${m[5]}, decode ${m[2]} tok/s`,
-      marks: marks.length, text: reply,
+      marks: marks.length, text: reply, ready,
     };
   } finally {
     await page.close();
@@ -290,11 +307,69 @@ async function benchModel(model, gbPerS) {
     `${(med('sprig', 'decode') / med('wllama', 'decode')).toFixed(2)} | ${(med('sprig', 'ttft') / med('wllama', 'ttft')).toFixed(2)} | |`);
 }
 
+/** Sprig alone with K workers against one worker, alternating runs, on the demo. */
+async function benchWorkers(model) {
+  console.log(`\n== ${model.label}: Sprig with 2 workers (each its own wasm memory, MessageChannel exchanges) against 1`);
+  const results = { 1: [], 2: [] };
+  for (let run = 1; run <= RUNS; run++) {
+    for (const k of [1, 2]) {
+      const r = await runSprig(model, { workers: k });
+      results[k].push(fig(r));
+      console.log(`K=${k} run ${run}: TTFT ${fig(r).ttft.toFixed(0)} ms, prefill ${fig(r).prefill.toFixed(1)}, decode ${fig(r).decode.toFixed(1)} tok/s [${r.own}]`);
+    }
+  }
+  const med = (k, key) => median(results[k].map((f) => f[key]));
+  console.log('| | prefill tok/s | decode tok/s | TTFT ms |');
+  console.log('|---|---|---|---|');
+  for (const k of [1, 2]) console.log(`| K=${k} | ${med(k, 'prefill').toFixed(1)} | ${med(k, 'decode').toFixed(1)} | ${med(k, 'ttft').toFixed(0)} |`);
+  console.log(`| K=2/K=1 | ${(med(2, 'prefill') / med(1, 'prefill')).toFixed(2)} | ${(med(2, 'decode') / med(1, 'decode')).toFixed(2)} | ${(med(2, 'ttft') / med(1, 'ttft')).toFixed(2)} |`);
+}
+
+/**
+ * The 7B mix (a manifest of gguf-split shards, SPRIG_BENCH_7B) in Sprig with
+ * K = 2 and 3 workers, one browser profile: the first load downloads into
+ * the store, the next ones read it back. wllama cannot load it (one 4 GiB
+ * memory), nor can one Sprig worker.
+ */
+async function bench7b(dir, gbPerS) {
+  const manifest = JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8'));
+  let bytes = 0;
+  for (const shard of manifest.shards) {
+    const tensors = await ggufTensorSizes(join(dir, shard.url));
+    bytes += tensors.filter((t) => t.name !== 'token_embd.weight').reduce((s, t) => s + t.size, 0);
+  }
+  const server = await startServer({ root: dir });
+  const context = await browser.newContext();
+  try {
+    console.log(`\n== ${manifest.name}: ${(manifest.total_size / 1e9).toFixed(2)} GB in ${manifest.shards.length} shards, ` +
+      `${(bytes / 1e9).toFixed(2)} GB of weights read per token; 1 worker cannot hold it (wasm32: 4 GiB)`);
+    console.log('| workers | load | memory per worker | prefill tok/s | decode tok/s | TTFT s | decode / bound |');
+    console.log('|---|---|---|---|---|---|---|');
+    for (const k of [2, 3, 2]) {
+      const r = await runSprig(null, { workers: k, url: `${server.url}/manifest.json`, context, question: 'Why is the sky blue?', maxTokens: MAX_TOKENS_7B, timeout: 1_800_000 });
+      const f = fig(r);
+      const load = /(downloaded in [\d.]+ s, loaded in [\d.]+ s|loaded from this device in [\d.]+ s)/.exec(r.ready)?.[1] ?? '?';
+      const memory = /workers, memory (.*)$/.exec(r.ready.trim())?.[1] ?? /worker memory (.*)$/.exec(r.ready.trim())?.[1] ?? '?';
+      // K workers each read 1/K of the weights, on K cores at the probed rate.
+      const bound = gbPerS * 1e9 * Math.min(k, CORES) / bytes;
+      console.log(`| ${k} | ${load} | ${memory} | ${f.prefill.toFixed(2)} | ${f.decode.toFixed(2)} | ${(f.ttft / 1000).toFixed(1)} | ` +
+        `${(100 * f.decode / bound).toFixed(0)} % of ${bound.toFixed(1)} tok/s (${Math.min(k, CORES)} cores) |`);
+    }
+  } finally {
+    await context.close();
+    await server.close();
+  }
+}
+
 try {
   const gbPerS = await probeBandwidth();
   if (!(gbPerS > 0)) throw new Error(`the bandwidth probe gave ${gbPerS} GB/s`);
   console.log(`wasm memory read bandwidth: ${gbPerS.toFixed(2)} GB/s (one worker thread, ${PROBE_BYTES >> 20} MiB, best of 5 reads)`);
   for (const model of MODELS) await benchModel(model, gbPerS);
+  await benchWorkers(MODELS[0]);
+  const big = process.env.SPRIG_BENCH_7B;
+  if (big && existsSync(join(big, 'manifest.json'))) await bench7b(big, gbPerS);
+  else console.log(`\nskipping the 7B mix: ${big ? `${big}/manifest.json is missing` : 'SPRIG_BENCH_7B is not set'}`);
 } finally {
   await browser.close();
   await sprigServer.close();

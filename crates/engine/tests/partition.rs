@@ -1,6 +1,6 @@
 //! A model split across K workers (here: threads, each holding only its slice,
-//! exchanging partial sums over channels) produces the same greedy tokens as
-//! the whole model in one.
+//! exchanging partial sums over channels) computes bit for bit what the whole
+//! model in one computes: the same logits, so the same greedy tokens.
 
 mod common;
 
@@ -12,11 +12,10 @@ use sprig_engine::{GgufFile, SamplingParams, Session, Step};
 
 /// One worker's end of a full mesh of channels.
 struct Mesh {
-    rank: usize,
     to: Vec<Option<Sender<Vec<f32>>>>,
     from: Vec<Option<Receiver<Vec<f32>>>>,
     /// The coordinator's line to every other worker: (position, tokens).
-    commands: Vec<Sender<(usize, Vec<u32>)>>,
+    commands: Vec<Sender<Command>>,
 }
 
 impl Collective for Mesh {
@@ -27,23 +26,25 @@ impl Collective for Mesh {
         Ok(())
     }
 
-    async fn all_reduce(&mut self, buf: &mut [f32]) -> Result<(), CollectiveError> {
+    async fn all_gather(&mut self, mine: &[f32], all: &mut Vec<f32>) -> Result<(), CollectiveError> {
         for tx in self.to.iter().flatten() {
-            tx.send(buf.to_vec()).map_err(|e| CollectiveError(e.to_string()))?;
+            tx.send(mine.to_vec()).map_err(|e| CollectiveError(e.to_string()))?;
         }
-        let mut parts = Vec::with_capacity(self.from.len());
+        all.clear();
         for (r, rx) in self.from.iter().enumerate() {
-            parts.push(if r == self.rank { buf.to_vec() } else { rx.as_ref().unwrap().recv().map_err(|e| CollectiveError(e.to_string()))? });
-        }
-        buf.copy_from_slice(&parts[0]);
-        for p in &parts[1..] {
-            buf.iter_mut().zip(p).for_each(|(a, b)| *a += b);
+            match rx {
+                None => all.extend_from_slice(mine),
+                Some(rx) => all.extend(rx.recv().map_err(|e| CollectiveError(format!("worker {r}: {e}")))?),
+            }
         }
         Ok(())
     }
 }
 
-fn meshes(k: usize) -> (Vec<Mesh>, Vec<Receiver<(usize, Vec<u32>)>>) {
+/// What rank 0 tells the others to run: (position, tokens).
+type Command = (usize, Vec<u32>);
+
+fn meshes(k: usize) -> (Vec<Mesh>, Vec<Receiver<Command>>) {
     let mut to: Vec<Vec<Option<Sender<Vec<f32>>>>> = (0..k).map(|_| (0..k).map(|_| None).collect()).collect();
     let mut from: Vec<Vec<Option<Receiver<Vec<f32>>>>> = (0..k).map(|_| (0..k).map(|_| None).collect()).collect();
     for a in 0..k {
@@ -60,7 +61,7 @@ fn meshes(k: usize) -> (Vec<Mesh>, Vec<Receiver<(usize, Vec<u32>)>>) {
         .into_iter()
         .zip(from)
         .enumerate()
-        .map(|(rank, (to, from))| Mesh { rank, to, from, commands: if rank == 0 { cmd_tx.clone() } else { Vec::new() } })
+        .map(|(rank, (to, from))| Mesh { to, from, commands: if rank == 0 { cmd_tx.clone() } else { Vec::new() } })
         .collect();
     (meshes, cmd_rx)
 }
@@ -69,11 +70,14 @@ fn open() -> GgufFile<std::io::BufReader<std::fs::File>> {
     GgufFile::open(std::io::BufReader::new(std::fs::File::open(common::demo_model()).unwrap())).unwrap()
 }
 
-/// Greedy tokens of two turns (the second reusing the first's cache).
+const FIRST: &str = "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n";
+const SECOND: &str = "<|im_start|>user\nAnd of Italy?<|im_end|>\n<|im_start|>assistant\n";
+
+/// Greedy tokens of two turns, the second reusing the first's cache.
 fn run_turns(session: &mut Session, mesh: &mut Mesh) -> Vec<Vec<u32>> {
     let mut out = Vec::new();
-    let mut prompt = session.tokenizer().encode_with_special("<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n").unwrap();
-    for follow_up in ["<|im_start|>user\nAnd of Italy?<|im_end|>\n<|im_start|>assistant\n", ""] {
+    let mut prompt = session.tokenizer().encode_with_special(FIRST).unwrap();
+    for follow_up in [SECOND, ""] {
         run_to_completion(session.start_with(&prompt, SamplingParams::greedy(24), mesh)).unwrap().unwrap();
         let mut ids = Vec::new();
         while let Step::Token { id, .. } = run_to_completion(session.next_token_with(mesh)).unwrap().unwrap() {
@@ -86,7 +90,23 @@ fn run_turns(session: &mut Session, mesh: &mut Mesh) -> Vec<Vec<u32>> {
     out
 }
 
-fn split_run(k: usize) -> Vec<Vec<u32>> {
+/// Logits of a prompt, then of single tokens after it, then of a second
+/// prompt chunk after cutting the cache back.
+fn run_steps(model: &mut Model, mesh: &mut Mesh) -> Vec<Vec<f32>> {
+    let mut out = Vec::new();
+    let mut step = |m: &mut Model, tokens: &[u32]| out.push(run_to_completion(m.forward_with(tokens, mesh)).unwrap().unwrap().to_vec());
+    step(model, &[1, 9690, 198, 2683, 359, 253, 5356, 28, 4649]);
+    step(model, &[504]);
+    step(model, &[3575]);
+    model.truncate_cache(5);
+    step(model, &[282, 4649, 314, 7042, 30, 2]);
+    out
+}
+
+/// Runs `k` workers: the coordinator's `lead` on rank 0, the others serving
+/// its forward passes. Returns what `lead` returns and each other worker's
+/// weight bytes.
+fn with_workers<T>(k: usize, lead: impl FnOnce(&mut Mesh) -> T) -> (T, Vec<usize>) {
     let (mut meshes, mut commands) = meshes(k);
     let mut peers = Vec::new();
     for rank in (1..k).rev() {
@@ -94,39 +114,54 @@ fn split_run(k: usize) -> Vec<Vec<u32>> {
         let cmds = commands.pop().unwrap();
         peers.push(thread::spawn(move || {
             let mut model = Model::load_partition(&mut open(), Partition::new(rank, k).unwrap(), &mut |_| {}).unwrap();
-            let full = model.weight_bytes();
             for (pos, tokens) in cmds {
                 model.truncate_cache(pos);
                 run_to_completion(model.forward_with(&tokens, &mut mesh)).unwrap().unwrap();
             }
-            full
+            model.weight_bytes()
         }));
     }
     let mut mesh = meshes.pop().unwrap();
-    let mut session = Session::load_partition(&mut open(), Partition::new(0, k).unwrap(), &mut |_| {}).unwrap();
-    let ids = run_turns(&mut session, &mut mesh);
-    let mine = session.model().weight_bytes();
+    let out = lead(&mut mesh);
     drop(mesh);
-    drop(session);
-    for p in peers {
-        let theirs = p.join().unwrap();
-        assert!(theirs < mine * 2, "a worker holds a slice, not the model: {theirs} vs {mine}");
-    }
-    ids
+    (out, peers.into_iter().map(|p| p.join().unwrap()).collect())
 }
 
 #[test]
-fn two_and_three_workers_give_the_same_greedy_tokens_as_one() {
-    let mut whole = Session::load(&mut open()).unwrap();
+fn split_models_compute_the_same_logits_bit_for_bit() {
     let (mut alone, _) = meshes(1);
+    let mut whole = Model::load(&mut open()).unwrap();
+    let want = run_steps(&mut whole, &mut alone[0]);
+    let whole_bytes = whole.weight_bytes();
+    for k in [2, 3] {
+        let (got, others) = with_workers(k, |mesh| {
+            let mut model = Model::load_partition(&mut open(), Partition::new(0, k).unwrap(), &mut |_| {}).unwrap();
+            (run_steps(&mut model, mesh), model.weight_bytes())
+        });
+        let (got, mine) = got;
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert!(g == w, "{k} workers, step {i}: logits differ (max {})", g.iter().zip(w).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max));
+        }
+        // Each worker holds a slice: together about the whole model.
+        let total: usize = others.iter().sum::<usize>() + mine;
+        assert!(others.iter().chain([&mine]).all(|&b| b * 10 < whole_bytes * (10 / k + 2)), "{k}: {mine} {others:?} of {whole_bytes}");
+        assert!(total.abs_diff(whole_bytes) * 100 < whole_bytes, "{k}: {total} vs {whole_bytes}");
+    }
+}
+
+#[test]
+fn two_and_three_workers_give_the_same_greedy_replies_as_one() {
+    let (mut alone, _) = meshes(1);
+    let mut whole = Session::load(&mut open()).unwrap();
     let want = run_turns(&mut whole, &mut alone[0]);
     assert!(want.iter().all(|t| t.len() > 3), "{want:?}");
-    let whole_bytes = whole.model().weight_bytes();
     for k in [2, 3] {
-        assert_eq!(split_run(k), want, "{k} workers");
+        let (got, _) = with_workers(k, |mesh| {
+            let mut session = Session::load_partition(&mut open(), Partition::new(0, k).unwrap(), &mut |_| {}).unwrap();
+            run_turns(&mut session, mesh)
+        });
+        assert_eq!(got, want, "{k} workers");
     }
-    let half = Model::load_partition(&mut open(), Partition::new(1, 2).unwrap(), &mut |_| {}).unwrap();
-    assert!(half.weight_bytes() * 10 < whole_bytes * 6, "{} of {whole_bytes}", half.weight_bytes());
 }
 
 #[test]

@@ -144,6 +144,7 @@ impl Host {
     ///
     /// # Errors
     /// The error event to post (busy, no model, a prompt that cannot fit).
+    #[allow(clippy::result_large_err)] // the error is the event to post
     pub fn prepare(&mut self, turn: u64, messages: &[Message], settings: &GenerationSettings) -> Result<Prepared, Event> {
         if self.reply.is_some() {
             return Err(error(ErrorKind::Busy, "a reply is already being generated; stop it first"));

@@ -2,15 +2,16 @@
 //! together they hold more than one 4 GiB memory can): this worker is rank 0,
 //! the coordinator, and starts the others from its own script.
 //!
-//! Every pair of workers shares a `MessageChannel`. At each reduction point
-//! every worker posts its partial sums to every other one (the buffer is
-//! transferred, not copied) and adds up what it receives in rank order, so
-//! all of them hold the same bits. Rank 0 also tells the others which tokens
-//! each forward pass runs. Nothing here needs `SharedArrayBuffer`, so neither
+//! Every pair of workers shares a `MessageChannel`. At each exchange point
+//! every worker posts its block of partial sums to every other one (the
+//! buffer is transferred, not copied) and reads theirs in rank order; the
+//! model adds them up in segment order, so every worker holds exactly what
+//! one worker running the whole model would. Rank 0 also tells the others
+//! which tokens each forward pass runs. Nothing here needs `SharedArrayBuffer`, so neither
 //! COOP/COEP nor a cross-origin-isolated host page.
 //!
 //! Messages between workers are plain objects with a `kind`:
-//! `run {pos, tokens}` (rank 0 → others), `partial {data}`, `loaded {memory}`,
+//! `run {pos, tokens}` (rank 0 → others), `block {data}`, `loaded {memory}`,
 //! `error {message}`.
 
 use std::cell::RefCell;
@@ -126,15 +127,12 @@ pub struct Mesh {
     rank: usize,
     /// Indexed by rank; `None` at this worker's own rank.
     links: Vec<Option<Link>>,
-    /// Every worker's partial sums of the reduction in progress.
-    parts: Vec<Vec<f32>>,
 }
 
 impl Mesh {
     /// The mesh of worker `rank`, given its links by rank.
     pub fn new(rank: usize, links: Vec<Option<Link>>) -> Self {
-        let parts = vec![Vec::new(); links.len()];
-        Self { rank, links, parts }
+        Self { rank, links }
     }
 
     /// The link to worker `rank`.
@@ -163,37 +161,29 @@ impl Collective for Mesh {
         Ok(())
     }
 
-    async fn all_reduce(&mut self, buf: &mut [f32]) -> Result<(), CollectiveError> {
+    async fn all_gather(&mut self, mine: &[f32], all: &mut Vec<f32>) -> Result<(), CollectiveError> {
         for l in self.links.iter().flatten() {
-            let data = Float32Array::new_with_length(buf.len() as u32);
-            data.copy_from(buf);
-            l.send(&message("partial", &[("data", &data)]), &[data.buffer().into()])?;
+            let data = Float32Array::new_with_length(mine.len() as u32);
+            data.copy_from(mine);
+            l.send(&message("block", &[("data", &data)]), &[data.buffer().into()])?;
         }
-        let n = self.links.len();
-        for r in 0..n {
-            let part = &mut self.parts[r];
-            part.resize(buf.len(), 0.0);
-            let Some(link) = self.links[r].as_ref() else {
-                part.copy_from_slice(buf);
+        all.clear();
+        for (r, link) in self.links.iter().enumerate() {
+            let Some(link) = link else {
+                all.extend_from_slice(mine);
                 continue;
             };
             let m = link.recv().await;
             match kind(&m).as_str() {
-                "partial" => {
-                    let data: Float32Array = field(&m, "data").dyn_into().map_err(|_| CollectiveError(format!("worker {r} sent a partial sum without data")))?;
-                    if data.length() as usize != buf.len() {
-                        return Err(CollectiveError(format!("worker {r} sent {} values, {} expected", data.length(), buf.len())));
-                    }
-                    data.copy_to(part);
+                "block" => {
+                    let data: Float32Array = field(&m, "data").dyn_into().map_err(|_| CollectiveError(format!("worker {r} sent a block without data")))?;
+                    let at = all.len();
+                    all.resize(at + data.length() as usize, 0.0);
+                    data.copy_to(&mut all[at..]);
                 }
                 "error" => return Err(CollectiveError(format!("worker {r} failed: {}", js_text(&field(&m, "message"))))),
                 _ => return Err(CollectiveError(format!("worker {r} sent an unexpected message: {}", js_text(&m)))),
             }
-        }
-        // Rank order on every worker: the same sum everywhere.
-        buf.copy_from_slice(&self.parts[0]);
-        for p in &self.parts[1..] {
-            buf.iter_mut().zip(p).for_each(|(a, b)| *a += b);
         }
         Ok(())
     }

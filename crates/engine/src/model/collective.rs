@@ -14,7 +14,7 @@ pub struct CollectiveError(pub String);
 /// The exchange between the workers that hold the slices of one model.
 ///
 /// Every worker runs the same forward passes; the model calls [`Collective::begin`]
-/// once at the start of each and [`Collective::all_reduce`] at each reduction
+/// once at the start of each and [`Collective::all_gather`] at each exchange
 /// point, in the same order on every worker.
 pub trait Collective {
     /// A forward pass of `tokens` starts at position `pos` (positions from
@@ -22,10 +22,9 @@ pub trait Collective {
     /// tells the others what to run; the others have nothing to do.
     fn begin(&mut self, pos: usize, tokens: &[u32]) -> impl Future<Output = Result<(), CollectiveError>>;
 
-    /// Replaces `buf` with the element-wise sum of every worker's `buf`. The
-    /// sum is taken in rank order on every worker, so all of them get exactly
-    /// the same bits.
-    fn all_reduce(&mut self, buf: &mut [f32]) -> impl Future<Output = Result<(), CollectiveError>>;
+    /// Sets `all` to every worker's `mine` one after the other, in rank order
+    /// (the workers' blocks may differ in length).
+    fn all_gather(&mut self, mine: &[f32], all: &mut Vec<f32>) -> impl Future<Output = Result<(), CollectiveError>>;
 }
 
 /// The whole model in one worker: nothing to exchange.
@@ -37,7 +36,9 @@ impl Collective for Alone {
         Ok(())
     }
 
-    async fn all_reduce(&mut self, _buf: &mut [f32]) -> Result<(), CollectiveError> {
+    async fn all_gather(&mut self, mine: &[f32], all: &mut Vec<f32>) -> Result<(), CollectiveError> {
+        all.clear();
+        all.extend_from_slice(mine);
         Ok(())
     }
 }

@@ -1,7 +1,10 @@
-//! One transformer layer, as two steps that each end in a reduction point:
+//! One transformer layer, as two steps that each end in an exchange point:
 //! attention (ending in the output projection) and the feed-forward network
-//! (ending in the down projection). With the model split across workers each
-//! step yields this worker's partial sum, which the workers add up.
+//! (ending in the down projection). Each step yields one partial sum for the
+//! residual stream per segment held here (see [`super::Partition`]); the
+//! model adds every segment's partial sum in segment order.
+
+use std::ops::Range;
 
 use crate::kernels::{Activations, KernelError, QMatrix};
 
@@ -9,15 +12,19 @@ use super::kv_cache::LayerCache;
 use super::math::{axpy, dot, rms_norm, softmax, swiglu};
 use super::rope::Rope;
 
-/// Attention weights of one layer: this worker's query/key/value heads and the
-/// matching input columns of the output projection.
+/// A segment's slice of a projection: the input columns it reads (within
+/// this worker's input) and its weights for them.
+pub type Segment = (Range<usize>, QMatrix);
+
+/// Attention weights of one layer: this worker's query/key/value heads and,
+/// per head group, the matching input columns of the output projection.
 #[derive(Debug, Clone)]
 pub struct Attention {
     pub(crate) norm: Vec<f32>,
     pub(crate) wq: QMatrix,
     pub(crate) wk: QMatrix,
     pub(crate) wv: QMatrix,
-    pub(crate) wo: QMatrix,
+    pub(crate) wo: Vec<Segment>,
     /// Query heads held here.
     pub(crate) heads: usize,
     /// Key/value heads held here.
@@ -25,13 +32,14 @@ pub struct Attention {
     pub(crate) head_dim: usize,
 }
 
-/// Feed-forward weights of one layer (SwiGLU): this worker's hidden units.
+/// Feed-forward weights of one layer (SwiGLU): this worker's hidden units,
+/// and per segment of them, the matching input columns of the down projection.
 #[derive(Debug, Clone)]
 pub struct FeedForward {
     pub(crate) norm: Vec<f32>,
     pub(crate) gate: QMatrix,
     pub(crate) up: QMatrix,
-    pub(crate) down: QMatrix,
+    pub(crate) down: Vec<Segment>,
     /// Hidden units held here.
     pub(crate) hidden: usize,
 }
@@ -57,12 +65,13 @@ pub struct Scratch {
     scores: Vec<f32>,
     gate: Vec<f32>,
     up: Vec<f32>,
+    segment: Vec<f32>,
 }
 
 impl Scratch {
     /// Bytes held.
     pub fn capacity_bytes(&self) -> usize {
-        4 * [&self.h, &self.q, &self.k, &self.v, &self.att, &self.scores, &self.gate, &self.up]
+        4 * [&self.h, &self.q, &self.k, &self.v, &self.att, &self.scores, &self.gate, &self.up, &self.segment]
             .iter()
             .map(|b| b.capacity())
             .sum::<usize>()
@@ -97,10 +106,27 @@ fn norm_rows(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
     }
 }
 
+/// Each segment's projection of its columns of `src` (`[seq, width]`) into
+/// its own `[seq, n_out]` block of `out`.
+fn project(src: &[f32], seq: usize, segments: &[Segment], act: &mut Activations, tmp: &mut Vec<f32>, out: &mut [f32]) -> Result<(), KernelError> {
+    let width = src.len() / seq;
+    let block = out.len() / segments.len().max(1);
+    for ((cols, w), out) in segments.iter().zip(out.chunks_exact_mut(block)) {
+        let n = cols.len();
+        let gathered = sized(tmp, seq * n);
+        for (t, g) in gathered.chunks_exact_mut(n).enumerate() {
+            g.copy_from_slice(&src[t * width + cols.start..t * width + cols.end]);
+        }
+        act.quantize(gathered, seq, n)?;
+        w.matmul(act, out)?;
+    }
+    Ok(())
+}
+
 impl Attention {
-    /// This worker's share of the attention block's contribution to the
-    /// residual stream for `x` (`[seq, n_embd]`), written to `out`; the
-    /// tokens' keys and values join `cache`.
+    /// The attention block's partial sums for the residual stream for `x`
+    /// (`[seq, n_embd]`), one `[seq, n_embd]` block of `out` per head group
+    /// held here; the tokens' keys and values join `cache`.
     ///
     /// # Errors
     /// Kernel errors (shapes that do not fit).
@@ -147,14 +173,14 @@ impl Attention {
                 }
             }
         }
-        s.act.quantize(att, seq, qw)?;
-        self.wo.matmul(&s.act, out)
+        project(att, seq, &self.wo, &mut s.act, &mut s.segment, out)
     }
 }
 
 impl FeedForward {
-    /// This worker's share of the feed-forward block's contribution to the
-    /// residual stream for `x` (`[seq, n_embd]`), written to `out`.
+    /// The feed-forward block's partial sums for the residual stream for `x`
+    /// (`[seq, n_embd]`), one `[seq, n_embd]` block of `out` per segment of
+    /// hidden units held here.
     ///
     /// # Errors
     /// Kernel errors (shapes that do not fit).
@@ -172,7 +198,6 @@ impl FeedForward {
         let up = sized(&mut s.up, seq * self.hidden);
         self.up.matmul(&s.act, up)?;
         swiglu(gate, up);
-        s.act.quantize(gate, seq, self.hidden)?;
-        self.down.matmul(&s.act, out)
+        project(gate, seq, &self.down, &mut s.act, &mut s.segment, out)
     }
 }

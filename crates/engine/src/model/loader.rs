@@ -80,7 +80,7 @@ impl<'f, R: Read + Seek> Loader<'f, R> {
         }
         let dtype = self.dtype(name, &shape)?;
         let block = dtype.block_size();
-        if cols.start % block != 0 || cols.end % block != 0 {
+        if !cols.start.is_multiple_of(block) || !cols.end.is_multiple_of(block) {
             return Err(ModelError::Partition(format!(
                 "`{name}` ({dtype:?}) cannot be split at columns {}..{}: its blocks hold {block} values",
                 cols.start, cols.end

@@ -1,5 +1,9 @@
 //! The small f32 operations of a forward pass, written so the compiler turns
 //! them into SIMD (eight independent accumulators, no bounds checks in loops).
+//!
+//! Every operation is plain IEEE arithmetic in a fixed order, including
+//! [`exp`] (no platform `expf`, whose last bit differs between libms), so
+//! the engine computes the same bits natively and in the browser.
 
 /// Σ a·b.
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
@@ -12,6 +16,32 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
         }
     }
     acc.iter().sum::<f32>() + tail
+}
+
+/// e^x to about one ulp, from IEEE operations only: the same bits on every
+/// platform. Saturates to 0 below -104 and to infinity above 88.7.
+pub fn exp(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    // ln 2 split so that n · LN2_HI is exact for |n| < 2^9.
+    const LN2_HI: f32 = 0.693_145_75;
+    const LN2_LO: f32 = 1.428_606_8e-6;
+    if x.is_nan() {
+        return x;
+    }
+    if x > 88.72 {
+        return f32::INFINITY;
+    }
+    if x < -104.0 {
+        return 0.0;
+    }
+    let n = (x * LOG2E).round_ties_even();
+    let r = (x - n * LN2_HI) - n * LN2_LO;
+    // e^r on |r| <= ln2/2: Taylor terms to r^7 (error below 2^-25).
+    let p = 1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0)))))));
+    // p · 2^n, in two steps so that 2^n never overflows or goes subnormal.
+    let n = n as i32;
+    let half = n / 2;
+    p * f32::from_bits(((127 + half) as u32) << 23) * f32::from_bits(((127 + n - half) as u32) << 23)
 }
 
 /// out += w · x.
@@ -35,7 +65,7 @@ pub fn softmax(x: &mut [f32]) {
     let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let mut sum = 0.0;
     for v in x.iter_mut() {
-        *v = (*v - max).exp();
+        *v = exp(*v - max);
         sum += *v;
     }
     let inv = 1.0 / sum;
@@ -45,7 +75,7 @@ pub fn softmax(x: &mut [f32]) {
 /// gate = silu(gate) · up.
 pub fn swiglu(gate: &mut [f32], up: &[f32]) {
     for (g, u) in gate.iter_mut().zip(up) {
-        *g = *g / (1.0 + (-*g).exp()) * u;
+        *g = *g / (1.0 + exp(-*g)) * u;
     }
 }
 
@@ -59,6 +89,24 @@ pub fn add(a: &mut [f32], b: &[f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exp_is_within_two_ulp_of_the_platform_one() {
+        let mut worst = 0u32;
+        let mut x = -103.9f32;
+        while x < 88.7 {
+            let (a, b) = (exp(x), x.exp());
+            if b.is_normal() {
+                worst = worst.max(a.to_bits().abs_diff(b.to_bits()));
+            }
+            x += 0.0137;
+        }
+        assert!(worst <= 2, "{worst} ulp");
+        assert_eq!(exp(0.0), 1.0);
+        assert_eq!(exp(-200.0), 0.0);
+        assert_eq!(exp(100.0), f32::INFINITY);
+        assert!(exp(f32::NAN).is_nan());
+    }
 
     #[test]
     fn small_ops() {

@@ -112,6 +112,8 @@ pub struct Model {
     vocab: usize,
     /// Rows of the embedding and output tables held here.
     vocab_rows: Range<usize>,
+    /// Segments per layer step (all workers together).
+    segments: usize,
     embedding: QMatrix,
     /// `None`: the output projection is the embedding table (tied).
     output: Option<QMatrix>,
@@ -121,7 +123,10 @@ pub struct Model {
     rope: Rope,
     scratch: Scratch,
     x: Vec<f32>,
-    partial: Vec<f32>,
+    /// This worker's partial sums of a step (or its logits).
+    local: Vec<f32>,
+    /// Every worker's, in rank order.
+    gathered: Vec<f32>,
     last: Vec<f32>,
     head_act: Activations,
     logits: Vec<f32>,
@@ -177,33 +182,51 @@ impl Model {
                 c.n_head_kv
             )));
         }
-        let groups = partition.share(c.n_head_kv);
-        let (kv_rows, q_rows) = (groups.start * hd..groups.end * hd, groups.start * n_rep * hd..groups.end * n_rep * hd);
+        // Segments: one per key/value head group, and as many slices of the
+        // hidden units; this worker holds a run of them.
+        let n_seg = c.n_head_kv;
+        let groups = partition.share(n_seg);
+        let group_width = n_rep * hd;
+        let (kv_rows, q_rows) = (groups.start * hd..groups.end * hd, groups.start * group_width..groups.end * group_width);
         let vocab_rows = partition.share(vocab);
         let mut l = Loader::new(file, on_progress);
         let embedding = l.rows("token_embd.weight", [vocab, e], vocab_rows.clone())?;
         let mut layers = Vec::with_capacity(c.n_layer);
         for i in 0..c.n_layer {
             let p = |s: &str| format!("blk.{i}.{s}");
+            let wo_name = p("attn_output.weight");
+            let mut wo = Vec::with_capacity(groups.len());
+            for (j, g) in groups.clone().enumerate() {
+                let cols = g * group_width..(g + 1) * group_width;
+                wo.push((j * group_width..(j + 1) * group_width, l.columns(&wo_name, [e, c.n_head * hd], cols)?));
+            }
             let attention = Attention {
                 norm: l.vector(&p("attn_norm.weight"), e)?,
                 wq: l.rows(&p("attn_q.weight"), [c.n_head * hd, e], q_rows.clone())?,
                 wk: l.rows(&p("attn_k.weight"), [c.n_head_kv * hd, e], kv_rows.clone())?,
                 wv: l.rows(&p("attn_v.weight"), [c.n_head_kv * hd, e], kv_rows.clone())?,
-                wo: l.columns(&p("attn_output.weight"), [e, c.n_head * hd], q_rows.clone())?,
+                wo,
                 heads: groups.len() * n_rep,
                 kv_heads: groups.len(),
                 head_dim: hd,
             };
             // Hidden units go in whole blocks of the down projection's type.
-            let down = p("ffn_down.weight");
-            let unit = l.dtype(&down, &[e, ff])?.block_size();
-            let hidden = partition.share_in_units(ff, unit, &down)?;
+            let down_name = p("ffn_down.weight");
+            let unit = l.dtype(&down_name, &[e, ff])?.block_size();
+            let segments: Vec<Range<usize>> = (0..n_seg)
+                .map(|j| Partition::new(j, n_seg).and_then(|s| s.share_in_units(ff, unit, &down_name)))
+                .collect::<Result<_, _>>()?;
+            let mine = &segments[groups.clone()];
+            let hidden = mine.first().map_or(0, |r| r.start)..mine.last().map_or(0, |r| r.end);
+            let mut down = Vec::with_capacity(mine.len());
+            for cols in mine {
+                down.push((cols.start - hidden.start..cols.end - hidden.start, l.columns(&down_name, [e, ff], cols.clone())?));
+            }
             let ffn = FeedForward {
                 norm: l.vector(&p("ffn_norm.weight"), e)?,
                 gate: l.rows(&p("ffn_gate.weight"), [ff, e], hidden.clone())?,
                 up: l.rows(&p("ffn_up.weight"), [ff, e], hidden.clone())?,
-                down: l.columns(&down, [e, ff], hidden.clone())?,
+                down,
                 hidden: hidden.len(),
             };
             layers.push(Layer { attention, ffn });
@@ -218,6 +241,7 @@ impl Model {
             partition,
             vocab,
             vocab_rows,
+            segments: n_seg,
             embedding,
             output,
             output_norm,
@@ -225,7 +249,8 @@ impl Model {
             rope,
             scratch: Scratch::default(),
             x: Vec::new(),
-            partial: Vec::new(),
+            local: Vec::new(),
+            gathered: Vec::new(),
             last: Vec::new(),
             head_act: Activations::new(),
             logits: vec![0.0; vocab],
@@ -257,7 +282,8 @@ impl Model {
     pub fn weight_bytes(&self) -> usize {
         let layer = |l: &Layer| {
             let (a, f) = (&l.attention, &l.ffn);
-            [&a.wq, &a.wk, &a.wv, &a.wo, &f.gate, &f.up, &f.down].iter().map(|m| m.size_in_bytes()).sum::<usize>()
+            let segments = a.wo.iter().chain(&f.down).map(|(_, m)| m.size_in_bytes()).sum::<usize>();
+            segments + [&a.wq, &a.wk, &a.wv, &f.gate, &f.up].iter().map(|m| m.size_in_bytes()).sum::<usize>()
         };
         self.embedding.size_in_bytes() + self.output.as_ref().map_or(0, QMatrix::size_in_bytes) + self.layers.iter().map(layer).sum::<usize>()
     }
@@ -266,7 +292,7 @@ impl Model {
     pub fn state_bytes(&self) -> usize {
         self.caches.iter().map(LayerCache::capacity_bytes).sum::<usize>()
             + self.scratch.capacity_bytes()
-            + 4 * (self.x.capacity() + self.partial.capacity() + self.last.capacity() + self.logits.capacity())
+            + 4 * (self.x.capacity() + self.local.capacity() + self.gathered.capacity() + self.last.capacity() + self.logits.capacity())
     }
 
     /// Number of positions in the KV cache.
@@ -329,11 +355,11 @@ impl Model {
         let seq = tokens.len();
         let e = self.config.n_embd;
         let split = self.partition.count() > 1;
-        self.x.resize(seq * e, 0.0);
-        self.partial.resize(seq * e, 0.0);
-        // Each worker holds some rows of the embedding table: the others' rows
-        // are zeros in its partial sum.
-        for (&id, row) in tokens.iter().zip(self.x.chunks_exact_mut(e)) {
+        let step = seq * e;
+        // Each worker holds some rows of the embedding table: its block has
+        // zeros for the tokens it does not hold.
+        self.local.resize(step, 0.0);
+        for (&id, row) in tokens.iter().zip(self.local.chunks_exact_mut(e)) {
             let id = id as usize;
             if self.vocab_rows.contains(&id) {
                 self.embedding.dequantize_row(id - self.vocab_rows.start, row).map_err(kernel(|| format!("embedding of token {id}")))?;
@@ -341,34 +367,56 @@ impl Model {
                 row.fill(0.0);
             }
         }
-        if split {
-            collective.all_reduce(&mut self.x).await?;
-        }
+        let blocks = exchange(collective, split, &self.local, &mut self.gathered, self.partition.count() * step).await?;
+        self.x.clear();
+        self.x.extend_from_slice(&blocks[..step]);
+        blocks[step..].chunks_exact(step).for_each(|b| math::add(&mut self.x, b));
         let input = StepInput { seq, pos, rope: &self.rope, eps: self.config.rms_eps as f32, window: self.config.sliding_window };
         for (i, (layer, cache)) in self.layers.iter().zip(self.caches.iter_mut()).enumerate() {
-            layer.attention.forward(&self.x, cache, &input, &mut self.scratch, &mut self.partial).map_err(kernel(|| format!("layer {i} attention")))?;
-            if split {
-                collective.all_reduce(&mut self.partial).await?;
-            }
-            math::add(&mut self.x, &self.partial);
-            layer.ffn.forward(&self.x, &input, &mut self.scratch, &mut self.partial).map_err(kernel(|| format!("layer {i} feed-forward")))?;
-            if split {
-                collective.all_reduce(&mut self.partial).await?;
-            }
-            math::add(&mut self.x, &self.partial);
+            self.local.resize(layer.attention.wo.len() * step, 0.0);
+            layer.attention.forward(&self.x, cache, &input, &mut self.scratch, &mut self.local).map_err(kernel(|| format!("layer {i} attention")))?;
+            let parts = exchange(collective, split, &self.local, &mut self.gathered, self.segments * step).await?;
+            // Segment order, whoever computed them: the same sum as one worker's.
+            parts.chunks_exact(step).for_each(|p| math::add(&mut self.x, p));
+            self.local.resize(layer.ffn.down.len() * step, 0.0);
+            layer.ffn.forward(&self.x, &input, &mut self.scratch, &mut self.local).map_err(kernel(|| format!("layer {i} feed-forward")))?;
+            let parts = exchange(collective, split, &self.local, &mut self.gathered, self.segments * step).await?;
+            parts.chunks_exact(step).for_each(|p| math::add(&mut self.x, p));
         }
         self.last.resize(e, 0.0);
         math::rms_norm(&self.x[(seq - 1) * e..], &self.output_norm, input.eps, &mut self.last);
         self.head_act.quantize(&self.last, 1, e).map_err(kernel(|| "output norm".into()))?;
         let table = self.output.as_ref().unwrap_or(&self.embedding);
         if split {
-            self.logits.fill(0.0);
-        }
-        table.matmul(&self.head_act, &mut self.logits[self.vocab_rows.clone()]).map_err(kernel(|| "output projection".into()))?;
-        if split {
-            // Each worker computed its vocabulary rows; the others are zeros.
-            collective.all_reduce(&mut self.logits).await?;
+            // Each worker computes the logits of its vocabulary rows.
+            self.local.resize(self.vocab_rows.len(), 0.0);
+            table.matmul(&self.head_act, &mut self.local).map_err(kernel(|| "output projection".into()))?;
+            let all = exchange(collective, split, &self.local, &mut self.gathered, self.vocab).await?;
+            self.logits.copy_from_slice(all);
+        } else {
+            table.matmul(&self.head_act, &mut self.logits).map_err(kernel(|| "output projection".into()))?;
         }
         Ok(())
     }
+}
+
+/// Every worker's `local` block in rank order (just `local` when the model is
+/// not split), checked to hold `expected` values in all.
+async fn exchange<'a, C: Collective>(
+    collective: &mut C,
+    split: bool,
+    local: &'a [f32],
+    gathered: &'a mut Vec<f32>,
+    expected: usize,
+) -> Result<&'a [f32], ModelError> {
+    let all: &[f32] = if split {
+        collective.all_gather(local, gathered).await?;
+        gathered
+    } else {
+        local
+    };
+    if all.len() != expected {
+        return Err(CollectiveError(format!("the workers sent {} values in all, {expected} expected", all.len())).into());
+    }
+    Ok(all)
 }

@@ -1,12 +1,17 @@
 //! Which slice of a model one worker holds when the model is split across
 //! several workers (tensor parallelism), each with its own memory.
 //!
-//! Worker `rank` of `count` holds, in every layer, a near-equal share of the
-//! key/value head groups (their query, key and value rows, and the matching
-//! input columns of the attention output), a share of the feed-forward hidden
-//! units (gate and up rows, down columns), and a share of the vocabulary rows
-//! of the embedding and output tables. Each worker's attention and
-//! feed-forward results are partial sums that the workers add up.
+//! Every layer is cut into the same fixed segments whatever the number of
+//! workers: one per key/value head group (its query, key and value rows and
+//! the matching input columns of the attention output) and as many slices of
+//! the feed-forward hidden units (gate and up rows, down columns). Worker
+//! `rank` of `count` holds a near-equal run of those segments, and a share of
+//! the vocabulary rows of the embedding and output tables.
+//!
+//! Each segment yields a partial sum for the residual stream. Every worker
+//! adds all the segments' partial sums in segment order, exactly as a single
+//! worker holding the whole model does: so a split model computes bit for bit
+//! what the whole one computes, with any number of workers.
 
 use std::ops::Range;
 
@@ -55,7 +60,7 @@ impl Partition {
     /// # Errors
     /// [`ModelError::Partition`] when `unit` does not divide `n`.
     pub fn share_in_units(&self, n: usize, unit: usize, what: &str) -> Result<Range<usize>, ModelError> {
-        if unit == 0 || n % unit != 0 {
+        if unit == 0 || !n.is_multiple_of(unit) {
             return Err(ModelError::Partition(format!("{what}: {n} is not a whole number of {unit}-wide blocks")));
         }
         let r = self.share(n / unit);

@@ -12,14 +12,16 @@ impl Rope {
     /// Tables for positions `0..max_positions` with base frequency `theta`.
     pub fn new(head_dim: usize, max_positions: usize, theta: f64) -> Self {
         let half = head_dim / 2;
-        let inv_freq: Vec<f32> = (0..half).map(|i| (1.0 / theta.powf(2.0 * i as f64 / head_dim as f64)) as f32).collect();
+        // In f64, rounded once to f32: the platforms' libms differ in their
+        // last bits, which rounding hides (so the tables match everywhere).
+        let inv_freq: Vec<f64> = (0..half).map(|i| 1.0 / theta.powf(2.0 * i as f64 / head_dim as f64)).collect();
         let mut cos = Vec::with_capacity(max_positions * half);
         let mut sin = Vec::with_capacity(max_positions * half);
         for p in 0..max_positions {
             for f in &inv_freq {
-                let angle = p as f32 * f;
-                cos.push(angle.cos());
-                sin.push(angle.sin());
+                let angle = p as f64 * f;
+                cos.push(angle.cos() as f32);
+                sin.push(angle.sin() as f32);
             }
         }
         Self { half, cos, sin }

@@ -1,0 +1,66 @@
+// A model split across K workers, each with its own wasm memory, exchanging
+// partial sums over MessageChannels: the same greedy replies as one worker.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { collectErrors, useDistAndBrowser } from './browser.mjs';
+
+const env = await useDistAndBrowser();
+
+/** A fresh page with `workers` set before the demo model loads. */
+async function pageWith(workers) {
+  const context = await env.browser.newContext();
+  const page = await context.newPage();
+  const errors = collectErrors(page);
+  await page.goto(env.server.url + '/');
+  await page.getByTestId('settings').click();
+  const settings = { workers, temperature: 0, 'max-tokens': 32, 'repeat-penalty': 1 };
+  for (const [id, value] of Object.entries(settings)) {
+    await page.getByTestId(id).fill(String(value));
+    await page.getByTestId(id).dispatchEvent('change');
+  }
+  await page.getByTestId('model-select').selectOption('demo');
+  await page.getByTestId('model-load').click();
+  return { context, page, errors };
+}
+
+async function ask(page, n, text) {
+  await page.getByTestId('composer').fill(text);
+  await page.getByTestId('composer').press('Enter');
+  await page.getByTestId('reply-stats').nth(n - 1).waitFor({ timeout: 180_000 });
+  return page.locator('[data-testid="message-assistant"] .md').nth(n - 1).textContent();
+}
+
+/** Two turns (the second reusing the first's cache) and the ready line. */
+async function conversation(workers) {
+  const { context, page, errors } = await pageWith(workers);
+  await page.getByTestId('model-ready').waitFor({ timeout: 180_000 });
+  const ready = await page.getByTestId('model-ready').textContent();
+  const replies = [await ask(page, 1, 'What is the capital of France?'), await ask(page, 2, 'Name three rivers of Europe.')];
+  await context.close();
+  return { ready, replies, errors };
+}
+
+test('two and three workers give the same greedy replies as one', async () => {
+  const one = await conversation(1);
+  assert.ok(one.replies.every((r) => r.length > 10), JSON.stringify(one.replies));
+  assert.doesNotMatch(one.ready, /workers/);
+  for (const k of [2, 3]) {
+    const split = await conversation(k);
+    assert.match(split.ready, new RegExp(`${k} workers, memory [\\d.]+ [MG]iB( \\+ [\\d.]+ [MG]iB){${k - 1}}`), split.ready);
+    assert.deepEqual(split.replies, one.replies, `${k} workers`);
+    assert.deepEqual(split.errors, []);
+  }
+});
+
+test('a split the model cannot take is a clear error, and one worker still works after it', async () => {
+  const { context, page } = await pageWith(4);
+  await page.getByTestId('model-failed').waitFor({ timeout: 120_000 });
+  assert.match(await page.getByTestId('model-failed').textContent(), /at most one worker per head/);
+  await page.getByTestId('workers').fill('1');
+  await page.getByTestId('workers').dispatchEvent('change');
+  await page.getByTestId('model-load').click();
+  await page.getByTestId('model-ready').waitFor({ timeout: 180_000 });
+  assert.ok((await ask(page, 1, 'Hello!')).length > 0);
+  await context.close();
+});

@@ -28,7 +28,7 @@
 // and the 7B mix with 2 and 3 workers.
 
 import { fileURLToPath } from 'node:url';
-import { mkdtemp, mkdir, symlink, copyFile, rm, open, readFile } from 'node:fs/promises';
+import { mkdtemp, mkdir, symlink, copyFile, rm, open, readFile, readdir } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { tmpdir, availableParallelism } from 'node:os';
 import { join } from 'node:path';
@@ -265,7 +265,47 @@ async function runWllama(model) {
   }
 }
 
-const fig = (r) => ({ prefill: r.prompt / (r.ttft / 1000), decode: (r.n - 1) / (r.decodeMs / 1000), ttft: r.ttft });
+const fig = (r) => ({ prefill: r.prompt / (r.ttft / 1000), decode: (r.n - 1) / (r.decodeMs / 1000), ttft: r.ttft, peak: r.peak ?? NaN });
+
+/** Resident memory of Chromium's renderer processes (pages and their workers), in bytes. */
+async function rendererRss() {
+  let total = 0;
+  for (const pid of await readdir('/proc').catch(() => [])) {
+    if (!/^\d+$/.test(pid)) continue;
+    try {
+      const cmd = await readFile(`/proc/${pid}/cmdline`, 'utf8');
+      if (!cmd.includes('--type=renderer')) continue;
+      const rss = /VmRSS:\s+(\d+) kB/.exec(await readFile(`/proc/${pid}/status`, 'utf8'));
+      if (rss) total += Number(rss[1]) * 1024;
+    } catch { /* the process ended */ }
+  }
+  return total;
+}
+
+/**
+ * Runs `fn` while sampling the renderers' memory every 100 ms; adds `peak`:
+ * the largest rise above what they held before, for either engine the same
+ * measure (wasm memory, JS heaps and buffers of the page and its workers).
+ */
+async function withPeakMemory(fn) {
+  const base = await rendererRss();
+  let peak = base;
+  let sampling = true;
+  const sampler = (async () => {
+    while (sampling) {
+      peak = Math.max(peak, await rendererRss());
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  })();
+  try {
+    const r = await fn();
+    return { ...r, peak: peak - base };
+  } finally {
+    sampling = false;
+    await sampler;
+  }
+}
+const mib = (b) => `${(b / 2 ** 20).toFixed(0)} MiB`;
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 // Word-level comparison: Sprig shows rendered markdown, wllama the raw text.
 const words = (s) => s.replace(/[*_#`>\-]/g, ' ').split(/\s+/).filter(Boolean);
@@ -281,12 +321,12 @@ async function benchModel(model, gbPerS) {
   const texts = { sprig: null, wllama: null };
   for (let run = 1; run <= RUNS; run++) {
     for (const [name, fn] of [['sprig', runSprig], ['wllama', runWllama]]) {
-      const r = await fn(model);
+      const r = await withPeakMemory(() => fn(model));
       const f = fig(r);
       results[name].push(f);
       texts[name] ??= r.text;
       console.log(`${name.padEnd(6)} run ${run}: prompt ${r.prompt}${r.promptTotal !== r.prompt ? ` (of ${r.promptTotal})` : ''}, ` +
-        `TTFT ${f.ttft.toFixed(0)} ms, prefill ${f.prefill.toFixed(1)}, ${r.n} tokens, decode ${f.decode.toFixed(1)} tok/s ` +
+        `TTFT ${f.ttft.toFixed(0)} ms, prefill ${f.prefill.toFixed(1)}, ${r.n} tokens, decode ${f.decode.toFixed(1)} tok/s, peak +${mib(f.peak)} ` +
         `[${r.marks} token events; ${r.own}${r.multiThread !== undefined ? `; multithread ${r.multiThread}` : ''}]`);
     }
   }
@@ -297,14 +337,16 @@ async function benchModel(model, gbPerS) {
     `sprig: ${JSON.stringify((texts.sprig ?? '').slice(0, 60))}…`);
   const med = (name, k) => median(results[name].map((f) => f[k]));
   console.log(`\n${model.label}, medians of ${RUNS} alternating runs, 1 thread, ${MAX_TOKENS} greedy tokens:`);
-  console.log('| | prefill tok/s | decode tok/s | TTFT ms | decode / bound |');
-  console.log('|---|---|---|---|---|');
+  console.log('| | prefill tok/s | decode tok/s | TTFT ms | peak memory | decode / bound |');
+  console.log('|---|---|---|---|---|---|');
   for (const name of ['sprig', 'wllama']) {
     console.log(`| ${name} | ${med(name, 'prefill').toFixed(1)} | ${med(name, 'decode').toFixed(1)} | ` +
-      `${med(name, 'ttft').toFixed(0)} | ${(100 * med(name, 'decode') / bound).toFixed(0)} % |`);
+      `${med(name, 'ttft').toFixed(0)} | ${mib(med(name, 'peak'))} | ${(100 * med(name, 'decode') / bound).toFixed(0)} % |`);
   }
   console.log(`| Sprig/wllama | ${(med('sprig', 'prefill') / med('wllama', 'prefill')).toFixed(2)} | ` +
-    `${(med('sprig', 'decode') / med('wllama', 'decode')).toFixed(2)} | ${(med('sprig', 'ttft') / med('wllama', 'ttft')).toFixed(2)} | |`);
+    `${(med('sprig', 'decode') / med('wllama', 'decode')).toFixed(2)} | ${(med('sprig', 'ttft') / med('wllama', 'ttft')).toFixed(2)} | ` +
+    `${(med('sprig', 'peak') / med('wllama', 'peak')).toFixed(2)} | |`);
+  console.log('(peak memory: the largest rise of the Chromium renderer processes\' resident memory during a run, sampled every 100 ms)');
 }
 
 /** Sprig alone with K workers against one worker, alternating runs, on the demo. */
@@ -343,16 +385,16 @@ async function bench7b(dir, gbPerS) {
   try {
     console.log(`\n== ${manifest.name}: ${(manifest.total_size / 1e9).toFixed(2)} GB in ${manifest.shards.length} shards, ` +
       `${(bytes / 1e9).toFixed(2)} GB of weights read per token; 1 worker cannot hold it (wasm32: 4 GiB)`);
-    console.log('| workers | load | memory per worker | prefill tok/s | decode tok/s | TTFT s | decode / bound |');
-    console.log('|---|---|---|---|---|---|---|');
+    console.log('| workers | load | wasm memory per worker | renderer peak | prefill tok/s | decode tok/s | TTFT s | decode / bound |');
+    console.log('|---|---|---|---|---|---|---|---|');
     for (const k of [2, 3, 2]) {
-      const r = await runSprig(null, { workers: k, url: `${server.url}/manifest.json`, context, question: 'Why is the sky blue?', maxTokens: MAX_TOKENS_7B, timeout: 1_800_000 });
+      const r = await withPeakMemory(() => runSprig(null, { workers: k, url: `${server.url}/manifest.json`, context, question: 'Why is the sky blue?', maxTokens: MAX_TOKENS_7B, timeout: 1_800_000 }));
       const f = fig(r);
       const load = /(downloaded in [\d.]+ s, loaded in [\d.]+ s|loaded from this device in [\d.]+ s)/.exec(r.ready)?.[1] ?? '?';
       const memory = /workers, memory (.*)$/.exec(r.ready.trim())?.[1] ?? /worker memory (.*)$/.exec(r.ready.trim())?.[1] ?? '?';
       // K workers each read 1/K of the weights, on K cores at the probed rate.
       const bound = gbPerS * 1e9 * Math.min(k, CORES) / bytes;
-      console.log(`| ${k} | ${load} | ${memory} | ${f.prefill.toFixed(2)} | ${f.decode.toFixed(2)} | ${(f.ttft / 1000).toFixed(1)} | ` +
+      console.log(`| ${k} | ${load} | ${memory} | +${mib(f.peak)} | ${f.prefill.toFixed(2)} | ${f.decode.toFixed(2)} | ${(f.ttft / 1000).toFixed(1)} | ` +
         `${(100 * f.decode / bound).toFixed(0)} % of ${bound.toFixed(1)} tok/s (${Math.min(k, CORES)} cores) |`);
     }
   } finally {

@@ -16,11 +16,11 @@ use crate::chunk_map::ChunkMap;
 use crate::download::{self, Control, DownloadError};
 use crate::fetch;
 use crate::file_source::FileSource;
-use crate::host::{error, start_reply, step_reply, worker_info, Host, Prepared};
+use crate::host::{self, error, start_reply, step_reply, team_size, worker_info, Host, Prepared};
 use crate::team::{self, Team};
 use crate::peer;
 use js_sys::Array;
-use sprig_engine::model::Partition;
+use sprig_engine::model::{LlamaConfig, Partition};
 use crate::model_store::{model_id, ModelDir, ModelStore, ShardMeta, ShardState, StoreMeta};
 use crate::opfs::{StoreError, SyncFile};
 
@@ -328,26 +328,19 @@ async fn tidy(store: &ModelStore, source: &ModelSource, discard: bool) {
     }
 }
 
-/// Weights one worker is given at most when the model is split automatically:
-/// well inside a 4 GiB wasm memory, with room for the cache and buffers.
-const WEIGHTS_PER_WORKER: u64 = 2_500_000_000;
-
-/// How many workers hold a model of `size` bytes: the `requested` number, or
-/// (0) as many as its size needs, one when it fits one memory.
-fn team_size(requested: usize, size: u64) -> usize {
-    if requested > 0 {
-        return requested.min(16);
-    }
-    size.div_ceil(WEIGHTS_PER_WORKER).clamp(1, 16) as usize
-}
-
 /// Loads the model from `readers`, split across workers when it needs more
 /// than one (or the user asked): starts the others and loads this worker's
 /// slice while they load theirs.
 async fn load_split<R: Read + Seek>(readers: Vec<R>, size: u64, source: &ModelSource, file: Option<&File>, requested: usize) -> Event {
-    let count = team_size(requested, size);
+    let gguf = match host::open(readers) {
+        Ok(f) => f,
+        Err(e) => return e,
+    };
+    let kv_heads = LlamaConfig::from_metadata(&gguf.metadata()).map_or(1, |c| c.n_head_kv);
+    let cores = scope().navigator().hardware_concurrency() as usize;
+    let count = team_size(requested, size, kv_heads, cores.max(1));
     if count == 1 {
-        return HOST.with(|h| h.borrow_mut().load(readers, size, Partition::WHOLE, &mut post));
+        return HOST.with(|h| h.borrow_mut().load_file(gguf, size, Partition::WHOLE, &mut post));
     }
     let partition = match Partition::new(0, count) {
         Ok(p) => p,
@@ -366,7 +359,7 @@ async fn load_split<R: Read + Seek>(readers: Vec<R>, size: u64, source: &ModelSo
         Ok(t) => t,
         Err(e) => return error(ErrorKind::Engine, format!("cannot start {count} workers for the model: {e}")),
     };
-    let mut event = HOST.with(|h| h.borrow_mut().load(readers, size, partition, &mut post));
+    let mut event = HOST.with(|h| h.borrow_mut().load_file(gguf, size, partition, &mut post));
     if let Event::Loaded { model } = &mut event {
         match team.loaded().await {
             Ok(()) => {

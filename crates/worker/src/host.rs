@@ -90,14 +90,18 @@ impl Host {
     /// gguf-split model) of `size` bytes in all, replacing the current one;
     /// `post` receives load progress. Returns [`Event::Loaded`] or an error event.
     pub fn load<R: Read + Seek>(&mut self, readers: Vec<R>, size: u64, partition: Partition, post: &mut dyn FnMut(Event)) -> Event {
+        match open(readers) {
+            Ok(file) => self.load_file(file, size, partition, post),
+            Err(e) => e,
+        }
+    }
+
+    /// As [`Host::load`], from a file already [`open`]ed.
+    pub fn load_file<R: Read + Seek>(&mut self, mut file: GgufFile<R>, size: u64, partition: Partition, post: &mut dyn FnMut(Event)) -> Event {
         self.session = None;
         self.model = None;
         self.reply = None;
         let started = web_time::Instant::now();
-        let mut file = match GgufFile::open_split(readers) {
-            Ok(f) => f,
-            Err(e) => return error(ErrorKind::BadModel, format!("not a usable GGUF model: {e}")),
-        };
         let info = match file.info() {
             Ok(i) => i,
             Err(e) => return error(ErrorKind::BadModel, e.to_string()),
@@ -221,6 +225,38 @@ impl Host {
     }
 }
 
+/// Opens the GGUF header of a model's byte sources.
+///
+/// # Errors
+/// The bad-model event to post.
+#[allow(clippy::result_large_err)] // the error is the event to post
+pub fn open<R: Read + Seek>(readers: Vec<R>) -> Result<GgufFile<R>, Event> {
+    GgufFile::open_split(readers).map_err(|e| error(ErrorKind::BadModel, format!("not a usable GGUF model: {e}")))
+}
+
+/// Weights one worker holds at most when Sprig chooses the number of
+/// workers: well inside a 4 GiB wasm memory, with room for the cache.
+pub const WEIGHTS_PER_WORKER: u64 = 2_500_000_000;
+
+/// Models from this size on are split across the device's cores when Sprig
+/// chooses; smaller ones run in one worker, where exchanging activations
+/// costs more than the second core saves (`scripts/bench-browser` measures
+/// both on the demo model).
+pub const SPLIT_FROM: u64 = 1_000_000_000;
+
+/// How many workers hold a model of `size` bytes with `kv_heads` key/value
+/// heads on a device with `cores` cores: the `requested` number, or (0)
+/// enough for its size to fit their memories and, for a large model, one per
+/// core; never more than one per key/value head when chosen.
+pub fn team_size(requested: usize, size: u64, kv_heads: usize, cores: usize) -> usize {
+    if requested > 0 {
+        return requested.min(16);
+    }
+    let needed = size.div_ceil(WEIGHTS_PER_WORKER) as usize;
+    let parallel = if size >= SPLIT_FROM { cores } else { 1 };
+    needed.max(parallel).clamp(1, kv_heads.clamp(1, 16))
+}
+
 /// A reply about to start: its turn, prompt and sampling parameters.
 #[derive(Debug, Clone)]
 pub struct Prepared {
@@ -287,6 +323,21 @@ mod tests {
 
     fn greedy(max_tokens: usize) -> GenerationSettings {
         GenerationSettings { temperature: 0.0, max_tokens, ..GenerationSettings::default() }
+    }
+
+    #[test]
+    fn team_size_follows_the_request_the_size_and_the_cores() {
+        // Small models stay in one worker; a 4.4 GB one needs two memories.
+        assert_eq!(team_size(0, 100_000_000, 3, 8), 1);
+        assert_eq!(team_size(0, 4_370_000_000, 8, 2), 2);
+        assert_eq!(team_size(0, 4_370_000_000, 8, 1), 2);
+        // Large models use the cores, within the heads.
+        assert_eq!(team_size(0, 4_370_000_000, 8, 6), 6);
+        assert_eq!(team_size(0, 4_370_000_000, 8, 64), 8);
+        assert_eq!(team_size(0, 1_500_000_000, 8, 4), 4);
+        // What the user asks for, even when it cannot work (the load says why).
+        assert_eq!(team_size(3, 100_000_000, 3, 2), 3);
+        assert_eq!(team_size(4, 100_000_000, 3, 2), 4);
     }
 
     #[test]

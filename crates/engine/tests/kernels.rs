@@ -1,5 +1,7 @@
 //! The quantized matmul kernels against candle: dequantization bit for bit,
-//! matmul against an f64 reference, and the error cases.
+//! matmul against an f64 reference and, bit for bit, against the f32
+//! operation order the native and wasm `simd128` kernels share, and the error
+//! cases.
 
 use candle_core::quantized::QTensor;
 use candle_core::{Device, Tensor};
@@ -158,6 +160,103 @@ fn matmul_matches_reference_for_every_type() {
         for cols in col_counts(dtype) {
             for tokens in [1, 3, 17] {
                 check_matmul(dtype, 37, cols, tokens, 1000 + cols as u64 + tokens as u64);
+            }
+        }
+    }
+}
+
+/// Sum of four lanes in the kernels' order.
+fn hsum4(a: [f32; 4]) -> f32 {
+    (a[0] + a[2]) + (a[1] + a[3])
+}
+
+/// The kernels' f32 dot product: element `i` into accumulator `i % 16` for
+/// the whole chunks of 16, lanes `l` of the four f32x4 added pairwise, then
+/// [`hsum4`], then the sequential sum of the rest.
+fn fdot_order(a: &[f32], b: &[f32]) -> f32 {
+    let whole = a.len() / 16 * 16;
+    let mut acc = [0f32; 16];
+    for i in 0..whole {
+        acc[i % 16] += a[i] * b[i];
+    }
+    let lanes = std::array::from_fn(|l| (acc[l] + acc[4 + l]) + (acc[8 + l] + acc[12 + l]));
+    let tail: f32 = a[whole..].iter().zip(&b[whole..]).map(|(x, y)| x * y).sum();
+    hsum4(lanes) + tail
+}
+
+/// The kernels' per-32 dot: block `b` into lane `b % 4` as
+/// `f32(Σ val·q) · (scale · d)`, then [`hsum4`].
+fn dot32_order(vals: &[i8], scales: &[f32], q: &[i8], d: &[f32]) -> f32 {
+    let mut acc = [0f32; 4];
+    for (b, ((w, x), (&s, &d))) in vals.chunks(32).zip(q.chunks(32)).zip(scales.iter().zip(d)).enumerate() {
+        let isum: i32 = w.iter().zip(x).map(|(&a, &b)| i32::from(a) * i32::from(b)).sum();
+        acc[b % 4] += isum as f32 * (s * d);
+    }
+    hsum4(acc)
+}
+
+/// The f16 at `b[at..]`.
+fn f16(b: &[u8], at: usize) -> f32 {
+    half::f16::from_le_bytes([b[at], b[at + 1]]).to_f32()
+}
+
+/// A row (raw bytes of an F32, Q8_0 or Q4_1 row) dot a token (`x`, and its
+/// quantization `q`, `d`) in the kernels' f32 order, with the row unpacked here.
+fn row_dot_in_order(dtype: GgmlDType, row: &[u8], x: &[f32], q: &[i8], d: &[f32]) -> f32 {
+    match dtype {
+        GgmlDType::F32 => {
+            let w: Vec<f32> = row.chunks(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+            fdot_order(&w, x)
+        }
+        GgmlDType::Q8_0 => {
+            let scales: Vec<f32> = row.chunks(34).map(|b| f16(b, 0)).collect();
+            let vals: Vec<i8> = row.chunks(34).flat_map(|b| b[2..].iter().map(|&v| v as i8)).collect();
+            dot32_order(&vals, &scales, q, d)
+        }
+        GgmlDType::Q4_1 => {
+            // `d · val + m`: the minimum term is `fdot(mins, d · Σq)`.
+            let scales: Vec<f32> = row.chunks(20).map(|b| f16(b, 0)).collect();
+            let mins: Vec<f32> = row.chunks(20).map(|b| f16(b, 2)).collect();
+            let nibbles = |b: &[u8]| {
+                let qs = b[4..].to_vec();
+                qs.iter().map(|&v| (v & 0xF) as i8).chain(qs.iter().map(|&v| (v >> 4) as i8)).collect::<Vec<_>>()
+            };
+            let vals: Vec<i8> = row.chunks(20).flat_map(nibbles).collect();
+            let sums: Vec<f32> =
+                q.chunks(32).zip(d).map(|(q, &d)| d * q.iter().map(|&v| i32::from(v)).sum::<i32>() as f32).collect();
+            dot32_order(&vals, &scales, q, d) + fdot_order(&mins, &sums)
+        }
+        _ => unreachable!("{dtype:?}"),
+    }
+}
+
+/// The native matmul is exactly (bit for bit) the documented f32 order that
+/// the wasm `simd128` kernels also follow (`kernels_wasm` checks that one).
+#[test]
+fn matmul_follows_the_shared_f32_order() {
+    let rows = 9;
+    for dtype in [GgmlDType::F32, GgmlDType::Q8_0, GgmlDType::Q4_1] {
+        for cols in [96, 192, 576, 1536] {
+            let w = Rng(cols as u64).values(rows * cols);
+            let t = Tensor::from_vec(w, (rows, cols), &Device::Cpu).unwrap();
+            let data = QTensor::quantize(&t, dtype).unwrap().data().unwrap().to_vec();
+            let m = QMatrix::new(dtype, rows, cols, data.clone()).unwrap();
+            let row_bytes = data.len() / rows;
+            for tokens in [1, 3] {
+                let x = Rng(7 + tokens as u64).values(tokens * cols);
+                let mut a = Activations::new();
+                a.quantize(&x, tokens, cols).unwrap();
+                let mut out = vec![0f32; tokens * rows];
+                m.matmul(&a, &mut out).unwrap();
+                let (q, d) = a.quantized();
+                for (t, r) in (0..tokens).flat_map(|t| (0..rows).map(move |r| (t, r))) {
+                    let (xt, qt, dt) =
+                        (&x[t * cols..][..cols], &q[t * cols..][..cols], &d[t * cols / 32..][..cols / 32]);
+                    let want = row_dot_in_order(dtype, &data[r * row_bytes..][..row_bytes], xt, qt, dt);
+                    let got = out[t * rows + r];
+                    let ctx = format!("{dtype:?} [{rows} x {cols}] token {t}/{tokens} row {r}");
+                    assert_eq!(got.to_bits(), want.to_bits(), "{ctx}: {got:e} vs {want:e}");
+                }
             }
         }
     }

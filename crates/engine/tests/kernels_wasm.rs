@@ -1,6 +1,7 @@
-//! The wasm `simd128` kernels against the portable reference, in headless
-//! Chromium: unpacking and activation quantization bit for bit, matmul up to
-//! f32 summation order.
+//! The wasm `simd128` kernels against the portable reference (the code native
+//! builds run), in headless Chromium: unpacking, activation quantization and
+//! matmul bit for bit, so that native and browser engines pick the same
+//! tokens.
 #![cfg(target_arch = "wasm32")]
 
 use candle_core::quantized::QTensor;
@@ -69,15 +70,38 @@ fn simd_is_compiled_in() {
     assert!(std::hint::black_box(sprig_engine::SIMD128), "built without +simd128");
 }
 
+/// The bits of `v`, any NaN as one pattern (NaN payloads of f32 arithmetic
+/// are not deterministic in wasm).
+fn bits(v: f32) -> u32 {
+    if v.is_nan() {
+        f32::NAN.to_bits()
+    } else {
+        v.to_bits()
+    }
+}
+
 #[wasm_bindgen_test]
 fn activation_quantization_is_identical() {
-    let x = Rng(9).values(7 * 256);
-    let (mut a, mut b) = (Activations::new(), Activations::new());
-    a.quantize_with(&x, 7, 256, Backend::Scalar).unwrap();
-    b.quantize_with(&x, 7, 256, Backend::Simd).unwrap();
-    let ((qa, da), (qb, db)) = (a.quantized(), b.quantized());
-    assert_eq!(qa, qb);
-    assert_eq!(da, db);
+    let mut x = Rng(9).values(7 * 256);
+    // Blocks of zeros, with an infinity, with a NaN, and of subnormals.
+    x[32..64].fill(0.0);
+    x[70] = f32::INFINITY;
+    x[100] = f32::NEG_INFINITY;
+    x[130] = f32::NAN;
+    x[200] = -f32::NAN;
+    for (i, v) in x[224..256].iter_mut().enumerate() {
+        *v = f32::from_bits(i as u32 * 1000 + 1) * if i % 2 == 0 { 1.0 } else { -1.0 };
+    }
+    for (tokens, cols) in [(7, 256), (56, 32), (1, 1792)] {
+        let (mut a, mut b) = (Activations::new(), Activations::new());
+        a.quantize_with(&x, tokens, cols, Backend::Scalar).unwrap();
+        b.quantize_with(&x, tokens, cols, Backend::Simd).unwrap();
+        let ((qa, da), (qb, db)) = (a.quantized(), b.quantized());
+        assert_eq!(qa, qb);
+        let (da, db): (Vec<u32>, Vec<u32>) =
+            (da.iter().map(|&v| bits(v)).collect(), db.iter().map(|&v| bits(v)).collect());
+        assert_eq!(da, db);
+    }
 }
 
 #[wasm_bindgen_test]
@@ -97,24 +121,70 @@ fn unpacking_is_identical() {
 }
 
 #[wasm_bindgen_test]
-fn matmul_agrees_with_the_scalar_reference() {
-    for dtype in TYPES {
-        for (rows, cols) in [(37, 256), (11, 512)] {
-            for tokens in [1, 3, 17] {
-                let m = build(dtype, rows, cols, (rows * cols + tokens) as u64);
-                let x = Rng(tokens as u64).values(tokens * cols);
-                let mut a = Activations::new();
-                a.quantize(&x, tokens, cols).unwrap();
-                let (mut want, mut got) = (vec![0f32; tokens * rows], vec![0f32; tokens * rows]);
-                m.matmul_with(&a, &mut want, Backend::Scalar).unwrap();
-                m.matmul_with(&a, &mut got, Backend::Simd).unwrap();
-                let scale = want.iter().map(|v| v.abs()).fold(0f32, f32::max);
-                for (i, (w, g)) in want.iter().zip(&got).enumerate() {
-                    assert!((w - g).abs() <= 1e-5 * scale, "{dtype:?} [{rows} x {cols}] tokens {tokens} out {i}: {w} vs {g}");
+fn f16_conversion_is_identical_for_every_value() {
+    // One row of every f16 bit pattern, NaNs and infinities included.
+    let data: Vec<u8> = (0..=u16::MAX).flat_map(u16::to_le_bytes).collect();
+    let m = QMatrix::new(GgmlDType::F16, 1, 1 << 16, data).unwrap();
+    let (mut a, mut b) = (vec![0f32; 1 << 16], vec![0f32; 1 << 16]);
+    m.dequantize_row_with(0, &mut a, Backend::Scalar).unwrap();
+    m.dequantize_row_with(0, &mut b, Backend::Simd).unwrap();
+    for (h, (x, y)) in a.iter().zip(&b).enumerate() {
+        assert_eq!(x.to_bits(), y.to_bits(), "f16 {h:#06x}: scalar {x}, simd {y}");
+    }
+}
+
+/// Row counts of the matmul comparison.
+const ROWS: [usize; 4] = [1, 37, 64, 192];
+/// Column counts (those that are a multiple of the type's block).
+const COLS: [usize; 7] = [96, 192, 256, 384, 576, 768, 1536];
+/// Token counts: single, a few, and more than one row tile.
+const TOKENS: [usize; 6] = [1, 2, 3, 17, 18, 37];
+
+/// Elements per block of a type.
+fn block(dtype: GgmlDType) -> usize {
+    match dtype {
+        GgmlDType::F16 | GgmlDType::F32 => 1,
+        GgmlDType::Q2K | GgmlDType::Q3K | GgmlDType::Q4K | GgmlDType::Q5K | GgmlDType::Q6K => 256,
+        _ => 32,
+    }
+}
+
+#[wasm_bindgen_test]
+fn matmul_is_identical_to_the_scalar_reference() {
+    let mut failures = Vec::new();
+    let mut compared = 0usize;
+    for (n, dtype) in TYPES.into_iter().enumerate() {
+        for cols in COLS.into_iter().filter(|c| c.is_multiple_of(block(dtype))) {
+            for rows in ROWS {
+                let m = build(dtype, rows, cols, (1000 * n + rows * cols) as u64);
+                for tokens in TOKENS {
+                    let x = Rng((tokens * cols) as u64).values(tokens * cols);
+                    // Each backend end to end: its own activation quantization too.
+                    let (mut xa, mut xb) = (Activations::new(), Activations::new());
+                    xa.quantize_with(&x, tokens, cols, Backend::Scalar).unwrap();
+                    xb.quantize_with(&x, tokens, cols, Backend::Simd).unwrap();
+                    let (mut want, mut got) = (vec![0f32; tokens * rows], vec![0f32; tokens * rows]);
+                    m.matmul_with(&xa, &mut want, Backend::Scalar).unwrap();
+                    m.matmul_with(&xb, &mut got, Backend::Simd).unwrap();
+                    compared += want.len();
+                    let diff: Vec<usize> = (0..want.len()).filter(|&i| want[i].to_bits() != got[i].to_bits()).collect();
+                    if let Some(&i) = diff.first() {
+                        failures.push(format!(
+                            "{dtype:?} [{rows} x {cols}] tokens {tokens}: {} of {} outputs differ, first {i}: scalar {:e} ({:#010x}), simd {:e} ({:#010x})",
+                            diff.len(),
+                            want.len(),
+                            want[i],
+                            want[i].to_bits(),
+                            got[i],
+                            got[i].to_bits()
+                        ));
+                    }
                 }
             }
         }
     }
+    assert!(failures.is_empty(), "{} cases differ:\n{}", failures.len(), failures.join("\n"));
+    console_log!("{compared} outputs bit-identical");
 }
 
 /// The benchmark, when built with `SPRIG_KERNELS_BENCH=<budget ms>` (run

@@ -16,6 +16,14 @@
 //! token. Native builds split rows across rayon threads and use portable
 //! code LLVM autovectorizes; wasm builds with `+simd128` use
 //! `core::arch::wasm32` intrinsics, single-threaded.
+//!
+//! The two give bit-identical results, so that native and browser engines
+//! pick the same greedy tokens: integer sums are exact, and every f32
+//! operation (the per-group `f32(isum) · (scale · d)`, its accumulation in
+//! four lanes, the horizontal sum, the minimum term and the F16/F32 dot
+//! product) happens in the same order on both, never fused into a
+//! multiply-add. The order is documented on `scalar::dot_per32` and
+//! `scalar::fdot`; a change to either backend's order must be made to both.
 
 pub mod bench;
 mod layout;
@@ -109,7 +117,7 @@ pub enum KernelError {
 
 /// Which implementation runs: the portable one, or wasm `simd128` where the
 /// build has it (elsewhere [`Backend::Simd`] falls back to portable code).
-/// For tests comparing the two.
+/// For tests comparing the two (their results must be bit-identical).
 #[doc(hidden)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

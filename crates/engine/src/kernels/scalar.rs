@@ -7,7 +7,7 @@
 //! `mins` (one per 32 or per 16 weights, see [`Groups`](super::layout::Groups)),
 //! such that `weight = scale · val + min` with candle's f32 arithmetic.
 
-use super::layout::{f16_at, q3k_scales, scale_min_k4, QK_K};
+use super::layout::{f16_at, f16_to_f32, q3k_scales, scale_min_k4, QK_K};
 
 /// Low nibble of `b` as an i8.
 #[inline(always)]
@@ -211,48 +211,151 @@ pub(crate) fn unpack_f32(src: &[u8], out: &mut [f32]) {
     }
 }
 
-/// F16 row bytes to f32.
+/// F16 row bytes to f32 (with `simd128`'s conversion: NaN payloads too).
 pub(crate) fn unpack_f16(src: &[u8], out: &mut [f32]) {
     for (o, b) in out.iter_mut().zip(src.chunks_exact(2)) {
-        *o = half::f16::from_le_bytes([b[0], b[1]]).to_f32();
+        *o = f16_to_f32(u16::from_le_bytes([b[0], b[1]]));
     }
+}
+
+/// Σ w[i]·x[i] over the first `N` pairs, exact in i32 (a constant length
+/// for LLVM to unroll and vectorize).
+#[inline(always)]
+fn idot<const N: usize>(w: &[i8], x: &[i8]) -> i32 {
+    w[..N].iter().zip(&x[..N]).map(|(&a, &b)| i32::from(a) * i32::from(b)).sum()
+}
+
+/// One step of the dot products' f32 accumulation: lane `k` of `acc` gains
+/// `f32(isum[k]) · sd[k]`.
+#[inline(always)]
+fn accumulate(acc: &mut [f32; 4], isum: [i32; 4], sd: [f32; 4]) {
+    for ((a, i), s) in acc.iter_mut().zip(isum).zip(sd) {
+        *a += i as f32 * s;
+    }
+}
+
+/// The sum of four lanes, in `simd128`'s order: `(a0 + a2) + (a1 + a3)`.
+#[inline(always)]
+fn hsum4(a: [f32; 4]) -> f32 {
+    (a[0] + a[2]) + (a[1] + a[3])
+}
+
+/// Partial sums of Σ w[i]·x[i] over the first `N` pairs: lane `j` sums the
+/// pairs `8c + 2j` and `8c + 2j + 1` (an x86 `pmaddwd` layout). Integer sums
+/// are exact in any order; this split is the one LLVM compiles best.
+#[inline(always)]
+fn idot_lanes<const N: usize>(w: &[i8], x: &[i8]) -> [i32; 4] {
+    let mut l = [0i32; 4];
+    for (w, x) in w[..N].chunks_exact(8).zip(x[..N].chunks_exact(8)) {
+        for (j, l) in l.iter_mut().enumerate() {
+            *l += i32::from(w[2 * j]) * i32::from(x[2 * j]) + i32::from(w[2 * j + 1]) * i32::from(x[2 * j + 1]);
+        }
+    }
+    l
+}
+
+/// The sums of four [`idot_lanes`] results (exact: any order).
+#[inline(always)]
+fn hsum_lanes(p: [[i32; 4]; 4]) -> [i32; 4] {
+    [
+        (p[0][0] + p[0][2]) + (p[0][1] + p[0][3]),
+        (p[1][0] + p[1][2]) + (p[1][1] + p[1][3]),
+        (p[2][0] + p[2][2]) + (p[2][1] + p[2][3]),
+        (p[3][0] + p[3][2]) + (p[3][1] + p[3][3]),
+    ]
+}
+
+/// One step of [`dot_per32`]: four blocks of 32 (`w`, `x`: 128 values,
+/// `s`, `d`: 4).
+#[inline(always)]
+fn step32(acc: &mut [f32; 4], w: &[i8], x: &[i8], s: &[f32], d: &[f32]) {
+    let p = [
+        idot_lanes::<32>(w, x),
+        idot_lanes::<32>(&w[32..], &x[32..]),
+        idot_lanes::<32>(&w[64..], &x[64..]),
+        idot_lanes::<32>(&w[96..], &x[96..]),
+    ];
+    accumulate(acc, hsum_lanes(p), [s[0] * d[0], s[1] * d[1], s[2] * d[2], s[3] * d[3]]);
+}
+
+/// One step of [`dot_per16`]: four groups of 16 (`w`, `x`: 64 values,
+/// `s`: 4, `d`: 2).
+#[inline(always)]
+fn step16(acc: &mut [f32; 4], w: &[i8], x: &[i8], s: &[f32], d: &[f32]) {
+    let p = [
+        idot_lanes::<16>(w, x),
+        idot_lanes::<16>(&w[16..], &x[16..]),
+        idot_lanes::<16>(&w[32..], &x[32..]),
+        idot_lanes::<16>(&w[48..], &x[48..]),
+    ];
+    accumulate(acc, hsum_lanes(p), [s[0] * d[0], s[1] * d[0], s[2] * d[1], s[3] * d[1]]);
 }
 
 /// Σ_b scale[b]·d[b]·Σ_{i∈b} vals[i]·q[i] over blocks of 32.
+///
+/// The f32 order (shared with `simd128`, bit for bit): four accumulators
+/// from +0, block `4n + k` into lane `k` as `acc[k] += f32(isum) · (scale · d)`
+/// (`isum` exact: `|isum| ≤ 32·128·128 < 2^24`), in block order, then the lanes
+/// summed as [`hsum4`] does. No fused multiply-add.
 pub(crate) fn dot_per32(vals: &[i8], scales: &[f32], q: &[i8], d: &[f32]) -> f32 {
-    let mut acc = 0f32;
-    for (((w, x), &s), &d) in vals.chunks_exact(32).zip(q.chunks_exact(32)).zip(scales).zip(d) {
-        let isum: i32 = w.iter().zip(x).map(|(&a, &b)| i32::from(a) * i32::from(b)).sum();
-        acc += s * d * isum as f32;
+    let mut acc = [0f32; 4];
+    let (w4, x4, s4, d4) = (vals.chunks_exact(128), q.chunks_exact(128), scales.chunks_exact(4), d.chunks_exact(4));
+    let (wr, xr, sr, dr) = (w4.remainder(), x4.remainder(), s4.remainder(), d4.remainder());
+    for (((w, x), s), d) in w4.zip(x4).zip(s4).zip(d4) {
+        step32(&mut acc, w, x, s, d);
     }
-    acc
+    // The blocks of a last partial step. `simd128` also adds `0 · 0` to the
+    // lanes without one, which leaves them unchanged: a lane starts at +0 and
+    // so is never -0.
+    for (((w, x), (&s, &d)), acc) in wr.chunks_exact(32).zip(xr.chunks_exact(32)).zip(sr.iter().zip(dr)).zip(&mut acc) {
+        *acc += idot::<32>(w, x) as f32 * (s * d);
+    }
+    hsum4(acc)
 }
 
 /// Σ_g scale[g]·d[g/2]·Σ_{i∈g} vals[i]·q[i] over groups of 16 (`d` per 32).
+///
+/// The f32 order is [`dot_per32`]'s with groups of 16 for blocks:
+/// group `4n + k` into lane `k`, `acc[k] += f32(isum) · (scale · d)`.
 pub(crate) fn dot_per16(vals: &[i8], scales: &[f32], q: &[i8], d: &[f32]) -> f32 {
-    let mut acc = 0f32;
-    let blocks = vals.chunks_exact(32).zip(q.chunks_exact(32)).zip(scales.chunks_exact(2)).zip(d);
-    for (((w, x), s), &d) in blocks {
-        let i0: i32 = w[..16].iter().zip(&x[..16]).map(|(&a, &b)| i32::from(a) * i32::from(b)).sum();
-        let i1: i32 = w[16..].iter().zip(&x[16..]).map(|(&a, &b)| i32::from(a) * i32::from(b)).sum();
-        acc += d * (s[0] * i0 as f32 + s[1] * i1 as f32);
+    let mut acc = [0f32; 4];
+    let (w4, x4, s4, d2) = (vals.chunks_exact(64), q.chunks_exact(64), scales.chunks_exact(4), d.chunks_exact(2));
+    let (wr, xr, sr, dr) = (w4.remainder(), x4.remainder(), s4.remainder(), d2.remainder());
+    for (((w, x), s), d) in w4.zip(x4).zip(s4).zip(d2) {
+        step16(&mut acc, w, x, s, d);
     }
-    acc
+    // As in `dot_per32`.
+    for (((w, x), &s), (k, acc)) in wr.chunks_exact(16).zip(xr.chunks_exact(16)).zip(sr).zip(acc.iter_mut().enumerate())
+    {
+        *acc += idot::<16>(w, x) as f32 * (s * dr[k / 2]);
+    }
+    hsum4(acc)
 }
 
-/// f32 dot product with eight independent accumulators (vectorizable).
+/// f32 dot product in `simd128`'s order, bit for bit: four f32x4
+/// accumulators from +0 (element `16n + 4k + l` into `acc[k][l]` as
+/// `acc[k][l] += a·b`), folded as `(acc[0] + acc[1]) + (acc[2] + acc[3])`
+/// lane by lane, summed as [`hsum4`] does, then plus the sequential sum of
+/// the last `len % 16` products. No fused multiply-add.
 pub(crate) fn fdot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let mut acc = [[0f32; 4]; 4];
+    let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
     let (ra, rb) = (ca.remainder(), cb.remainder());
     for (x, y) in ca.zip(cb) {
-        for k in 0..8 {
-            acc[k] += x[k] * y[k];
+        for ((acc, x), y) in acc.iter_mut().zip(x.chunks_exact(4)).zip(y.chunks_exact(4)) {
+            for ((acc, &x), &y) in acc.iter_mut().zip(x).zip(y) {
+                *acc += x * y;
+            }
         }
     }
     let tail: f32 = ra.iter().zip(rb).map(|(x, y)| x * y).sum();
-    let a4: [f32; 4] = [acc[0] + acc[4], acc[1] + acc[5], acc[2] + acc[6], acc[3] + acc[7]];
-    (a4[0] + a4[2]) + (a4[1] + a4[3]) + tail
+    hsum4(add4(add4(acc[0], acc[1]), add4(acc[2], acc[3]))) + tail
+}
+
+/// `a + b`, lane by lane.
+#[inline(always)]
+fn add4(a: [f32; 4], b: [f32; 4]) -> [f32; 4] {
+    [a[0] + b[0], a[1] + b[1], a[2] + b[2], a[3] + b[3]]
 }
 
 /// Quantizes one block of 32 activations: returns `d`, writes `q`, and the
@@ -260,6 +363,8 @@ pub(crate) fn fdot(a: &[f32], b: &[f32]) -> f32 {
 #[inline(always)]
 pub(crate) fn quantize_block(x: &[f32], q: &mut [i8]) -> (f32, i32, i32) {
     let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+    // `simd128`'s `f32x4_max` propagates NaN where `f32::max` drops it.
+    let amax = if x.iter().any(|v| v.is_nan()) { f32::NAN } else { amax };
     let d = amax / 127.0;
     let id = if d != 0.0 { 1.0 / d } else { 0.0 };
     for (q, &v) in q.iter_mut().zip(x) {

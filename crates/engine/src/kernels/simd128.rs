@@ -1,7 +1,9 @@
 //! wasm `simd128` kernels: the same integer math as [`scalar`](super::scalar),
 //! sixteen lanes at a time. Same signatures and outputs as the scalar
-//! functions (the unpackers and activation quantizer bit for bit; the dot
-//! products up to f32 summation order).
+//! functions, bit for bit: the dot products perform the scalar code's f32
+//! operations in the scalar code's order (see [`scalar::dot_per32`](super::scalar::dot_per32)
+//! and [`scalar::fdot`](super::scalar::fdot)), without fused multiply-adds
+//! (wasm has none).
 
 use core::arch::wasm32::*;
 
@@ -26,7 +28,7 @@ fn st<T: Copy>(s: &mut [T], v: v128) {
     unsafe { v128_store(s.as_mut_ptr().cast(), v) }
 }
 
-/// Sum of the four f32 lanes.
+/// Sum of the four f32 lanes, `(v0 + v2) + (v1 + v3)`.
 #[inline(always)]
 fn hsum_f32(v: v128) -> f32 {
     let v = f32x4_add(v, i32x4_shuffle::<2, 3, 0, 1>(v, v));
@@ -67,76 +69,79 @@ fn idot16(w: &[i8], x: &[i8]) -> v128 {
     i32x4_extadd_pairwise_i16x8(i16x8_add(i16x8_extmul_low_i8x16(w, x), i16x8_extmul_high_i8x16(w, x)))
 }
 
-/// Lane `L` of `v` in all four lanes.
+/// The lane sums of four i32x4: `[Σv0, Σv1, Σv2, Σv3]`.
 #[inline(always)]
-fn lane<const L: usize>(v: v128) -> v128 {
-    // `i32x4_shuffle` takes its lane indices as separate const parameters.
-    match L {
-        0 => i32x4_shuffle::<0, 0, 0, 0>(v, v),
-        1 => i32x4_shuffle::<1, 1, 1, 1>(v, v),
-        2 => i32x4_shuffle::<2, 2, 2, 2>(v, v),
-        _ => i32x4_shuffle::<3, 3, 3, 3>(v, v),
-    }
+fn hsum_i32x4(v0: v128, v1: v128, v2: v128, v3: v128) -> v128 {
+    let a = i32x4_add(i32x4_shuffle::<0, 4, 1, 5>(v0, v1), i32x4_shuffle::<2, 6, 3, 7>(v0, v1));
+    let b = i32x4_add(i32x4_shuffle::<0, 4, 1, 5>(v2, v3), i32x4_shuffle::<2, 6, 3, 7>(v2, v3));
+    i32x4_add(i32x4_shuffle::<0, 1, 4, 5>(a, b), i32x4_shuffle::<2, 3, 6, 7>(a, b))
 }
 
-/// One block of 32: its i32 dot converted and scaled by `sd` (splat).
+/// One accumulation step: `acc + f32(isum) · sd`, lane by lane.
 #[inline(always)]
-fn block32(w: &[i8], x: &[i8], sd: v128) -> v128 {
-    f32x4_mul(f32x4_convert_i32x4(idot32(w, x)), sd)
+fn accumulate(acc: v128, isum: v128, sd: v128) -> v128 {
+    f32x4_add(acc, f32x4_mul(f32x4_convert_i32x4(isum), sd))
 }
 
-/// One group of 16: its i32 dot converted and scaled by `sd` (splat).
-#[inline(always)]
-fn group16(w: &[i8], x: &[i8], sd: v128) -> v128 {
-    f32x4_mul(f32x4_convert_i32x4(idot16(w, x)), sd)
-}
-
-/// See [`scalar::dot_per32`](super::scalar::dot_per32). Four blocks per
-/// step: their `scale · d` products in one vector op.
+/// See [`scalar::dot_per32`](super::scalar::dot_per32), whose f32 operations
+/// this performs in the same order: four blocks per step, block `k` of a
+/// step in lane `k`.
 pub(crate) fn dot_per32(vals: &[i8], scales: &[f32], q: &[i8], d: &[f32]) -> f32 {
-    let (mut acc0, mut acc1) = (f32x4_splat(0.0), f32x4_splat(0.0));
+    let mut acc = f32x4_splat(0.0);
     let (w4, x4, s4, d4) = (vals.chunks_exact(128), q.chunks_exact(128), scales.chunks_exact(4), d.chunks_exact(4));
     let (wr, xr, sr, dr) = (w4.remainder(), x4.remainder(), s4.remainder(), d4.remainder());
     for (((w, x), s), d) in w4.zip(x4).zip(s4).zip(d4) {
-        let sd = f32x4_mul(ld(s), ld(d));
-        let p0 = block32(&w[..32], &x[..32], lane::<0>(sd));
-        let p1 = block32(&w[32..64], &x[32..64], lane::<1>(sd));
-        let p2 = block32(&w[64..96], &x[64..96], lane::<2>(sd));
-        let p3 = block32(&w[96..], &x[96..], lane::<3>(sd));
-        acc0 = f32x4_add(acc0, f32x4_add(p0, p1));
-        acc1 = f32x4_add(acc1, f32x4_add(p2, p3));
+        let isum = hsum_i32x4(
+            idot32(&w[..32], &x[..32]),
+            idot32(&w[32..64], &x[32..64]),
+            idot32(&w[64..96], &x[64..96]),
+            idot32(&w[96..], &x[96..]),
+        );
+        acc = accumulate(acc, isum, f32x4_mul(ld(s), ld(d)));
     }
-    for (((w, x), &s), &d) in wr.chunks_exact(32).zip(xr.chunks_exact(32)).zip(sr).zip(dr) {
-        acc0 = f32x4_add(acc0, block32(w, x, f32x4_splat(s * d)));
+    // A last partial step, its missing lanes adding 0 · 0 (a no-op, see the
+    // scalar code).
+    let (z, block) = (i32x4_splat(0), |k: usize| idot32(&wr[32 * k..], &xr[32 * k..]));
+    let sd = |k: usize| sr[k] * dr[k];
+    let last = match sr.len() {
+        0 => None,
+        1 => Some((hsum_i32x4(block(0), z, z, z), f32x4(sd(0), 0.0, 0.0, 0.0))),
+        2 => Some((hsum_i32x4(block(0), block(1), z, z), f32x4(sd(0), sd(1), 0.0, 0.0))),
+        _ => Some((hsum_i32x4(block(0), block(1), block(2), z), f32x4(sd(0), sd(1), sd(2), 0.0))),
+    };
+    if let Some((isum, sd)) = last {
+        acc = accumulate(acc, isum, sd);
     }
-    hsum_f32(f32x4_add(acc0, acc1))
+    hsum_f32(acc)
 }
 
-/// See [`scalar::dot_per16`](super::scalar::dot_per16). Two blocks (four
-/// groups) per step.
+/// See [`scalar::dot_per16`](super::scalar::dot_per16), whose f32 operations
+/// this performs in the same order: two blocks (four groups) per step, group
+/// `k` of a step in lane `k`.
 pub(crate) fn dot_per16(vals: &[i8], scales: &[f32], q: &[i8], d: &[f32]) -> f32 {
-    let (mut acc0, mut acc1) = (f32x4_splat(0.0), f32x4_splat(0.0));
-    let (w2, x2, s2, d2) = (vals.chunks_exact(64), q.chunks_exact(64), scales.chunks_exact(4), d.chunks_exact(2));
-    let (wr, xr, sr, dr) = (w2.remainder(), x2.remainder(), s2.remainder(), d2.remainder());
-    for (((w, x), s), d) in w2.zip(x2).zip(s2).zip(d2) {
-        let dd = f32x4(d[0], d[0], d[1], d[1]);
-        let sd = f32x4_mul(ld(s), dd);
-        let p0 = group16(&w[..16], &x[..16], lane::<0>(sd));
-        let p1 = group16(&w[16..32], &x[16..32], lane::<1>(sd));
-        let p2 = group16(&w[32..48], &x[32..48], lane::<2>(sd));
-        let p3 = group16(&w[48..], &x[48..], lane::<3>(sd));
-        acc0 = f32x4_add(acc0, f32x4_add(p0, p1));
-        acc1 = f32x4_add(acc1, f32x4_add(p2, p3));
+    let mut acc = f32x4_splat(0.0);
+    let (w4, x4, s4, d2) = (vals.chunks_exact(64), q.chunks_exact(64), scales.chunks_exact(4), d.chunks_exact(2));
+    let (wr, xr, sr, dr) = (w4.remainder(), x4.remainder(), s4.remainder(), d2.remainder());
+    for (((w, x), s), d) in w4.zip(x4).zip(s4).zip(d2) {
+        let isum = hsum_i32x4(
+            idot16(&w[..16], &x[..16]),
+            idot16(&w[16..32], &x[16..32]),
+            idot16(&w[32..48], &x[32..48]),
+            idot16(&w[48..], &x[48..]),
+        );
+        acc = accumulate(acc, isum, f32x4_mul(ld(s), f32x4(d[0], d[0], d[1], d[1])));
     }
-    let blocks = wr.chunks_exact(32).zip(xr.chunks_exact(32)).zip(sr.chunks_exact(2)).zip(dr);
-    for (((w, x), s), &d) in blocks {
-        acc0 = f32x4_add(acc0, group16(&w[..16], &x[..16], f32x4_splat(s[0] * d)));
-        acc1 = f32x4_add(acc1, group16(&w[16..], &x[16..], f32x4_splat(s[1] * d)));
+    // A last block of 32 (two groups), as in `dot_per32`.
+    if !sr.is_empty() {
+        let z = i32x4_splat(0);
+        let isum = hsum_i32x4(idot16(wr, xr), idot16(&wr[16..], &xr[16..]), z, z);
+        acc = accumulate(acc, isum, f32x4(sr[0] * dr[0], sr[1] * dr[0], 0.0, 0.0));
     }
-    hsum_f32(f32x4_add(acc0, acc1))
+    hsum_f32(acc)
 }
 
-/// See [`scalar::fdot`](super::scalar::fdot).
+/// See [`scalar::fdot`](super::scalar::fdot), whose f32 operations this
+/// performs in the same order.
 pub(crate) fn fdot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [f32x4_splat(0.0); 4];
     let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));

@@ -56,7 +56,7 @@ test('two and three workers give the same greedy replies as one', async () => {
 test('a split the model cannot take is a clear error, and one worker still works after it', async () => {
   const { context, page } = await pageWith(4);
   await page.getByTestId('model-failed').waitFor({ timeout: 120_000 });
-  assert.match(await page.getByTestId('model-failed').textContent(), /at most one worker per head/);
+  assert.match(await page.getByTestId('model-failed').textContent(), /4 workers for a model whose layers split into 3 parts/);
   await page.getByTestId('workers').fill('1');
   await page.getByTestId('workers').dispatchEvent('change');
   await page.getByTestId('model-load').click();

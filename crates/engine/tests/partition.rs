@@ -165,10 +165,25 @@ fn two_and_three_workers_give_the_same_greedy_replies_as_one() {
 }
 
 #[test]
+fn segments_keep_whole_quantization_blocks() {
+    // A tiny Mistral-shaped model in Q4_K: its head groups are 128 columns
+    // wide, half a Q4_K block, so its two groups form one segment. It cannot be
+    // split, and one worker runs it as usual.
+    use candle_core::quantized::GgmlDType;
+    use sprig_engine::synthetic::SyntheticSpec;
+    let spec = SyntheticSpec { dtype: GgmlDType::Q4K, n_embd: 256, n_head: 4, n_head_kv: 2, n_ff: 512, ..SyntheticSpec::tiny_mistral() };
+    let bytes = common::tiny_mistral_bytes(&spec);
+    let err = Model::load_partition(&mut common::open(bytes.clone()), Partition::new(0, 2).unwrap(), &mut |_| {}).unwrap_err();
+    assert!(err.to_string().contains("split into 1 parts"), "{err}");
+    let mut whole = Model::load(&mut common::open(bytes)).unwrap();
+    assert_eq!(whole.forward(&[1, 2, 3]).unwrap().len(), whole.vocab());
+}
+
+#[test]
 fn a_split_that_does_not_fit_is_refused() {
     // Three key/value heads cannot go to four workers.
     let err = Model::load_partition(&mut open(), Partition::new(0, 4).unwrap(), &mut |_| {}).unwrap_err();
-    assert!(err.to_string().contains("at most one worker per head"), "{err}");
+    assert!(err.to_string().contains("split into 3 parts") && err.to_string().contains("at most 3"), "{err}");
     // A split model refuses the one-worker forward.
     let mut m = Model::load_partition(&mut open(), Partition::new(0, 2).unwrap(), &mut |_| {}).unwrap();
     assert!(m.forward(&[1, 2]).is_err());

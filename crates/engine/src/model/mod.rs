@@ -175,30 +175,40 @@ impl Model {
         let c = config.clone();
         let (e, ff, hd) = (c.n_embd, c.n_ff, c.head_dim);
         let n_rep = c.n_head / c.n_head_kv;
-        if partition.count() > c.n_head_kv {
+        let mut l = Loader::new(file, on_progress);
+        // Segments: runs of whole key/value head groups, as few groups per
+        // run as keep the attention output's columns in whole blocks of every
+        // layer's type; the hidden units are cut into as many slices.
+        let group_width = n_rep * hd;
+        let mut block = 1;
+        for i in 0..c.n_layer {
+            block = block.max(l.dtype(&format!("blk.{i}.attn_output.weight"), &[e, c.n_head * hd])?.block_size());
+        }
+        let per_segment = (1..=c.n_head_kv)
+            .find(|g| c.n_head_kv.is_multiple_of(*g) && (g * group_width).is_multiple_of(block))
+            .unwrap_or(c.n_head_kv);
+        let n_seg = c.n_head_kv / per_segment;
+        if partition.count() > n_seg {
             return Err(ModelError::Partition(format!(
-                "{} workers for {} key/value heads: at most one worker per head",
+                "{} workers for a model whose layers split into {n_seg} parts ({} key/value heads, {per_segment} per part): at most {n_seg}",
                 partition.count(),
                 c.n_head_kv
             )));
         }
-        // Segments: one per key/value head group, and as many slices of the
-        // hidden units; this worker holds a run of them.
-        let n_seg = c.n_head_kv;
-        let groups = partition.share(n_seg);
-        let group_width = n_rep * hd;
+        let segments_here = partition.share(n_seg);
+        let groups = segments_here.start * per_segment..segments_here.end * per_segment;
+        let seg_width = per_segment * group_width;
         let (kv_rows, q_rows) = (groups.start * hd..groups.end * hd, groups.start * group_width..groups.end * group_width);
         let vocab_rows = partition.share(vocab);
-        let mut l = Loader::new(file, on_progress);
         let embedding = l.rows("token_embd.weight", [vocab, e], vocab_rows.clone())?;
         let mut layers = Vec::with_capacity(c.n_layer);
         for i in 0..c.n_layer {
             let p = |s: &str| format!("blk.{i}.{s}");
             let wo_name = p("attn_output.weight");
-            let mut wo = Vec::with_capacity(groups.len());
-            for (j, g) in groups.clone().enumerate() {
-                let cols = g * group_width..(g + 1) * group_width;
-                wo.push((j * group_width..(j + 1) * group_width, l.columns(&wo_name, [e, c.n_head * hd], cols)?));
+            let mut wo = Vec::with_capacity(segments_here.len());
+            for (j, seg) in segments_here.clone().enumerate() {
+                let cols = seg * seg_width..(seg + 1) * seg_width;
+                wo.push((j * seg_width..(j + 1) * seg_width, l.columns(&wo_name, [e, c.n_head * hd], cols)?));
             }
             let attention = Attention {
                 norm: l.vector(&p("attn_norm.weight"), e)?,
@@ -216,7 +226,7 @@ impl Model {
             let segments: Vec<Range<usize>> = (0..n_seg)
                 .map(|j| Partition::new(j, n_seg).and_then(|s| s.share_in_units(ff, unit, &down_name)))
                 .collect::<Result<_, _>>()?;
-            let mine = &segments[groups.clone()];
+            let mine = &segments[segments_here.clone()];
             let hidden = mine.first().map_or(0, |r| r.start)..mine.last().map_or(0, |r| r.end);
             let mut down = Vec::with_capacity(mine.len());
             for cols in mine {

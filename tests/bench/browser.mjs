@@ -22,7 +22,8 @@
 // Env: SPRIG_DIST (built dist), RUNS (default 3), MAX_TOKENS (default 64),
 // SPRIG_BENCH_Q4_0 (the Q4_0 GGUF; its row is skipped when unset or missing),
 // SPRIG_BENCH_7B (a folder with manifest.json and the shards of the converted
-// synthetic Mistral-7B mix; skipped when unset), MAX_TOKENS_7B (default 8).
+// synthetic Mistral-7B mix; skipped when unset), MAX_TOKENS_7B (default 8),
+// ONLY_7B (skip everything but the bandwidth probe and the 7B mix).
 //
 // After the Sprig/wllama tables: Sprig with 2 workers against 1 on the demo,
 // and the 7B mix with 2 and 3 workers.
@@ -380,7 +381,7 @@ async function bench7b(dir, gbPerS) {
     const tensors = await ggufTensorSizes(join(dir, shard.url));
     bytes += tensors.filter((t) => t.name !== 'token_embd.weight').reduce((s, t) => s + t.size, 0);
   }
-  const server = await startServer({ root: dir });
+  const server = await startServer({ root: dir, cors: true });
   const context = await browser.newContext();
   try {
     console.log(`\n== ${manifest.name}: ${(manifest.total_size / 1e9).toFixed(2)} GB in ${manifest.shards.length} shards, ` +
@@ -407,8 +408,10 @@ try {
   const gbPerS = await probeBandwidth();
   if (!(gbPerS > 0)) throw new Error(`the bandwidth probe gave ${gbPerS} GB/s`);
   console.log(`wasm memory read bandwidth: ${gbPerS.toFixed(2)} GB/s (one worker thread, ${PROBE_BYTES >> 20} MiB, best of 5 reads)`);
-  for (const model of MODELS) await benchModel(model, gbPerS);
-  await benchWorkers(MODELS[0]);
+  if (!process.env.ONLY_7B) {
+    for (const model of MODELS) await benchModel(model, gbPerS);
+    await benchWorkers(MODELS[0]);
+  }
   const big = process.env.SPRIG_BENCH_7B;
   if (big && existsSync(join(big, 'manifest.json'))) await bench7b(big, gbPerS);
   else console.log(`\nskipping the 7B mix: ${big ? `${big}/manifest.json is missing` : 'SPRIG_BENCH_7B is not set'}`);

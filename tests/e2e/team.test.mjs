@@ -64,3 +64,31 @@ test('a split the model cannot take is a clear error, and one worker still works
   assert.ok((await ask(page, 1, 'Hello!')).length > 0);
   await context.close();
 });
+
+test('Stop ends a split model reply within a token, and the workers stay in step', async () => {
+  const { context, page, errors } = await pageWith(2);
+  await page.getByTestId('max-tokens').fill('400');
+  await page.getByTestId('max-tokens').dispatchEvent('change');
+  await page.getByTestId('model-ready').waitFor({ timeout: 180_000 });
+  await page.getByTestId('composer').fill('Write a long story about a dragon.');
+  await page.getByTestId('composer').press('Enter');
+  await page.waitForFunction(() => (document.querySelector('[data-testid="message-assistant"] .md')?.textContent ?? '').length > 20, null, { timeout: 60_000 });
+  const atStop = await page.evaluate(() => {
+    document.querySelector('[data-testid="stop"]').click();
+    return Number(document.querySelector('[data-testid="message-assistant"]').dataset.liveTokens);
+  });
+  await page.getByTestId('reply-stats').first().waitFor({ timeout: 60_000 });
+  const stats = await page.getByTestId('reply-stats').first().textContent();
+  assert.match(stats, /stopped/);
+  const generated = Number(/^(\d+) tokens/.exec(stats)[1]);
+  assert.ok(atStop > 0 && generated <= atStop + 2, `stopped within a token: ${atStop} at Stop, ${stats}`);
+  // The next turn reuses the cache on every worker (cut back to what the
+  // coordinator kept): an exchange out of step would end it in an error.
+  await page.getByTestId('max-tokens').fill('24');
+  await page.getByTestId('max-tokens').dispatchEvent('change');
+  const split = await ask(page, 2, 'Name three rivers of Europe.');
+  const history = await page.locator('[data-testid="message-assistant"] .md').first().textContent();
+  assert.deepEqual(errors, []);
+  await context.close();
+  assert.ok(split.length > 10 && history.length > 20, JSON.stringify({ split, history }));
+});

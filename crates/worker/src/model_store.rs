@@ -386,7 +386,9 @@ impl ShardWriter {
     /// # Errors
     /// The browser's refusal.
     pub fn reset(&mut self) -> Result<(), StoreError> {
+        // Emptied, then sized up front again like a fresh shard.
         self.data.truncate(0)?;
+        self.data.truncate(self.meta.size)?;
         self.data.flush()?;
         self.marks.truncate(0)?;
         self.marks.flush()?;

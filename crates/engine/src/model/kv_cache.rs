@@ -57,11 +57,6 @@ impl LayerCache {
     pub fn value(&self, p: usize) -> &[f32] {
         &self.v[p * self.width..(p + 1) * self.width]
     }
-
-    /// Bytes held.
-    pub fn capacity_bytes(&self) -> usize {
-        (self.k.capacity() + self.v.capacity()) * 4
-    }
 }
 
 #[cfg(test)]

@@ -68,16 +68,6 @@ pub struct Scratch {
     segment: Vec<f32>,
 }
 
-impl Scratch {
-    /// Bytes held.
-    pub fn capacity_bytes(&self) -> usize {
-        4 * [&self.h, &self.q, &self.k, &self.v, &self.att, &self.scores, &self.gate, &self.up, &self.segment]
-            .iter()
-            .map(|b| b.capacity())
-            .sum::<usize>()
-    }
-}
-
 /// Everything a step needs besides its weights.
 #[derive(Debug, Clone, Copy)]
 pub struct StepInput<'a> {
@@ -132,10 +122,6 @@ impl Attention {
     /// Kernel errors (shapes that do not fit).
     pub fn forward(&self, x: &[f32], cache: &mut LayerCache, input: &StepInput<'_>, s: &mut Scratch, out: &mut [f32]) -> Result<(), KernelError> {
         let (seq, hd) = (input.seq, self.head_dim);
-        if self.kv_heads == 0 {
-            out.fill(0.0);
-            return Ok(());
-        }
         let n = self.norm.len();
         norm_rows(x, &self.norm, input.eps, sized(&mut s.h, seq * n));
         s.act.quantize(&s.h, seq, n)?;

@@ -298,13 +298,6 @@ impl Model {
         self.embedding.size_in_bytes() + self.output.as_ref().map_or(0, QMatrix::size_in_bytes) + self.layers.iter().map(layer).sum::<usize>()
     }
 
-    /// Bytes held by the KV cache and the work buffers.
-    pub fn state_bytes(&self) -> usize {
-        self.caches.iter().map(LayerCache::capacity_bytes).sum::<usize>()
-            + self.scratch.capacity_bytes()
-            + 4 * (self.x.capacity() + self.local.capacity() + self.gathered.capacity() + self.last.capacity() + self.logits.capacity())
-    }
-
     /// Number of positions in the KV cache.
     pub fn cached_len(&self) -> usize {
         self.caches.first().map_or(0, LayerCache::len)

@@ -1,0 +1,44 @@
+//! Helpers shared by the CLI's integration tests that run the real binary.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The demo model, fetched by `scripts/fetch-models`.
+pub const MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/SmolLM2-135M-Instruct.Q4_1.gguf");
+
+/// Runs `sprig` with `args`: whether it succeeded, its stdout and its stderr.
+pub fn sprig(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_sprig")).args(args).output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// `path`, checked to exist.
+pub fn model_file(path: &str) -> &str {
+    assert!(Path::new(path).exists(), "{path} is missing: run scripts/fetch-models");
+    path
+}
+
+/// A fresh directory under the system's temp dir, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    /// An empty `sprig-cli-<name>-<pid>`.
+    pub fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("sprig-cli-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    /// The path of `name` inside it.
+    pub fn path(&self, name: &str) -> String {
+        self.0.join(name).to_str().unwrap().to_string()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

@@ -4,66 +4,14 @@
 //! tokens.
 #![cfg(target_arch = "wasm32")]
 
-use candle_core::quantized::QTensor;
-use candle_core::{Device, Tensor};
 use sprig_engine::kernels::{Activations, Backend, GgmlDType, QMatrix};
 use wasm_bindgen_test::*;
 
+mod kernel_cases;
+
+use kernel_cases::{block, build, Rng, TYPES};
+
 wasm_bindgen_test_configure!(run_in_dedicated_worker);
-
-/// Every type with a kernel.
-const TYPES: [GgmlDType; 12] = [
-    GgmlDType::Q4_0,
-    GgmlDType::Q4_1,
-    GgmlDType::Q5_0,
-    GgmlDType::Q5_1,
-    GgmlDType::Q8_0,
-    GgmlDType::Q2K,
-    GgmlDType::Q3K,
-    GgmlDType::Q4K,
-    GgmlDType::Q5K,
-    GgmlDType::Q6K,
-    GgmlDType::F16,
-    GgmlDType::F32,
-];
-
-/// A seeded SplitMix64.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// `n` values in [-s, s) with s varying per 32, and some zeros.
-    fn values(&mut self, n: usize) -> Vec<f32> {
-        let mut scale = 1.0;
-        (0..n)
-            .map(|i| {
-                let u = (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0;
-                if i % 32 == 0 {
-                    scale = 10f32.powf(u);
-                }
-                if self.next().is_multiple_of(64) {
-                    0.0
-                } else {
-                    scale * u
-                }
-            })
-            .collect()
-    }
-}
-
-fn build(dtype: GgmlDType, rows: usize, cols: usize, seed: u64) -> QMatrix {
-    let w = Rng(seed).values(rows * cols);
-    let t = Tensor::from_vec(w, (rows, cols), &Device::Cpu).unwrap();
-    let q = QTensor::quantize(&t, dtype).unwrap();
-    QMatrix::new(dtype, rows, cols, q.data().unwrap().to_vec()).unwrap()
-}
 
 #[wasm_bindgen_test]
 fn simd_is_compiled_in() {
@@ -108,7 +56,7 @@ fn activation_quantization_is_identical() {
 fn unpacking_is_identical() {
     for dtype in TYPES {
         let cols = if matches!(dtype, GgmlDType::F16 | GgmlDType::F32) { 264 } else { 512 };
-        let m = build(dtype, 3, cols, 5);
+        let (m, _) = build(dtype, 3, cols, 5);
         let (mut a, mut b) = (vec![0f32; cols], vec![0f32; cols]);
         for r in 0..3 {
             m.dequantize_row_with(r, &mut a, Backend::Scalar).unwrap();
@@ -140,14 +88,6 @@ const COLS: [usize; 7] = [96, 192, 256, 384, 576, 768, 1536];
 /// Token counts: single, a few, and more than one row tile.
 const TOKENS: [usize; 6] = [1, 2, 3, 17, 18, 37];
 
-/// Elements per block of a type.
-fn block(dtype: GgmlDType) -> usize {
-    match dtype {
-        GgmlDType::F16 | GgmlDType::F32 => 1,
-        GgmlDType::Q2K | GgmlDType::Q3K | GgmlDType::Q4K | GgmlDType::Q5K | GgmlDType::Q6K => 256,
-        _ => 32,
-    }
-}
 
 #[wasm_bindgen_test]
 fn matmul_is_identical_to_the_scalar_reference() {
@@ -156,7 +96,7 @@ fn matmul_is_identical_to_the_scalar_reference() {
     for (n, dtype) in TYPES.into_iter().enumerate() {
         for cols in COLS.into_iter().filter(|c| c.is_multiple_of(block(dtype))) {
             for rows in ROWS {
-                let m = build(dtype, rows, cols, (1000 * n + rows * cols) as u64);
+                let (m, _) = build(dtype, rows, cols, (1000 * n + rows * cols) as u64);
                 for tokens in TOKENS {
                     let x = Rng((tokens * cols) as u64).values(tokens * cols);
                     // Each backend end to end: its own activation quantization too.

@@ -20,7 +20,7 @@ use crate::host::{self, error, start_reply, step_reply, team_size, worker_info, 
 use crate::team::{self, Team};
 use crate::peer;
 use js_sys::Array;
-use sprig_engine::model::{LlamaConfig, Partition};
+use sprig_engine::model::{Alone, Collective, LlamaConfig, Partition};
 use crate::model_store::{model_id, ModelDir, ModelStore, ShardMeta, ShardState, StoreMeta};
 use crate::opfs::{StoreError, SyncFile};
 
@@ -467,57 +467,49 @@ async fn delete_model(id: String) {
     post(list_models().await);
 }
 
-async fn run_reply() {
-    loop {
-        let events = HOST.with(|h| h.borrow_mut().step());
-        if events.is_empty() {
-            return;
+/// Runs a reply: the uncached part of the prompt, then a token at a time,
+/// yielding between tokens so that a Stop can arrive. The session is lent out
+/// of the host while a step runs (with a model split across workers each step
+/// waits for the others), and a Stop arriving meanwhile takes effect at the
+/// next token.
+async fn run_reply(prepared: Prepared) {
+    match TEAM.with(|t| t.borrow_mut().take()) {
+        None => {
+            drive_reply(&prepared, &mut Alone).await;
         }
-        let last = events.iter().any(|e| matches!(e, Event::Done { .. } | Event::Error { .. }));
-        events.into_iter().for_each(post);
-        if last {
-            return;
-        }
-        yield_now().await;
-    }
-}
-
-/// A reply of a model split across workers: every forward pass waits for
-/// the others at each layer, so the session is lent out of the host while it
-/// runs (a Stop arriving meanwhile takes effect at the next token).
-async fn run_team_reply(prepared: Prepared) {
-    let Some(mut team) = TEAM.with(|t| t.borrow_mut().take()) else {
-        post(error(ErrorKind::NotLoaded, "the workers holding the model are gone; load it again"));
-        return;
-    };
-    let mut broken = false;
-    if let Some((mut session, _, _)) = HOST.with(|h| h.borrow_mut().lend()) {
-        let event = start_reply(&mut session, &prepared, &mut team.mesh).await;
-        let started = matches!(event, Event::Started { .. });
-        HOST.with(|h| h.borrow_mut().give_back(session, !started));
-        broken = !started;
-        post(event);
-        if started {
-            loop {
-                let Some((mut session, turn, dropped)) = HOST.with(|h| h.borrow_mut().lend()) else { break };
-                let (events, finished) = step_reply(&mut session, turn, dropped, &mut team.mesh).await;
-                HOST.with(|h| h.borrow_mut().give_back(session, finished));
-                broken = events.iter().any(|e| matches!(e, Event::Error { .. }));
-                events.into_iter().for_each(post);
-                if finished {
-                    break;
-                }
-                yield_now().await;
+        Some(mut team) => {
+            if drive_reply(&prepared, &mut team.mesh).await {
+                // A failed exchange leaves the workers out of step: unload,
+                // so the next attempt starts from a fresh load.
+                team.mesh.broadcast_error("rank 0 gave up on this model");
+                HOST.with(|h| h.borrow_mut().unload());
+            } else {
+                TEAM.with(|t| *t.borrow_mut() = Some(team));
             }
         }
     }
-    if broken {
-        // A failed exchange leaves the workers out of step: unload, so the
-        // next attempt starts from a fresh load.
-        team.mesh.broadcast_error("rank 0 gave up on this model");
-        HOST.with(|h| h.borrow_mut().unload());
-    } else {
-        TEAM.with(|t| *t.borrow_mut() = Some(team));
+}
+
+/// Posts a reply's events until it ends; returns whether it ended in an error.
+async fn drive_reply<C: Collective>(prepared: &Prepared, collective: &mut C) -> bool {
+    let Some((mut session, _, _)) = HOST.with(|h| h.borrow_mut().lend()) else { return false };
+    let event = start_reply(&mut session, prepared, collective).await;
+    let started = matches!(event, Event::Started { .. });
+    HOST.with(|h| h.borrow_mut().give_back(session, !started));
+    post(event);
+    if !started {
+        return true;
+    }
+    loop {
+        let Some((mut session, turn, dropped)) = HOST.with(|h| h.borrow_mut().lend()) else { return false };
+        let (events, finished) = step_reply(&mut session, turn, dropped, collective).await;
+        HOST.with(|h| h.borrow_mut().give_back(session, finished));
+        let failed = events.iter().any(|e| matches!(e, Event::Error { .. }));
+        events.into_iter().for_each(post);
+        if finished {
+            return failed;
+        }
+        yield_now().await;
     }
 }
 
@@ -548,18 +540,9 @@ fn on_request(request: Request, file: Option<File>) {
                 post(error(ErrorKind::Busy, "the model is still loading"));
                 return;
             }
-            if TEAM.with(|t| t.borrow().is_some()) {
-                match HOST.with(|h| h.borrow_mut().prepare(turn, &messages, &settings)) {
-                    Ok(prepared) => spawn_local(run_team_reply(prepared)),
-                    Err(event) => post(event),
-                }
-                return;
-            }
-            let event = HOST.with(|h| h.borrow_mut().start(turn, &messages, &settings));
-            let started = matches!(event, Event::Started { .. });
-            post(event);
-            if started {
-                spawn_local(run_reply());
+            match HOST.with(|h| h.borrow_mut().prepare(turn, &messages, &settings)) {
+                Ok(prepared) => spawn_local(run_reply(prepared)),
+                Err(event) => post(event),
             }
         }
         Request::Stop => HOST.with(|h| h.borrow_mut().cancel()),

@@ -7,7 +7,7 @@ mod common;
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::thread;
 
-use sprig_engine::model::{run_to_completion, Collective, CollectiveError, Model, Partition};
+use sprig_engine::model::{run_to_completion, split_parts, Collective, CollectiveError, Model, Partition};
 use sprig_engine::{GgufFile, SamplingParams, Session, Step};
 
 /// One worker's end of a full mesh of channels.
@@ -173,6 +173,7 @@ fn segments_keep_whole_quantization_blocks() {
     use sprig_engine::synthetic::SyntheticSpec;
     let spec = SyntheticSpec { dtype: GgmlDType::Q4K, n_embd: 256, n_head: 4, n_head_kv: 2, n_ff: 512, ..SyntheticSpec::tiny_mistral() };
     let bytes = common::tiny_mistral_bytes(&spec);
+    assert_eq!(split_parts(&common::open(bytes.clone())).unwrap(), 1);
     let err = Model::load_partition(&mut common::open(bytes.clone()), Partition::new(0, 2).unwrap(), &mut |_| {}).unwrap_err();
     assert!(err.to_string().contains("split into 1 parts"), "{err}");
     let mut whole = Model::load(&mut common::open(bytes)).unwrap();
@@ -182,6 +183,7 @@ fn segments_keep_whole_quantization_blocks() {
 #[test]
 fn a_split_that_does_not_fit_is_refused() {
     // Three key/value heads cannot go to four workers.
+    assert_eq!(split_parts(&open()).unwrap(), 3);
     let err = Model::load_partition(&mut open(), Partition::new(0, 4).unwrap(), &mut |_| {}).unwrap_err();
     assert!(err.to_string().contains("split into 3 parts") && err.to_string().contains("at most 3"), "{err}");
     // A split model refuses the one-worker forward.

@@ -20,7 +20,7 @@ use crate::host::{self, error, start_reply, step_reply, team_size, worker_info, 
 use crate::team::{self, Team};
 use crate::peer;
 use js_sys::Array;
-use sprig_engine::model::{Alone, Collective, LlamaConfig, Partition};
+use sprig_engine::model::{split_parts, Alone, Collective, Partition};
 use crate::model_store::{model_id, ModelDir, ModelStore, ShardMeta, ShardState, StoreMeta};
 use crate::opfs::{StoreError, SyncFile};
 
@@ -336,9 +336,10 @@ async fn load_split<R: Read + Seek>(readers: Vec<R>, size: u64, source: &ModelSo
         Ok(f) => f,
         Err(e) => return e,
     };
-    let kv_heads = LlamaConfig::from_metadata(&gguf.metadata()).map_or(1, |c| c.n_head_kv);
+    // A model whose parts cannot be told fails in the load below, which says why.
+    let parts = split_parts(&gguf).unwrap_or(1);
     let cores = scope().navigator().hardware_concurrency() as usize;
-    let count = team_size(requested, size, kv_heads, cores.max(1));
+    let count = team_size(requested, size, parts, cores.max(1));
     if count == 1 {
         return HOST.with(|h| h.borrow_mut().load_file(gguf, size, Partition::WHOLE, &mut post));
     }

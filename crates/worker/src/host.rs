@@ -244,17 +244,18 @@ pub const WEIGHTS_PER_WORKER: u64 = 2_500_000_000;
 /// both on the demo model).
 pub const SPLIT_FROM: u64 = 1_000_000_000;
 
-/// How many workers hold a model of `size` bytes with `kv_heads` key/value
-/// heads on a device with `cores` cores: the `requested` number, or (0)
-/// enough for its size to fit their memories and, for a large model, one per
-/// core; never more than one per key/value head when chosen.
-pub fn team_size(requested: usize, size: u64, kv_heads: usize, cores: usize) -> usize {
+/// How many workers hold a model of `size` bytes whose layers split into
+/// `parts` ([`sprig_engine::model::split_parts`]) on a device with `cores`
+/// cores: the `requested` number, or (0) enough for its size to fit their
+/// memories and, for a large model, one per core; never more than `parts`
+/// when chosen.
+pub fn team_size(requested: usize, size: u64, parts: usize, cores: usize) -> usize {
     if requested > 0 {
         return requested.min(16);
     }
     let needed = size.div_ceil(WEIGHTS_PER_WORKER) as usize;
     let parallel = if size >= SPLIT_FROM { cores } else { 1 };
-    needed.max(parallel).clamp(1, kv_heads.clamp(1, 16))
+    needed.max(parallel).clamp(1, parts.clamp(1, 16))
 }
 
 /// A reply about to start: its turn, prompt and sampling parameters.
@@ -331,7 +332,7 @@ mod tests {
         assert_eq!(team_size(0, 100_000_000, 3, 8), 1);
         assert_eq!(team_size(0, 4_370_000_000, 8, 2), 2);
         assert_eq!(team_size(0, 4_370_000_000, 8, 1), 2);
-        // Large models use the cores, within the heads.
+        // Large models use the cores, within the parts the model splits into.
         assert_eq!(team_size(0, 4_370_000_000, 8, 6), 6);
         assert_eq!(team_size(0, 4_370_000_000, 8, 64), 8);
         assert_eq!(team_size(0, 1_500_000_000, 8, 4), 4);

@@ -104,6 +104,33 @@ pub struct LoadProgress {
     pub bytes_total: u64,
 }
 
+/// Into how many parts the layers of the model in `file` split: the most
+/// workers it can be split across (see [`Partition`]).
+///
+/// # Errors
+/// Unusable metadata; a missing or misshapen attention output.
+pub fn split_parts<R>(file: &GgufFile<R>) -> Result<usize, ModelError> {
+    let c = LlamaConfig::from_metadata(&file.metadata())?;
+    Ok(c.n_head_kv / heads_per_part(file, &c)?)
+}
+
+/// Key/value head groups per segment: as few as keep the attention output's
+/// columns of a segment in whole blocks of every layer's type.
+fn heads_per_part<R>(file: &GgufFile<R>, c: &LlamaConfig) -> Result<usize, ModelError> {
+    let group_width = c.n_head / c.n_head_kv * c.head_dim;
+    let expected = [c.n_embd, c.n_head * c.head_dim];
+    let mut block = 1;
+    for i in 0..c.n_layer {
+        let name = format!("blk.{i}.attn_output.weight");
+        let info = file.tensor_info(&name).ok_or_else(|| GgufError::MissingTensor { name: name.clone() })?;
+        if info.shape.dims() != expected {
+            return Err(GgufError::Shape { name, expected: expected.to_vec(), actual: info.shape.dims().to_vec() }.into());
+        }
+        block = block.max(info.ggml_dtype.block_size());
+    }
+    Ok((1..=c.n_head_kv).find(|g| c.n_head_kv.is_multiple_of(*g) && (g * group_width).is_multiple_of(block)).unwrap_or(c.n_head_kv))
+}
+
 /// A loaded llama-family model (or one worker's slice of it) and its KV cache.
 #[derive(Debug)]
 pub struct Model {
@@ -175,18 +202,11 @@ impl Model {
         let c = config.clone();
         let (e, ff, hd) = (c.n_embd, c.n_ff, c.head_dim);
         let n_rep = c.n_head / c.n_head_kv;
-        let mut l = Loader::new(file, on_progress);
-        // Segments: runs of whole key/value head groups, as few groups per
-        // run as keep the attention output's columns in whole blocks of every
-        // layer's type; the hidden units are cut into as many slices.
+        // Segments: runs of whole key/value head groups (see heads_per_part);
+        // the hidden units are cut into as many slices.
+        let per_segment = heads_per_part(file, &c)?;
         let group_width = n_rep * hd;
-        let mut block = 1;
-        for i in 0..c.n_layer {
-            block = block.max(l.dtype(&format!("blk.{i}.attn_output.weight"), &[e, c.n_head * hd])?.block_size());
-        }
-        let per_segment = (1..=c.n_head_kv)
-            .find(|g| c.n_head_kv.is_multiple_of(*g) && (g * group_width).is_multiple_of(block))
-            .unwrap_or(c.n_head_kv);
+        let mut l = Loader::new(file, on_progress);
         let n_seg = c.n_head_kv / per_segment;
         if partition.count() > n_seg {
             return Err(ModelError::Partition(format!(

@@ -1,7 +1,9 @@
-//! The wasm `simd128` kernels against the portable reference (the code native
+//! The wasm kernels (`simd128`, and relaxed SIMD in a build with the
+//! `relaxed-simd` feature) against the portable reference (the code native
 //! builds run), in headless Chromium: unpacking, activation quantization and
-//! matmul bit for bit, so that native and browser engines pick the same
-//! tokens.
+//! matmul bit for bit (one token takes the packed kernels, several the
+//! unpacked ones), so that native and browser engines pick the same tokens.
+//! `scripts/test` runs it once per worker build.
 #![cfg(target_arch = "wasm32")]
 
 use sprig_engine::kernels::{Activations, Backend, GgmlDType, QMatrix};
@@ -13,9 +15,22 @@ use kernel_cases::{block, build, Rng, TYPES};
 
 wasm_bindgen_test_configure!(run_in_dedicated_worker);
 
+/// The backends compared with the portable one.
+fn simd_backends() -> Vec<Backend> {
+    Backend::available().iter().copied().filter(|&b| b != Backend::Scalar).collect()
+}
+
 #[wasm_bindgen_test]
 fn simd_is_compiled_in() {
     assert!(std::hint::black_box(sprig_engine::SIMD128), "built without +simd128");
+    let (build, backends) = if cfg!(feature = "relaxed-simd") {
+        ("relaxed-simd", vec![Backend::Simd, Backend::Relaxed])
+    } else {
+        ("simd128", vec![Backend::Simd])
+    };
+    assert_eq!(sprig_engine::kernels::BUILD, build);
+    assert_eq!(simd_backends(), backends);
+    console_log!("kernels: {build}");
 }
 
 /// The bits of `v`, any NaN as one pattern (NaN payloads of f32 arithmetic
@@ -40,29 +55,34 @@ fn activation_quantization_is_identical() {
     for (i, v) in x[224..256].iter_mut().enumerate() {
         *v = f32::from_bits(i as u32 * 1000 + 1) * if i % 2 == 0 { 1.0 } else { -1.0 };
     }
-    for (tokens, cols) in [(7, 256), (56, 32), (1, 1792)] {
-        let (mut a, mut b) = (Activations::new(), Activations::new());
-        a.quantize_with(&x, tokens, cols, Backend::Scalar).unwrap();
-        b.quantize_with(&x, tokens, cols, Backend::Simd).unwrap();
-        let ((qa, da), (qb, db)) = (a.quantized(), b.quantized());
-        assert_eq!(qa, qb);
-        let (da, db): (Vec<u32>, Vec<u32>) =
-            (da.iter().map(|&v| bits(v)).collect(), db.iter().map(|&v| bits(v)).collect());
-        assert_eq!(da, db);
+    for backend in simd_backends() {
+        for (tokens, cols) in [(7, 256), (56, 32), (1, 1792)] {
+            let (mut a, mut b) = (Activations::new(), Activations::new());
+            a.quantize_with(&x, tokens, cols, Backend::Scalar).unwrap();
+            b.quantize_with(&x, tokens, cols, backend).unwrap();
+            for ((qa, da), (qb, db)) in [(a.quantized(), b.quantized()), (a.quantized_k(), b.quantized_k())] {
+                assert_eq!(qa, qb, "{backend:?} {tokens} x {cols}");
+                let (da, db): (Vec<u32>, Vec<u32>) =
+                    (da.iter().map(|&v| bits(v)).collect(), db.iter().map(|&v| bits(v)).collect());
+                assert_eq!(da, db, "{backend:?} {tokens} x {cols}");
+            }
+        }
     }
 }
 
 #[wasm_bindgen_test]
 fn unpacking_is_identical() {
-    for dtype in TYPES {
-        let cols = if matches!(dtype, GgmlDType::F16 | GgmlDType::F32) { 264 } else { 512 };
-        let (m, _) = build(dtype, 3, cols, 5);
-        let (mut a, mut b) = (vec![0f32; cols], vec![0f32; cols]);
-        for r in 0..3 {
-            m.dequantize_row_with(r, &mut a, Backend::Scalar).unwrap();
-            m.dequantize_row_with(r, &mut b, Backend::Simd).unwrap();
-            for (c, (x, y)) in a.iter().zip(&b).enumerate() {
-                assert_eq!(x.to_bits(), y.to_bits(), "{dtype:?} [{r}, {c}]: scalar {x}, simd {y}");
+    for backend in simd_backends() {
+        for dtype in TYPES {
+            let cols = if matches!(dtype, GgmlDType::F16 | GgmlDType::F32) { 264 } else { 512 };
+            let (m, _) = build(dtype, 3, cols, 5);
+            let (mut a, mut b) = (vec![0f32; cols], vec![0f32; cols]);
+            for r in 0..3 {
+                m.dequantize_row_with(r, &mut a, Backend::Scalar).unwrap();
+                m.dequantize_row_with(r, &mut b, backend).unwrap();
+                for (c, (x, y)) in a.iter().zip(&b).enumerate() {
+                    assert_eq!(x.to_bits(), y.to_bits(), "{backend:?} {dtype:?} [{r}, {c}]: scalar {x}, simd {y}");
+                }
             }
         }
     }
@@ -75,16 +95,19 @@ fn f16_conversion_is_identical_for_every_value() {
     let m = QMatrix::new(GgmlDType::F16, 1, 1 << 16, data).unwrap();
     let (mut a, mut b) = (vec![0f32; 1 << 16], vec![0f32; 1 << 16]);
     m.dequantize_row_with(0, &mut a, Backend::Scalar).unwrap();
-    m.dequantize_row_with(0, &mut b, Backend::Simd).unwrap();
-    for (h, (x, y)) in a.iter().zip(&b).enumerate() {
-        assert_eq!(x.to_bits(), y.to_bits(), "f16 {h:#06x}: scalar {x}, simd {y}");
+    for backend in simd_backends() {
+        m.dequantize_row_with(0, &mut b, backend).unwrap();
+        for (h, (x, y)) in a.iter().zip(&b).enumerate() {
+            assert_eq!(x.to_bits(), y.to_bits(), "{backend:?} f16 {h:#06x}: scalar {x}, simd {y}");
+        }
     }
 }
 
 /// Row counts of the matmul comparison.
 const ROWS: [usize; 4] = [1, 37, 64, 192];
-/// Column counts (those that are a multiple of the type's block).
-const COLS: [usize; 7] = [96, 192, 256, 384, 576, 768, 1536];
+/// Column counts (those that are a multiple of the type's block): partial
+/// and whole steps of four blocks, chunks of sixteen, one to six super-blocks.
+const COLS: [usize; 10] = [32, 96, 192, 256, 384, 576, 608, 768, 1536, 2560];
 /// Token counts: single, a few, and more than one row tile.
 const TOKENS: [usize; 6] = [1, 2, 3, 17, 18, 37];
 
@@ -93,6 +116,7 @@ const TOKENS: [usize; 6] = [1, 2, 3, 17, 18, 37];
 fn matmul_is_identical_to_the_scalar_reference() {
     let mut failures = Vec::new();
     let mut compared = 0usize;
+    for backend in simd_backends() {
     for (n, dtype) in TYPES.into_iter().enumerate() {
         for cols in COLS.into_iter().filter(|c| c.is_multiple_of(block(dtype))) {
             for rows in ROWS {
@@ -102,15 +126,15 @@ fn matmul_is_identical_to_the_scalar_reference() {
                     // Each backend end to end: its own activation quantization too.
                     let (mut xa, mut xb) = (Activations::new(), Activations::new());
                     xa.quantize_with(&x, tokens, cols, Backend::Scalar).unwrap();
-                    xb.quantize_with(&x, tokens, cols, Backend::Simd).unwrap();
+                    xb.quantize_with(&x, tokens, cols, backend).unwrap();
                     let (mut want, mut got) = (vec![0f32; tokens * rows], vec![0f32; tokens * rows]);
                     m.matmul_with(&xa, &mut want, Backend::Scalar).unwrap();
-                    m.matmul_with(&xb, &mut got, Backend::Simd).unwrap();
+                    m.matmul_with(&xb, &mut got, backend).unwrap();
                     compared += want.len();
                     let diff: Vec<usize> = (0..want.len()).filter(|&i| want[i].to_bits() != got[i].to_bits()).collect();
                     if let Some(&i) = diff.first() {
                         failures.push(format!(
-                            "{dtype:?} [{rows} x {cols}] tokens {tokens}: {} of {} outputs differ, first {i}: scalar {:e} ({:#010x}), simd {:e} ({:#010x})",
+                            "{backend:?} {dtype:?} [{rows} x {cols}] tokens {tokens}: {} of {} outputs differ, first {i}: scalar {:e} ({:#010x}), simd {:e} ({:#010x})",
                             diff.len(),
                             want.len(),
                             want[i],
@@ -123,8 +147,41 @@ fn matmul_is_identical_to_the_scalar_reference() {
             }
         }
     }
+    }
     assert!(failures.is_empty(), "{} cases differ:\n{}", failures.len(), failures.join("\n"));
     console_log!("{compared} outputs bit-identical");
+}
+
+/// Arbitrary bytes as weights (every bit pattern of every field, scales
+/// that are NaN or infinite included) against activations at the extremes
+/// of the 8-bit range: the integer sums at their largest, where a
+/// saturating or wrapping intermediate would show.
+#[wasm_bindgen_test]
+fn matmul_is_identical_on_raw_bytes() {
+    let mut rng = Rng(77);
+    for backend in simd_backends() {
+        for dtype in TYPES {
+            let cols = if block(dtype) == 256 { 768 } else { 608 };
+            let rows = 19;
+            let bytes = rows * QMatrix::row_bytes(dtype, cols).unwrap();
+            let data: Vec<u8> = (0..bytes).map(|_| rng.next() as u8).collect();
+            let m = QMatrix::new(dtype, rows, cols, data).unwrap();
+            for tokens in [1, 3] {
+                // Each block one huge value and the rest at ±1: q at ±127.
+                let x: Vec<f32> = (0..tokens * cols)
+                    .map(|i| if i % 32 == 5 { 1e3 } else if rng.next() % 2 == 0 { 1e3 } else { -1e3 })
+                    .collect();
+                let (mut xa, mut xb) = (Activations::new(), Activations::new());
+                xa.quantize_with(&x, tokens, cols, Backend::Scalar).unwrap();
+                xb.quantize_with(&x, tokens, cols, backend).unwrap();
+                let (mut want, mut got) = (vec![0f32; tokens * rows], vec![0f32; tokens * rows]);
+                m.matmul_with(&xa, &mut want, Backend::Scalar).unwrap();
+                m.matmul_with(&xb, &mut got, backend).unwrap();
+                let (want, got): (Vec<u32>, Vec<u32>) = (want.iter().map(|&v| bits(v)).collect(), got.iter().map(|&v| bits(v)).collect());
+                assert_eq!(want, got, "{backend:?} {dtype:?} tokens {tokens}");
+            }
+        }
+    }
 }
 
 /// The benchmark, when built with `SPRIG_KERNELS_BENCH=<budget ms>` (run

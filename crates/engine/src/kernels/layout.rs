@@ -6,26 +6,33 @@ use candle_core::quantized::GgmlDType;
 /// Elements of a K-quant super-block.
 pub(crate) const QK_K: usize = 256;
 
-/// How a type's unpacked row carries its scales.
+/// How a type's weights are reconstructed from its unpacked row, which is
+/// what decides the activation quantization and the dot product it takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Groups {
-    /// One scale (and minimum) per 32 weights: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K.
-    Per32,
-    /// One scale (and minimum) per 16 weights: Q2_K, Q3_K, Q6_K.
-    Per16,
+pub(crate) enum Family {
+    /// Blocks of 32 with one f16 scale (and minimum) each, dotted with
+    /// activations quantized per 32 (llama.cpp's Q8_0/Q8_1):
+    /// `weight = scale · (u - offset) (+ min)`. Q4_0, Q4_1, Q5_0, Q5_1, Q8_0.
+    Legacy {
+        /// Subtracted from every stored value `u` (8 for Q4_0, 16 for Q5_0).
+        offset: i32,
+        /// Whether blocks carry an additive minimum.
+        has_min: bool,
+    },
+    /// Super-blocks of 256 with an f16 `d` (and `dmin`) and small integer
+    /// scales (and minimums) per group of 16 or 32, dotted with activations
+    /// quantized per 256 (llama.cpp's Q8_K):
+    /// `weight = d · sc · (u - offset) - dmin · m`. Q2_K … Q6_K.
+    K {
+        /// Weights per integer scale: 16 or 32.
+        group: usize,
+        /// Subtracted from every stored value `u` (32 for Q6_K, 4 for Q3_K).
+        offset: i32,
+        /// Whether the type has minimums.
+        has_min: bool,
+    },
     /// Not quantized: F16 and F32 rows are dequantized to f32.
     Float,
-}
-
-impl Groups {
-    /// Weights per scale (1 for the float types).
-    pub(crate) fn size(self) -> usize {
-        match self {
-            Groups::Per32 => 32,
-            Groups::Per16 => 16,
-            Groups::Float => 1,
-        }
-    }
 }
 
 /// Block geometry of one weight type.
@@ -35,30 +42,30 @@ pub(crate) struct Layout {
     pub(crate) block: usize,
     /// Bytes per block.
     pub(crate) bytes: usize,
-    /// Granularity of the scales.
-    pub(crate) groups: Groups,
-    /// Whether weights carry an additive minimum (`scale·q + min`).
-    pub(crate) has_min: bool,
+    /// How weights are reconstructed.
+    pub(crate) family: Family,
 }
 
 /// The geometry of `dtype`, or `None` when the kernels do not support it.
 pub(crate) fn layout(dtype: GgmlDType) -> Option<Layout> {
+    use Family::{Float, Legacy, K};
     use GgmlDType as T;
-    use Groups::{Float, Per16, Per32};
-    let l = |block, bytes, groups, has_min| Some(Layout { block, bytes, groups, has_min });
+    let l = |block, bytes, family| Some(Layout { block, bytes, family });
+    let legacy = |offset, has_min| Legacy { offset, has_min };
+    let k = |group, offset, has_min| K { group, offset, has_min };
     match dtype {
-        T::F32 => l(1, 4, Float, false),
-        T::F16 => l(1, 2, Float, false),
-        T::Q4_0 => l(32, 18, Per32, false),
-        T::Q4_1 => l(32, 20, Per32, true),
-        T::Q5_0 => l(32, 22, Per32, false),
-        T::Q5_1 => l(32, 24, Per32, true),
-        T::Q8_0 => l(32, 34, Per32, false),
-        T::Q2K => l(QK_K, 84, Per16, true),
-        T::Q3K => l(QK_K, 110, Per16, false),
-        T::Q4K => l(QK_K, 144, Per32, true),
-        T::Q5K => l(QK_K, 176, Per32, true),
-        T::Q6K => l(QK_K, 210, Per16, false),
+        T::F32 => l(1, 4, Float),
+        T::F16 => l(1, 2, Float),
+        T::Q4_0 => l(32, 18, legacy(8, false)),
+        T::Q4_1 => l(32, 20, legacy(0, true)),
+        T::Q5_0 => l(32, 22, legacy(16, false)),
+        T::Q5_1 => l(32, 24, legacy(0, true)),
+        T::Q8_0 => l(32, 34, legacy(0, false)),
+        T::Q2K => l(QK_K, 84, k(16, 0, true)),
+        T::Q3K => l(QK_K, 110, k(16, 4, false)),
+        T::Q4K => l(QK_K, 144, k(32, 0, true)),
+        T::Q5K => l(QK_K, 176, k(32, 0, true)),
+        T::Q6K => l(QK_K, 210, k(16, 32, false)),
         T::BF16 | T::Q8_1 | T::Q8K => None,
     }
 }
@@ -87,14 +94,37 @@ pub(crate) fn f16_at(b: &[u8], at: usize) -> f32 {
 }
 
 /// Unpacks sub-block `j`'s 6-bit scale and minimum of a Q4_K/Q5_K block
-/// (candle's `get_scale_min_k4`).
-#[inline(always)]
+/// (candle's `get_scale_min_k4`): the reference for [`k4_scale_bytes`].
+#[cfg(test)]
 pub(crate) fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
     if j < 4 {
         (q[j] & 63, q[j + 4] & 63)
     } else {
         ((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4), (q[j + 4] >> 4) | ((q[j] >> 6) << 4))
     }
+}
+
+/// The eight 6-bit scales (bytes 0..8) and minimums (bytes 8..16) of a
+/// Q4_K/Q5_K block's packed `scales[12]`, all at once: what
+/// [`scale_min_k4`] gives for `j = 0..8`, with whole-word masks.
+#[inline(always)]
+pub(crate) fn k4_scale_bytes(s: &[u8]) -> [u8; 16] {
+    const LOW6: u32 = 0x3f3f_3f3f;
+    const LOW4: u32 = 0x0f0f_0f0f;
+    const TOP2: u32 = 0x0303_0303;
+    let word = |i: usize| u32::from_le_bytes([s[4 * i], s[4 * i + 1], s[4 * i + 2], s[4 * i + 3]]);
+    let (a, b, c) = (word(0), word(1), word(2));
+    let words = [
+        a & LOW6,
+        (c & LOW4) | (((a >> 6) & TOP2) << 4),
+        b & LOW6,
+        ((c >> 4) & LOW4) | (((b >> 6) & TOP2) << 4),
+    ];
+    let mut out = [0u8; 16];
+    for (o, w) in out.chunks_exact_mut(4).zip(words) {
+        o.copy_from_slice(&w.to_le_bytes());
+    }
+    out
 }
 
 /// The sixteen 6-bit scales of a Q3_K block, still offset by 32.
@@ -120,6 +150,23 @@ pub(crate) fn q3k_scales(s: &[u8]) -> [u8; 16] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn k4_scale_bytes_match_scale_min_k4() {
+        let mut state = 1u32;
+        for _ in 0..2000 {
+            let s: Vec<u8> = (0..12)
+                .map(|_| {
+                    state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                    (state >> 24) as u8
+                })
+                .collect();
+            let all = k4_scale_bytes(&s);
+            for j in 0..8 {
+                assert_eq!(scale_min_k4(j, &s), (all[j], all[8 + j]), "{s:?} j {j}");
+            }
+        }
+    }
 
     #[test]
     fn f16_conversion_matches_half_for_every_value() {

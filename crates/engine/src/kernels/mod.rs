@@ -1,32 +1,40 @@
 //! Quantized matrix × activations kernels.
 //!
-//! Every supported GGUF weight type reduces to one *unpacked row* form: an
-//! `i8` per weight plus, per group of 16 or 32 weights, an f32 `scale` and
-//! (for the types that have one) an f32 `min`, with
-//! `weight = scale · val + min` computed exactly as candle dequantizes.
+//! Every supported GGUF weight type unpacks into one of two integer forms
+//! (see `layout::Family`), each dotted with activations quantized the way
+//! llama.cpp quantizes them for that type ([`Activations`]):
+//! - **legacy types** (Q4_0 … Q8_0): an `i8` value `u` per weight and an f32
+//!   scale (and minimum) per 32, against activations quantized per 32:
+//!   `Σ_b f32(Σ u·q - offset·Σq) · (scale · d) (+ Σ_b min · d·Σq)`;
+//! - **K-quants** (Q2_K … Q6_K): `u` per weight, small integer scales (and
+//!   minimums) per 16 or 32 and an f32 `d` (and `dmin`) per 256, against
+//!   activations quantized per 256: per super-block the integer
+//!   `Σ_g sc·(Σ u·q - offset·Σq)` (and `Σ_g m·Σq`), then two f32 products.
 //!
-//! Activations are quantized per token to `i8` in blocks of 32
-//! (`d = max|x| / 127`, `q = round(x / d)`), as llama.cpp's Q8_0, with the
-//! per-16 and per-32 sums `d · Σq` kept for the minimum term. A row dot a
-//! token is then
-//! `Σ_g scale[g]·d[g]·Σ_{i∈g} val[i]·q[i] + Σ_g min[g]·d[g]·Σ_{i∈g} q[i]`,
-//! integer inside each group. F16 and F32 matrices take an f32 path instead.
+//! F16 and F32 matrices take an f32 path instead.
 //!
-//! [`QMatrix::matmul`] unpacks each weight row once and dots it with every
-//! token. Native builds split rows across rayon threads and use portable
-//! code LLVM autovectorizes; wasm builds with `+simd128` use
-//! `core::arch::wasm32` intrinsics, single-threaded.
+//! [`QMatrix::matmul`] dots a single token (decoding) against the packed
+//! blocks directly where the backend has a kernel for the type, and
+//! otherwise unpacks a tile of rows once and dots it with every token (a
+//! prompt). Three backends: the portable code ([`Backend::Scalar`]: native
+//! builds, rows split across rayon threads), wasm `simd128`
+//! ([`Backend::Simd`]), and wasm relaxed SIMD ([`Backend::Relaxed`], in
+//! builds with the `relaxed-simd` feature: `i32x4.relaxed_dot_i8x16_i7x16_add`,
+//! one instruction per 16 multiply-adds on x86 with VNNI), single-threaded.
 //!
-//! The two give bit-identical results, so that native and browser engines
-//! pick the same greedy tokens: integer sums are exact, and every f32
-//! operation (the per-group `f32(isum) · (scale · d)`, its accumulation in
-//! four lanes, the horizontal sum, the minimum term and the F16/F32 dot
-//! product) happens in the same order on both, never fused into a
-//! multiply-add. The order is documented on `scalar::dot_per32` and
-//! `scalar::fdot`; a change to either backend's order must be made to both.
+//! All give bit-identical results, so that native and browser engines pick
+//! the same greedy tokens: integer sums are exact (the relaxed dot product
+//! takes the weights, 7-bit unsigned for every type but Q8_0, as its
+//! deterministic operand), and every f32 operation happens in the same order
+//! on all of them, never fused into a multiply-add. The orders are
+//! documented on `scalar::dot_legacy`, `scalar::dot_k` and `scalar::fdot`;
+//! a change to one backend's order must be made to all.
 
+mod activations;
 pub mod bench;
 mod layout;
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128", feature = "relaxed-simd"))]
+mod relaxed;
 mod scalar;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod simd128;
@@ -34,9 +42,21 @@ mod simd128;
 use std::cell::RefCell;
 use std::ops::Range;
 
+pub use activations::Activations;
 pub use candle_core::quantized::GgmlDType;
 
-use layout::{layout, Groups, Layout};
+use activations::{TokenK, Token32};
+use layout::{layout, Family, Layout, QK_K};
+use scalar::{KRow, KRowMut, LegacyRow, LegacyRowMut};
+
+/// The kernel build: `"relaxed-simd"`, `"simd128"` or `"portable"`.
+pub const BUILD: &str = if cfg!(all(target_arch = "wasm32", target_feature = "simd128", feature = "relaxed-simd")) {
+    "relaxed-simd"
+} else if cfg!(all(target_arch = "wasm32", target_feature = "simd128")) {
+    "simd128"
+} else {
+    "portable"
+};
 
 /// Errors of building a [`QMatrix`], quantizing [`Activations`] or
 /// multiplying them.
@@ -115,9 +135,9 @@ pub enum KernelError {
     },
 }
 
-/// Which implementation runs: the portable one, or wasm `simd128` where the
-/// build has it (elsewhere [`Backend::Simd`] falls back to portable code).
-/// For tests comparing the two (their results must be bit-identical).
+/// Which implementation runs. For tests comparing them (their results must
+/// be bit-identical); a backend the build lacks falls back to the best one
+/// it has below it.
 #[doc(hidden)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -125,194 +145,72 @@ pub enum Backend {
     Scalar,
     /// wasm `simd128` intrinsics when compiled in.
     Simd,
+    /// wasm relaxed SIMD when compiled in (the `relaxed-simd` feature).
+    Relaxed,
 }
 
 impl Backend {
     /// The fastest backend of this build.
-    pub const BEST: Backend = Backend::Simd;
+    pub const BEST: Backend = Backend::Relaxed;
 
-    /// Whether this backend really uses wasm SIMD in this build.
+    /// The backends this build really has, slowest first.
+    pub fn available() -> &'static [Backend] {
+        if cfg!(all(target_arch = "wasm32", target_feature = "simd128", feature = "relaxed-simd")) {
+            &[Backend::Scalar, Backend::Simd, Backend::Relaxed]
+        } else if cfg!(all(target_arch = "wasm32", target_feature = "simd128")) {
+            &[Backend::Scalar, Backend::Simd]
+        } else {
+            &[Backend::Scalar]
+        }
+    }
+
+    /// Whether this backend uses wasm SIMD in this build.
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    fn simd(self) -> bool {
-        self == Backend::Simd
+    pub(crate) fn simd(self) -> bool {
+        self != Backend::Scalar
     }
 }
 
-/// Unpacks one row: `(src, vals, scales, mins)`.
-type UnpackFn = fn(&[u8], &mut [i8], &mut [f32], &mut [f32]);
-/// Dots an unpacked row with a token: `(vals, scales, q, d)`.
-type DotFn = fn(&[i8], &[f32], &[i8], &[f32]) -> f32;
+/// Unpacks one legacy row.
+pub(crate) type LegacyUnpackFn = fn(&[u8], LegacyRowMut<'_>);
+/// Unpacks one K-quant row.
+pub(crate) type KUnpackFn = fn(&[u8], KRowMut<'_>);
+/// Dots an unpacked legacy row with a token (without the minimum term).
+pub(crate) type LegacyDotFn = fn(LegacyRow<'_>, &Token32<'_>) -> f32;
+/// Dots an unpacked K-quant row with a token.
+pub(crate) type KDotFn = fn(KRow<'_>, &TokenK<'_>) -> f32;
+/// Dots a packed legacy row with a token (with the minimum term).
+pub(crate) type LegacyPackedFn = fn(&[u8], &Token32<'_>) -> f32;
+/// Dots a packed K-quant row with a token.
+pub(crate) type KPackedFn = fn(&[u8], &TokenK<'_>) -> f32;
 /// An f32 dot product.
-type FdotFn = fn(&[f32], &[f32]) -> f32;
+pub(crate) type FdotFn = fn(&[f32], &[f32]) -> f32;
 /// Dequantizes an F16/F32 row's bytes.
-type FloatFn = fn(&[u8], &mut [f32]);
+pub(crate) type FloatFn = fn(&[u8], &mut [f32]);
 
-/// The functions one matmul uses.
+/// The functions one matmul uses, by weight family.
 #[derive(Clone, Copy)]
-struct Kernels {
-    unpack: UnpackFn,
-    float: FloatFn,
-    dot: DotFn,
-    fdot: FdotFn,
+pub(crate) enum Kernels {
+    /// F16/F32.
+    Float { float: FloatFn, fdot: FdotFn },
+    /// Q4_0 … Q8_0.
+    Legacy { unpack: LegacyUnpackFn, dot: LegacyDotFn, fdot: FdotFn, packed: Option<LegacyPackedFn> },
+    /// Q2_K … Q6_K.
+    K { unpack: KUnpackFn, dot: KDotFn, packed: Option<KPackedFn> },
 }
 
 /// Picks the kernels of `dtype` for `backend`.
-fn kernels(dtype: GgmlDType, groups: Groups, backend: Backend) -> Kernels {
+fn kernels(dtype: GgmlDType, backend: Backend) -> Kernels {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128", feature = "relaxed-simd"))]
+    if backend == Backend::Relaxed {
+        return relaxed::kernels(dtype);
+    }
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     if backend.simd() {
-        use simd128 as s;
-        let unpack: UnpackFn = match dtype {
-            GgmlDType::Q4_0 => s::unpack_q4_0,
-            GgmlDType::Q4_1 => s::unpack_q4_1,
-            GgmlDType::Q5_0 => s::unpack_q5_0,
-            GgmlDType::Q5_1 => s::unpack_q5_1,
-            GgmlDType::Q8_0 => s::unpack_q8_0,
-            GgmlDType::Q2K => s::unpack_q2k,
-            GgmlDType::Q3K => s::unpack_q3k,
-            GgmlDType::Q4K => s::unpack_q4k,
-            GgmlDType::Q5K => s::unpack_q5k,
-            // Q6_K; the float types use `float` instead.
-            _ => s::unpack_q6k,
-        };
-        let float: FloatFn = if dtype == GgmlDType::F16 { s::unpack_f16 } else { scalar::unpack_f32 };
-        let dot: DotFn = if groups == Groups::Per16 { s::dot_per16 } else { s::dot_per32 };
-        return Kernels { unpack, float, dot, fdot: s::fdot };
+        return simd128::kernels(dtype);
     }
     let _ = backend;
-    let unpack: UnpackFn = match dtype {
-        GgmlDType::Q4_0 => scalar::unpack_q4_0,
-        GgmlDType::Q4_1 => scalar::unpack_q4_1,
-        GgmlDType::Q5_0 => scalar::unpack_q5_0,
-        GgmlDType::Q5_1 => scalar::unpack_q5_1,
-        GgmlDType::Q8_0 => scalar::unpack_q8_0,
-        GgmlDType::Q2K => scalar::unpack_q2k,
-        GgmlDType::Q3K => scalar::unpack_q3k,
-        GgmlDType::Q4K => scalar::unpack_q4k,
-        GgmlDType::Q5K => scalar::unpack_q5k,
-        // Q6_K; the float types use `float` instead.
-        _ => scalar::unpack_q6k,
-    };
-    let float: FloatFn = if dtype == GgmlDType::F16 { scalar::unpack_f16 } else { scalar::unpack_f32 };
-    let dot: DotFn = if groups == Groups::Per16 { scalar::dot_per16 } else { scalar::dot_per32 };
-    Kernels { unpack, float, dot, fdot: scalar::fdot }
-}
-
-/// Quantizes one block of 32 activations with `backend`.
-#[inline(always)]
-fn quantize_block(backend: Backend, x: &[f32], q: &mut [i8]) -> (f32, i32, i32) {
-    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    if backend.simd() {
-        return simd128::quantize_block(x, q);
-    }
-    let _ = backend;
-    scalar::quantize_block(x, q)
-}
-
-/// Activations of `tokens` tokens × `cols`, quantized for the kernels; buffers
-/// are reused across calls (no allocation once grown).
-#[derive(Debug, Default, Clone)]
-pub struct Activations {
-    tokens: usize,
-    cols: usize,
-    /// The f32 values, for the F16/F32 path.
-    x: Vec<f32>,
-    /// Quantized values, token-major.
-    q: Vec<i8>,
-    /// Scale of each block of 32.
-    d: Vec<f32>,
-    /// `d · Σq` over each group of 16.
-    sum16: Vec<f32>,
-    /// `d · Σq` over each block of 32.
-    sum32: Vec<f32>,
-}
-
-impl Activations {
-    /// Empty activations (no tokens).
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Quantizes `x` (`tokens * cols` f32, token-major).
-    ///
-    /// # Errors
-    ///
-    /// [`KernelError::NotBlockMultiple`] when `cols` is not a multiple of 32,
-    /// [`KernelError::InputLength`] when `x.len() != tokens * cols`.
-    pub fn quantize(&mut self, x: &[f32], tokens: usize, cols: usize) -> Result<(), KernelError> {
-        self.quantize_with(x, tokens, cols, Backend::BEST)
-    }
-
-    /// [`quantize`](Self::quantize) with a chosen backend.
-    #[doc(hidden)]
-    pub fn quantize_with(&mut self, x: &[f32], tokens: usize, cols: usize, backend: Backend) -> Result<(), KernelError> {
-        if !cols.is_multiple_of(32) {
-            return Err(KernelError::NotBlockMultiple { dtype: GgmlDType::Q8_0, cols, block: 32 });
-        }
-        if tokens.checked_mul(cols) != Some(x.len()) {
-            return Err(KernelError::InputLength { tokens, cols, actual: x.len() });
-        }
-        let blocks = x.len() / 32;
-        self.tokens = tokens;
-        self.cols = cols;
-        self.x.clear();
-        self.x.extend_from_slice(x);
-        self.q.resize(x.len(), 0);
-        self.d.resize(blocks, 0.0);
-        self.sum16.resize(2 * blocks, 0.0);
-        self.sum32.resize(blocks, 0.0);
-        let outs = self.d.iter_mut().zip(self.sum16.chunks_exact_mut(2)).zip(&mut self.sum32);
-        for ((xb, qb), ((d, s16), s32)) in x.chunks_exact(32).zip(self.q.chunks_exact_mut(32)).zip(outs) {
-            let (scale, s0, s1) = quantize_block(backend, xb, qb);
-            *d = scale;
-            s16[0] = scale * s0 as f32;
-            s16[1] = scale * s1 as f32;
-            *s32 = scale * (s0 + s1) as f32;
-        }
-        Ok(())
-    }
-
-    /// Number of tokens.
-    pub fn tokens(&self) -> usize {
-        self.tokens
-    }
-
-    /// Values per token.
-    pub fn cols(&self) -> usize {
-        self.cols
-    }
-
-    /// The quantized values and the per-32 block scales, token-major.
-    #[doc(hidden)]
-    pub fn quantized(&self) -> (&[i8], &[f32]) {
-        (&self.q, &self.d)
-    }
-
-    /// Token `t`'s slices.
-    #[inline]
-    fn token(&self, t: usize) -> Token<'_> {
-        let (c, b) = (self.cols, self.cols / 32);
-        Token {
-            x: &self.x[t * c..(t + 1) * c],
-            q: &self.q[t * c..(t + 1) * c],
-            d: &self.d[t * b..(t + 1) * b],
-            sum16: &self.sum16[2 * t * b..2 * (t + 1) * b],
-            sum32: &self.sum32[t * b..(t + 1) * b],
-        }
-    }
-}
-
-/// One token of [`Activations`].
-struct Token<'a> {
-    /// f32 values.
-    x: &'a [f32],
-    /// Quantized values.
-    q: &'a [i8],
-    /// Block scales.
-    d: &'a [f32],
-    /// `d · Σq` per 16.
-    sum16: &'a [f32],
-    /// `d · Σq` per 32.
-    sum32: &'a [f32],
+    scalar::kernels(dtype)
 }
 
 /// A quantized (or F16/F32) weight matrix `[rows, cols]` in GGUF's raw block
@@ -326,8 +224,8 @@ pub struct QMatrix {
     data: Vec<u8>,
 }
 
-/// Rows unpacked together when several tokens share them: the activations
-/// are then streamed once per tile instead of once per row.
+/// Rows unpacked together when several tokens share them: each unpacked
+/// row then serves every token while it is in cache.
 const TILE: usize = 8;
 
 /// Per-thread buffers of unpacked rows, grown once and reused.
@@ -336,7 +234,56 @@ struct Scratch {
     vals: Vec<i8>,
     scales: Vec<f32>,
     mins: Vec<f32>,
+    isc: Vec<i32>,
+    imin: Vec<i32>,
+    d: Vec<f32>,
+    dmin: Vec<f32>,
     floats: Vec<f32>,
+}
+
+impl Scratch {
+    /// Room for `n` unpacked legacy rows of `cols`.
+    fn legacy(&mut self, n: usize, cols: usize) -> (&mut [i8], &mut [f32], &mut [f32]) {
+        let blocks = cols / 32;
+        self.vals.resize(n * cols, 0);
+        self.scales.resize(n * blocks, 0.0);
+        self.mins.resize(n * blocks, 0.0);
+        (&mut self.vals[..n * cols], &mut self.scales[..n * blocks], &mut self.mins[..n * blocks])
+    }
+
+    /// Room for `n` unpacked K-quant rows of `cols` with `group`-wide groups.
+    fn k(&mut self, n: usize, cols: usize, group: usize) {
+        let (groups, supers) = (cols / group, cols / QK_K);
+        self.vals.resize(n * cols, 0);
+        self.isc.resize(n * groups, 0);
+        self.imin.resize(n * groups, 0);
+        self.d.resize(n * supers, 0.0);
+        self.dmin.resize(n * supers, 0.0);
+    }
+
+    /// Unpacked K-quant row `i` (of rows of `cols`, `group`-wide groups).
+    fn k_row(&self, i: usize, cols: usize, group: usize) -> KRow<'_> {
+        let (g, s) = (cols / group, cols / QK_K);
+        KRow {
+            vals: &self.vals[i * cols..(i + 1) * cols],
+            sc: &self.isc[i * g..(i + 1) * g],
+            m: &self.imin[i * g..(i + 1) * g],
+            d: &self.d[i * s..(i + 1) * s],
+            dmin: &self.dmin[i * s..(i + 1) * s],
+        }
+    }
+
+    /// Where K-quant row `i` is unpacked.
+    fn k_row_mut(&mut self, i: usize, cols: usize, group: usize) -> KRowMut<'_> {
+        let (g, s) = (cols / group, cols / QK_K);
+        KRowMut {
+            vals: &mut self.vals[i * cols..(i + 1) * cols],
+            sc: &mut self.isc[i * g..(i + 1) * g],
+            m: &mut self.imin[i * g..(i + 1) * g],
+            d: &mut self.d[i * s..(i + 1) * s],
+            dmin: &mut self.dmin[i * s..(i + 1) * s],
+        }
+    }
 }
 
 thread_local! {
@@ -431,7 +378,7 @@ impl QMatrix {
 
     fn layout(&self) -> Layout {
         // Checked in `new`.
-        layout(self.dtype).unwrap_or(Layout { block: 1, bytes: 4, groups: Groups::Float, has_min: false })
+        layout(self.dtype).unwrap_or(Layout { block: 1, bytes: 4, family: Family::Float })
     }
 
     /// `out[t * rows + r] = Σ_c W[r, c] · x_t[c]` for every token `t` of `x`.
@@ -445,13 +392,17 @@ impl QMatrix {
     }
 
     /// [`matmul`](Self::matmul) with a chosen backend (the portable one is
-    /// the reference for the SIMD one).
+    /// the reference for the SIMD ones).
+    ///
+    /// # Errors
+    ///
+    /// As [`matmul`](Self::matmul).
     #[doc(hidden)]
     pub fn matmul_with(&self, x: &Activations, out: &mut [f32], backend: Backend) -> Result<(), KernelError> {
-        if x.cols != self.cols {
-            return Err(KernelError::ColsMismatch { matrix: self.cols, activations: x.cols });
+        if x.cols() != self.cols {
+            return Err(KernelError::ColsMismatch { matrix: self.cols, activations: x.cols() });
         }
-        let expected = x.tokens * self.rows;
+        let expected = x.tokens() * self.rows;
         if out.len() != expected {
             return Err(KernelError::OutputLength { expected, actual: out.len() });
         }
@@ -461,13 +412,17 @@ impl QMatrix {
         if expected == 0 || self.cols == 0 {
             return Ok(());
         }
-        let k = kernels(self.dtype, self.layout().groups, backend);
+        let k = kernels(self.dtype, backend);
+        if matches!(k, Kernels::K { .. }) && !x.has_k() {
+            // Cannot happen: a K-quant's columns are whole super-blocks.
+            return Err(KernelError::NotBlockMultiple { dtype: GgmlDType::Q8K, cols: self.cols, block: QK_K });
+        }
         let out = Out::new(out);
         #[cfg(not(target_arch = "wasm32"))]
         {
             use rayon::prelude::*;
             let threads = rayon::current_num_threads();
-            let work = self.rows * self.cols * x.tokens;
+            let work = self.rows * self.cols * x.tokens();
             if threads > 1 && work >= 1 << 16 {
                 let chunk = self.rows.div_ceil(4 * threads).max(TILE).next_multiple_of(TILE);
                 (0..self.rows.div_ceil(chunk)).into_par_iter().for_each(|c| {
@@ -483,50 +438,76 @@ impl QMatrix {
 
     /// Computes the outputs of `rows` for every token.
     fn run(&self, rows: Range<usize>, x: &Activations, out: &Out, k: Kernels, s: &mut Scratch) {
-        let l = self.layout();
         let cols = self.cols;
-        let tile = if x.tokens > 1 { TILE } else { 1 };
-        let mut r0 = rows.start;
-        if l.groups == Groups::Float {
-            s.floats.resize(tile * cols, 0.0);
-            while r0 < rows.end {
-                let n = tile.min(rows.end - r0);
-                for (i, f) in s.floats.chunks_exact_mut(cols).take(n).enumerate() {
-                    (k.float)(self.row(r0 + i), f);
-                }
-                for t in 0..x.tokens {
-                    let xt = x.token(t).x;
-                    for (i, f) in s.floats.chunks_exact(cols).take(n).enumerate() {
-                        out.write(t * self.rows + r0 + i, (k.fdot)(f, xt));
+        let tokens = x.tokens();
+        let tile = if tokens > 1 { TILE } else { 1 };
+        match k {
+            Kernels::Float { float, fdot } => {
+                s.floats.resize(tile * cols, 0.0);
+                for r0 in rows.clone().step_by(tile) {
+                    let n = tile.min(rows.end - r0);
+                    for (i, f) in s.floats.chunks_exact_mut(cols).take(n).enumerate() {
+                        float(self.row(r0 + i), f);
+                    }
+                    for t in 0..tokens {
+                        let xt = x.x(t);
+                        for (i, f) in s.floats.chunks_exact(cols).take(n).enumerate() {
+                            out.write(t * self.rows + r0 + i, fdot(f, xt));
+                        }
                     }
                 }
-                r0 += n;
             }
-            return;
-        }
-        let groups = cols / l.groups.size();
-        s.vals.resize(tile * cols, 0);
-        s.scales.resize(tile * groups, 0.0);
-        s.mins.resize(tile * groups, 0.0);
-        while r0 < rows.end {
-            let n = tile.min(rows.end - r0);
-            let unpacked = s.vals.chunks_exact_mut(cols).zip(s.scales.chunks_exact_mut(groups));
-            for (i, ((v, sc), mn)) in unpacked.zip(s.mins.chunks_exact_mut(groups)).take(n).enumerate() {
-                (k.unpack)(self.row(r0 + i), v, sc, mn);
-            }
-            for t in 0..x.tokens {
-                let tok = x.token(t);
-                let sums = if l.groups == Groups::Per16 { tok.sum16 } else { tok.sum32 };
-                let unpacked = s.vals.chunks_exact(cols).zip(s.scales.chunks_exact(groups));
-                for (i, ((v, sc), mn)) in unpacked.zip(s.mins.chunks_exact(groups)).take(n).enumerate() {
-                    let mut acc = (k.dot)(v, sc, tok.q, tok.d);
-                    if l.has_min {
-                        acc += (k.fdot)(mn, sums);
-                    }
-                    out.write(t * self.rows + r0 + i, acc);
+            Kernels::Legacy { packed: Some(packed), .. } if tokens == 1 => {
+                let tok = x.token32(0);
+                for r in rows {
+                    out.write(r, packed(self.row(r), &tok));
                 }
             }
-            r0 += n;
+            Kernels::K { packed: Some(packed), .. } if tokens == 1 => {
+                let tok = x.token_k(0);
+                for r in rows {
+                    out.write(r, packed(self.row(r), &tok));
+                }
+            }
+            Kernels::Legacy { unpack, dot, fdot, .. } => {
+                let has_min = matches!(self.layout().family, Family::Legacy { has_min: true, .. });
+                let blocks = cols / 32;
+                let (vals, scales, mins) = s.legacy(tile, cols);
+                for r0 in rows.clone().step_by(tile) {
+                    let n = tile.min(rows.end - r0);
+                    let unpacked = vals.chunks_exact_mut(cols).zip(scales.chunks_exact_mut(blocks)).zip(mins.chunks_exact_mut(blocks));
+                    for (i, ((vals, scales), mins)) in unpacked.take(n).enumerate() {
+                        unpack(self.row(r0 + i), LegacyRowMut { vals, scales, mins });
+                    }
+                    for t in 0..tokens {
+                        let tok = x.token32(t);
+                        let unpacked = vals.chunks_exact(cols).zip(scales.chunks_exact(blocks)).zip(mins.chunks_exact(blocks));
+                        for (i, ((vals, scales), mins)) in unpacked.take(n).enumerate() {
+                            let mut acc = dot(LegacyRow { vals, scales }, &tok);
+                            if has_min {
+                                acc += fdot(mins, tok.sum32);
+                            }
+                            out.write(t * self.rows + r0 + i, acc);
+                        }
+                    }
+                }
+            }
+            Kernels::K { unpack, dot, .. } => {
+                let Family::K { group, .. } = self.layout().family else { return };
+                s.k(tile, cols, group);
+                for r0 in rows.clone().step_by(tile) {
+                    let n = tile.min(rows.end - r0);
+                    for i in 0..n {
+                        unpack(self.row(r0 + i), s.k_row_mut(i, cols, group));
+                    }
+                    for t in 0..tokens {
+                        let tok = x.token_k(t);
+                        for i in 0..n {
+                            out.write(t * self.rows + r0 + i, dot(s.k_row(i, cols, group), &tok));
+                        }
+                    }
+                }
+            }
         }
     }
 
@@ -547,6 +528,10 @@ impl QMatrix {
     }
 
     /// [`dequantize_row`](Self::dequantize_row) with a chosen backend.
+    ///
+    /// # Errors
+    ///
+    /// As [`dequantize_row`](Self::dequantize_row).
     #[doc(hidden)]
     pub fn dequantize_row_with(&self, r: usize, out: &mut [f32], backend: Backend) -> Result<(), KernelError> {
         if r >= self.rows {
@@ -555,27 +540,38 @@ impl QMatrix {
         if out.len() != self.cols {
             return Err(KernelError::OutputLength { expected: self.cols, actual: out.len() });
         }
-        let l = self.layout();
-        let k = kernels(self.dtype, l.groups, backend);
-        if l.groups == Groups::Float || self.cols == 0 {
-            (k.float)(self.row(r), out);
+        if self.cols == 0 {
             return Ok(());
         }
-        let g = l.groups.size();
-        let groups = self.cols / g;
-        with_scratch(|s| {
-            s.vals.resize(self.cols, 0);
-            s.scales.resize(groups, 0.0);
-            s.mins.resize(groups, 0.0);
-            let (vals, scales, mins) = (&mut s.vals[..self.cols], &mut s.scales[..groups], &mut s.mins[..groups]);
-            (k.unpack)(self.row(r), vals, scales, mins);
-            let parts = out.chunks_exact_mut(g).zip(vals.chunks_exact(g)).zip(scales.iter().zip(mins.iter()));
-            for ((o, v), (&s, &m)) in parts {
-                for (o, &v) in o.iter_mut().zip(v) {
-                    // No `+ 0.0` for the types without a minimum: it would turn -0 into +0.
-                    *o = if l.has_min { s * f32::from(v) + m } else { s * f32::from(v) };
+        let cols = self.cols;
+        with_scratch(|s| match (kernels(self.dtype, backend), self.layout().family) {
+            (Kernels::Float { float, .. }, _) => float(self.row(r), out),
+            (Kernels::Legacy { unpack, .. }, Family::Legacy { offset, has_min }) => {
+                let (vals, scales, mins) = s.legacy(1, cols);
+                unpack(self.row(r), LegacyRowMut { vals, scales, mins });
+                let parts = out.chunks_exact_mut(32).zip(vals.chunks_exact(32)).zip(scales.iter().zip(mins.iter()));
+                for ((o, v), (&s, &m)) in parts {
+                    for (o, &v) in o.iter_mut().zip(v) {
+                        let w = s * (i32::from(v) - offset) as f32;
+                        // No `+ 0.0` for the types without a minimum: it would turn -0 into +0.
+                        *o = if has_min { w + m } else { w };
+                    }
                 }
             }
+            (Kernels::K { unpack, .. }, Family::K { group, offset, has_min }) => {
+                s.k(1, cols, group);
+                unpack(self.row(r), s.k_row_mut(0, cols, group));
+                let w = s.k_row(0, cols, group);
+                let per = QK_K / group;
+                for (i, o) in out.iter_mut().enumerate() {
+                    let (sb, g) = (i / QK_K, i / group);
+                    // candle's expressions: `d·sc` first, then times the value, minus `dmin·m`.
+                    let v = (w.d[sb] * w.sc[g] as f32) * (i32::from(w.vals[i]) - offset) as f32;
+                    *o = if has_min { v - w.dmin[sb] * w.m[g] as f32 } else { v };
+                    debug_assert!(g / per == sb);
+                }
+            }
+            _ => unreachable!("kernels follow the layout's family"),
         });
         Ok(())
     }

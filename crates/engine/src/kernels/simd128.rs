@@ -1,18 +1,23 @@
 //! wasm `simd128` kernels: the same integer math as [`scalar`](super::scalar),
-//! sixteen lanes at a time. Same signatures and outputs as the scalar
-//! functions, bit for bit: the dot products perform the scalar code's f32
-//! operations in the scalar code's order (see [`scalar::dot_per32`](super::scalar::dot_per32)
-//! and [`scalar::fdot`](super::scalar::fdot)), without fused multiply-adds
-//! (wasm has none).
+//! sixteen lanes at a time, and the same f32 operations in the same order
+//! (see `scalar::dot_legacy`, `scalar::dot_k` and `scalar::fdot`), without
+//! fused multiply-adds (wasm has none), so the results are bit-identical.
+//!
+//! The dot products are generic over the instruction that multiplies and
+//! adds 16 byte pairs ([`IDot`]): here widening multiplies ([`Widening`]);
+//! the relaxed-SIMD backend instantiates the same code with its single
+//! instruction (`super::relaxed`).
 
 use core::arch::wasm32::*;
 
-use super::layout::{f16_at, q3k_scales, QK_K};
-use super::scalar::k4_scales;
+use super::activations::{Token32, TokenK};
+use super::layout::{f16_at, k4_scale_bytes, q3k_scales, QK_K};
+use super::scalar::{self, KRow, KRowMut, LegacyRow, LegacyRowMut};
+use super::{GgmlDType, KPackedFn, Kernels, LegacyPackedFn};
 
 /// Loads 16 bytes from the start of `s`.
 #[inline(always)]
-fn ld<T: Copy>(s: &[T]) -> v128 {
+pub(crate) fn ld<T: Copy>(s: &[T]) -> v128 {
     assert!(core::mem::size_of_val(s) >= 16);
     // SAFETY: `s` holds at least 16 readable bytes (checked above; the check
     // folds away on fixed-size chunks); wasm loads need no alignment.
@@ -30,7 +35,7 @@ fn st<T: Copy>(s: &mut [T], v: v128) {
 
 /// Sum of the four f32 lanes, `(v0 + v2) + (v1 + v3)`.
 #[inline(always)]
-fn hsum_f32(v: v128) -> f32 {
+pub(crate) fn hsum_f32(v: v128) -> f32 {
     let v = f32x4_add(v, i32x4_shuffle::<2, 3, 0, 1>(v, v));
     let v = f32x4_add(v, i32x4_shuffle::<1, 0, 3, 2>(v, v));
     f32x4_extract_lane::<0>(v)
@@ -38,7 +43,7 @@ fn hsum_f32(v: v128) -> f32 {
 
 /// Sum of the four i32 lanes.
 #[inline(always)]
-fn hsum_i32(v: v128) -> i32 {
+pub(crate) fn hsum_i32(v: v128) -> i32 {
     let v = i32x4_add(v, i32x4_shuffle::<2, 3, 0, 1>(v, v));
     let v = i32x4_add(v, i32x4_shuffle::<1, 0, 3, 2>(v, v));
     i32x4_extract_lane::<0>(v)
@@ -52,26 +57,9 @@ fn hmax_f32(v: v128) -> f32 {
     f32x4_extract_lane::<0>(v)
 }
 
-/// i32x4 partial sums of Σ w[i]·x[i] over 32 i8 pairs. Two products fit an
-/// i16 (|w·x| ≤ 128·127), so pairs of products are added before widening.
-#[inline(always)]
-fn idot32(w: &[i8], x: &[i8]) -> v128 {
-    let (w0, w1, x0, x1) = (ld(&w[..16]), ld(&w[16..32]), ld(&x[..16]), ld(&x[16..32]));
-    let lo = i16x8_add(i16x8_extmul_low_i8x16(w0, x0), i16x8_extmul_low_i8x16(w1, x1));
-    let hi = i16x8_add(i16x8_extmul_high_i8x16(w0, x0), i16x8_extmul_high_i8x16(w1, x1));
-    i32x4_add(i32x4_extadd_pairwise_i16x8(lo), i32x4_extadd_pairwise_i16x8(hi))
-}
-
-/// i32x4 partial sums of Σ w[i]·x[i] over 16 i8 pairs.
-#[inline(always)]
-fn idot16(w: &[i8], x: &[i8]) -> v128 {
-    let (w, x) = (ld(&w[..16]), ld(&x[..16]));
-    i32x4_extadd_pairwise_i16x8(i16x8_add(i16x8_extmul_low_i8x16(w, x), i16x8_extmul_high_i8x16(w, x)))
-}
-
 /// The lane sums of four i32x4: `[Σv0, Σv1, Σv2, Σv3]`.
 #[inline(always)]
-fn hsum_i32x4(v0: v128, v1: v128, v2: v128, v3: v128) -> v128 {
+pub(crate) fn hsum_i32x4(v0: v128, v1: v128, v2: v128, v3: v128) -> v128 {
     let a = i32x4_add(i32x4_shuffle::<0, 4, 1, 5>(v0, v1), i32x4_shuffle::<2, 6, 3, 7>(v0, v1));
     let b = i32x4_add(i32x4_shuffle::<0, 4, 1, 5>(v2, v3), i32x4_shuffle::<2, 6, 3, 7>(v2, v3));
     i32x4_add(i32x4_shuffle::<0, 1, 4, 5>(a, b), i32x4_shuffle::<2, 3, 6, 7>(a, b))
@@ -83,65 +71,343 @@ fn accumulate(acc: v128, isum: v128, sd: v128) -> v128 {
     f32x4_add(acc, f32x4_mul(f32x4_convert_i32x4(isum), sd))
 }
 
-/// See [`scalar::dot_per32`](super::scalar::dot_per32), whose f32 operations
-/// this performs in the same order: four blocks per step, block `k` of a
-/// step in lane `k`.
-pub(crate) fn dot_per32(vals: &[i8], scales: &[f32], q: &[i8], d: &[f32]) -> f32 {
+/// Multiply-adds of byte pairs into i32 lanes, exact for activations `q`
+/// (signed bytes, never -128) and weights `u` (bytes below 128; the
+/// widening kind takes any signed byte).
+///
+/// Code generic over it must call it outside closures: a closure is a
+/// function of its own, compiled without the relaxed backend's target
+/// feature, into which its instruction cannot be inlined.
+pub(crate) trait IDot {
+    /// `acc` plus four i32 partial sums of `Σ q[i]·u[i]` over 16 pairs.
+    fn dot(q: v128, u: v128, acc: v128) -> v128;
+
+    /// `acc` plus four i32 partial sums over 32 pairs (two vectors each).
+    #[inline(always)]
+    fn dot2(q0: v128, u0: v128, q1: v128, u1: v128, acc: v128) -> v128 {
+        Self::dot(q1, u1, Self::dot(q0, u0, acc))
+    }
+}
+
+/// [`IDot`] with `simd128`'s widening multiplies: two products fit an i16
+/// (`|q·u| ≤ 127·128`), so pairs are added before widening to i32.
+pub(crate) struct Widening;
+
+impl IDot for Widening {
+    #[inline(always)]
+    fn dot(q: v128, u: v128, acc: v128) -> v128 {
+        let p = i16x8_add(i16x8_extmul_low_i8x16(q, u), i16x8_extmul_high_i8x16(q, u));
+        i32x4_add(acc, i32x4_extadd_pairwise_i16x8(p))
+    }
+
+    #[inline(always)]
+    fn dot2(q0: v128, u0: v128, q1: v128, u1: v128, acc: v128) -> v128 {
+        let lo = i16x8_add(i16x8_extmul_low_i8x16(q0, u0), i16x8_extmul_low_i8x16(q1, u1));
+        let hi = i16x8_add(i16x8_extmul_high_i8x16(q0, u0), i16x8_extmul_high_i8x16(q1, u1));
+        i32x4_add(acc, i32x4_add(i32x4_extadd_pairwise_i16x8(lo), i32x4_extadd_pairwise_i16x8(hi)))
+    }
+}
+
+/// The largest magnitude of 32 values (NaN if any is NaN).
+#[inline(always)]
+pub(crate) fn amax32(x: &[f32]) -> f32 {
+    let v: [v128; 8] = core::array::from_fn(|k| ld(&x[4 * k..4 * k + 4]));
+    hmax_f32(v.iter().fold(f32x4_splat(0.0), |m, &v| f32x4_max(m, f32x4_abs(v))))
+}
+
+/// See [`scalar::round_block`].
+#[inline(always)]
+pub(crate) fn round_block(x: &[f32], id: f32, q: &mut [i8]) -> (i32, i32) {
+    let id = f32x4_splat(id);
+    let i: [v128; 8] = core::array::from_fn(|k| i32x4_trunc_sat_f32x4(f32x4_nearest(f32x4_mul(ld(&x[4 * k..4 * k + 4]), id))));
+    let a = i8x16_narrow_i16x8(i16x8_narrow_i32x4(i[0], i[1]), i16x8_narrow_i32x4(i[2], i[3]));
+    let b = i8x16_narrow_i16x8(i16x8_narrow_i32x4(i[4], i[5]), i16x8_narrow_i32x4(i[6], i[7]));
+    st(&mut q[..16], a);
+    st(&mut q[16..32], b);
+    let sum = |v| hsum_i32(i32x4_extadd_pairwise_i16x8(i16x8_extadd_pairwise_i8x16(v)));
+    (sum(a), sum(b))
+}
+
+/// See [`scalar::dot_legacy`], whose f32 operations this performs in the
+/// same order: four blocks per step, block `k` of a step in lane `k`.
+#[inline(always)]
+pub(crate) fn dot_legacy<D: IDot, const OFFSET: i32>(w: LegacyRow<'_>, t: &Token32<'_>) -> f32 {
     let mut acc = f32x4_splat(0.0);
-    let (w4, x4, s4, d4) = (vals.chunks_exact(128), q.chunks_exact(128), scales.chunks_exact(4), d.chunks_exact(4));
-    let (wr, xr, sr, dr) = (w4.remainder(), x4.remainder(), s4.remainder(), d4.remainder());
-    for (((w, x), s), d) in w4.zip(x4).zip(s4).zip(d4) {
-        let isum = hsum_i32x4(
-            idot32(&w[..32], &x[..32]),
-            idot32(&w[32..64], &x[32..64]),
-            idot32(&w[64..96], &x[64..96]),
-            idot32(&w[96..], &x[96..]),
-        );
-        acc = accumulate(acc, isum, f32x4_mul(ld(s), ld(d)));
+    let blocks = w.scales.len();
+    let steps = blocks / 4;
+    for n in 0..steps {
+        let b = 4 * n;
+        let (u, q) = (&w.vals[32 * b..32 * b + 128], &t.q[32 * b..32 * b + 128]);
+        let isum = hsum_i32x4(block32::<D>(u, q, 0), block32::<D>(u, q, 1), block32::<D>(u, q, 2), block32::<D>(u, q, 3));
+        let isum = offset::<OFFSET>(isum, ld(&t.qsum[b..b + 4]));
+        acc = accumulate(acc, isum, f32x4_mul(ld(&w.scales[b..b + 4]), ld(&t.d[b..b + 4])));
     }
     // A last partial step, its missing lanes adding 0 · 0 (a no-op, see the
     // scalar code).
-    let (z, block) = (i32x4_splat(0), |k: usize| idot32(&wr[32 * k..], &xr[32 * k..]));
-    let sd = |k: usize| sr[k] * dr[k];
-    let last = match sr.len() {
-        0 => None,
-        1 => Some((hsum_i32x4(block(0), z, z, z), f32x4(sd(0), 0.0, 0.0, 0.0))),
-        2 => Some((hsum_i32x4(block(0), block(1), z, z), f32x4(sd(0), sd(1), 0.0, 0.0))),
-        _ => Some((hsum_i32x4(block(0), block(1), block(2), z), f32x4(sd(0), sd(1), sd(2), 0.0))),
-    };
-    if let Some((isum, sd)) = last {
-        acc = accumulate(acc, isum, sd);
+    let b = 4 * steps;
+    if b < blocks {
+        let (u, q) = (&w.vals[32 * b..], &t.q[32 * b..]);
+        let mut part = [i32x4_splat(0); 3];
+        let (mut sd, mut qs) = ([0f32; 4], [0i32; 4]);
+        for k in 0..blocks - b {
+            part[k] = block32::<D>(u, q, k);
+            sd[k] = w.scales[b + k] * t.d[b + k];
+            qs[k] = t.qsum[b + k];
+        }
+        let isum = offset::<OFFSET>(hsum_i32x4(part[0], part[1], part[2], i32x4_splat(0)), ld(&qs));
+        acc = accumulate(acc, isum, ld(&sd));
     }
     hsum_f32(acc)
 }
 
-/// See [`scalar::dot_per16`](super::scalar::dot_per16), whose f32 operations
-/// this performs in the same order: two blocks (four groups) per step, group
-/// `k` of a step in lane `k`.
-pub(crate) fn dot_per16(vals: &[i8], scales: &[f32], q: &[i8], d: &[f32]) -> f32 {
+/// The partial sums of block `k` (32 pairs) of unpacked values `u` and
+/// activations `q`.
+#[inline(always)]
+fn block32<D: IDot>(u: &[i8], q: &[i8], k: usize) -> v128 {
+    let (u, q) = (&u[32 * k..32 * k + 32], &q[32 * k..32 * k + 32]);
+    D::dot2(ld(q), ld(u), ld(&q[16..]), ld(&u[16..]), i32x4_splat(0))
+}
+
+/// `isum - OFFSET · qsum`, lane by lane.
+#[inline(always)]
+fn offset<const OFFSET: i32>(isum: v128, qsum: v128) -> v128 {
+    if OFFSET == 0 {
+        isum
+    } else {
+        i32x4_sub(isum, i32x4_mul(qsum, i32x4_splat(OFFSET)))
+    }
+}
+
+/// The four group sums `Σq` of groups `4j..4j + 4` of super-block `s`.
+#[inline(always)]
+fn group_sums<const G: usize>(t: &TokenK<'_>, s: usize, j: usize) -> v128 {
+    if G == 16 {
+        ld(&t.bsum16[s * 16 + 4 * j..])
+    } else {
+        let (v0, v1) = (ld(&t.bsum16[s * 16 + 8 * j..]), ld(&t.bsum16[s * 16 + 8 * j + 4..]));
+        i32x4_add(i32x4_shuffle::<0, 2, 4, 6>(v0, v1), i32x4_shuffle::<1, 3, 5, 7>(v0, v1))
+    }
+}
+
+/// The partial sums of group `g` (`G` pairs) of a super-block.
+#[inline(always)]
+fn group<D: IDot, const G: usize>(u: &[i8], q: &[i8], g: usize) -> v128 {
+    let (u, q) = (&u[G * g..G * g + G], &q[G * g..G * g + G]);
+    if G == 16 {
+        D::dot(ld(q), ld(u), i32x4_splat(0))
+    } else {
+        D::dot2(ld(q), ld(u), ld(&q[16..]), ld(&u[16..]), i32x4_splat(0))
+    }
+}
+
+/// One super-block's f32 step of [`scalar::dot_k`].
+#[inline(always)]
+fn k_step<const MIN: bool>(acc: f32, isc: i32, imin: i32, d: f32, dmin: f32, dx: f32) -> f32 {
+    let v = isc as f32 * (d * dx);
+    acc + if MIN { v - imin as f32 * (dmin * dx) } else { v }
+}
+
+/// Adds four groups' sums to the super-block's integer accumulators:
+/// `acc_sc += sc·(S - OFFSET·Σq)`, `acc_m += m·Σq`.
+#[inline(always)]
+fn k_groups<const OFFSET: i32, const MIN: bool>(acc: (v128, v128), s4: v128, bs4: v128, sc4: v128, m4: v128) -> (v128, v128) {
+    let s4 = if OFFSET == 0 { s4 } else { i32x4_sub(s4, i32x4_mul(bs4, i32x4_splat(OFFSET))) };
+    let sc = i32x4_add(acc.0, i32x4_mul(s4, sc4));
+    let m = if MIN { i32x4_add(acc.1, i32x4_mul(bs4, m4)) } else { acc.1 };
+    (sc, m)
+}
+
+/// See [`scalar::dot_k`], whose integer sums and f32 operations this
+/// computes, the f32 ones in the same order.
+#[inline(always)]
+pub(crate) fn dot_k<D: IDot, const G: usize, const OFFSET: i32, const MIN: bool>(w: KRow<'_>, t: &TokenK<'_>) -> f32 {
+    let per = QK_K / G;
+    let z = i32x4_splat(0);
+    let mut acc = 0f32;
+    for (s, &dx) in t.d.iter().enumerate() {
+        let (u, q) = (&w.vals[s * QK_K..(s + 1) * QK_K], &t.q[s * QK_K..(s + 1) * QK_K]);
+        let mut ints = (z, z);
+        for j in 0..per / 4 {
+            let g = 4 * j;
+            let s4 = hsum_i32x4(group::<D, G>(u, q, g), group::<D, G>(u, q, g + 1), group::<D, G>(u, q, g + 2), group::<D, G>(u, q, g + 3));
+            let m4 = if MIN { ld(&w.m[s * per + 4 * j..]) } else { z };
+            ints = k_groups::<OFFSET, MIN>(ints, s4, group_sums::<G>(t, s, j), ld(&w.sc[s * per + 4 * j..]), m4);
+        }
+        let imin = if MIN { hsum_i32(ints.1) } else { 0 };
+        acc = k_step::<MIN>(acc, hsum_i32(ints.0), imin, w.d[s], if MIN { w.dmin[s] } else { 0.0 }, dx);
+    }
+    acc
+}
+
+/// Four f16 (in the low halves of u32 lanes) to f32, as
+/// [`f16_to_f32`](super::layout::f16_to_f32) does.
+#[inline(always)]
+fn f16x4_to_f32x4(h: v128) -> v128 {
+    let sign = i32x4_shl(v128_and(h, u32x4_splat(0x8000)), 16);
+    let mag = i32x4_shl(v128_and(h, u32x4_splat(0x7fff)), 13);
+    let finite = f32x4_mul(mag, f32x4_splat(f32::from_bits(0x7780_0000)));
+    let special = v128_or(mag, u32x4_splat(0x7f80_0000));
+    let is_special = u32x4_ge(mag, u32x4_splat(0x0f80_0000));
+    v128_or(v128_bitselect(special, finite, is_special), sign)
+}
+
+/// The f16 at byte `at` of four consecutive `bytes`-byte blocks, as f32x4.
+#[inline(always)]
+fn f16x4_at(src: &[u8], bytes: usize, at: usize) -> v128 {
+    let h = |k: usize| u32::from(u16::from_le_bytes([src[bytes * k + at], src[bytes * k + at + 1]]));
+    f16x4_to_f32x4(u32x4(h(0), h(1), h(2), h(3)))
+}
+
+/// The partial sums of one Q4_0/Q4_1 block: its 16 bytes of nibbles `qs`
+/// (weights 0..16 low, 16..32 high) against 32 activations `q`.
+#[inline(always)]
+fn q4_block<D: IDot>(qs: &[u8], q: &[i8]) -> v128 {
+    let v = ld(qs);
+    let (lo, hi) = (v128_and(v, u8x16_splat(0x0F)), u16x8_shr(v128_and(v, u8x16_splat(0xF0)), 4));
+    D::dot2(ld(&q[..16]), lo, ld(&q[16..32]), hi, i32x4_splat(0))
+}
+
+/// A packed Q4_0 (`MIN` false: `d·(u - 8)`) or Q4_1 (`MIN` true: `d·u + m`)
+/// row dot a token: what unpacking then [`dot_legacy`] (plus, for Q4_1,
+/// [`scalar::fdot`] of the minimums and the blocks' `d·Σq`) gives, bit for bit.
+#[inline(always)]
+pub(crate) fn packed_q4<D: IDot, const MIN: bool>(row: &[u8], t: &Token32<'_>) -> f32 {
+    let bytes = if MIN { 20 } else { 18 };
+    let qs_at = if MIN { 4 } else { 2 };
+    let blocks = row.len() / bytes;
     let mut acc = f32x4_splat(0.0);
-    let (w4, x4, s4, d2) = (vals.chunks_exact(64), q.chunks_exact(64), scales.chunks_exact(4), d.chunks_exact(2));
-    let (wr, xr, sr, dr) = (w4.remainder(), x4.remainder(), s4.remainder(), d2.remainder());
-    for (((w, x), s), d) in w4.zip(x4).zip(s4).zip(d2) {
-        let isum = hsum_i32x4(
-            idot16(&w[..16], &x[..16]),
-            idot16(&w[16..32], &x[16..32]),
-            idot16(&w[32..48], &x[32..48]),
-            idot16(&w[48..], &x[48..]),
+    // The minimum term in `scalar::fdot`'s order: blocks 16c + 4k + l into
+    // `macc[k]` lane `l` for whole chunks of 16 blocks, the rest after.
+    let mut macc = [f32x4_splat(0.0); 4];
+    let whole = blocks / 16 * 16;
+    let steps = blocks / 4;
+    for n in 0..steps {
+        let b = 4 * n;
+        let (src, q) = (&row[bytes * b..bytes * (b + 4)], &t.q[32 * b..32 * (b + 4)]);
+        let mut isum = hsum_i32x4(
+            q4_block::<D>(&src[qs_at..qs_at + 16], &q[..32]),
+            q4_block::<D>(&src[bytes + qs_at..bytes + qs_at + 16], &q[32..64]),
+            q4_block::<D>(&src[2 * bytes + qs_at..2 * bytes + qs_at + 16], &q[64..96]),
+            q4_block::<D>(&src[3 * bytes + qs_at..3 * bytes + qs_at + 16], &q[96..128]),
         );
-        acc = accumulate(acc, isum, f32x4_mul(ld(s), f32x4(d[0], d[0], d[1], d[1])));
+        if !MIN {
+            isum = i32x4_sub(isum, i32x4_shl(ld(&t.qsum[b..b + 4]), 3));
+        }
+        let scales = f16x4_at(src, bytes, 0);
+        acc = accumulate(acc, isum, f32x4_mul(scales, ld(&t.d[b..b + 4])));
+        if MIN && b < whole {
+            macc[n % 4] = f32x4_add(macc[n % 4], f32x4_mul(f16x4_at(src, bytes, 2), ld(&t.sum32[b..b + 4])));
+        }
     }
-    // A last block of 32 (two groups), as in `dot_per32`.
-    if !sr.is_empty() {
-        let z = i32x4_splat(0);
-        let isum = hsum_i32x4(idot16(wr, xr), idot16(&wr[16..], &xr[16..]), z, z);
-        acc = accumulate(acc, isum, f32x4(sr[0] * dr[0], sr[1] * dr[0], 0.0, 0.0));
+    let b = 4 * steps;
+    if b < blocks {
+        let mut part = [i32x4_splat(0); 3];
+        let (mut sd, mut qs) = ([0f32; 4], [0i32; 4]);
+        for k in 0..blocks - b {
+            let at = bytes * (b + k);
+            part[k] = q4_block::<D>(&row[at + qs_at..at + qs_at + 16], &t.q[32 * (b + k)..32 * (b + k) + 32]);
+            sd[k] = f16_at(row, at) * t.d[b + k];
+            qs[k] = t.qsum[b + k];
+        }
+        let mut isum = hsum_i32x4(part[0], part[1], part[2], i32x4_splat(0));
+        if !MIN {
+            isum = i32x4_sub(isum, i32x4_shl(ld(&qs), 3));
+        }
+        acc = accumulate(acc, isum, ld(&sd));
     }
-    hsum_f32(acc)
+    let dot = hsum_f32(acc);
+    if !MIN {
+        return dot;
+    }
+    let mut tail = [0f32; 16];
+    for (m, b) in tail.iter_mut().zip(whole..blocks) {
+        *m = f16_at(row, 20 * b + 2);
+    }
+    let tail: f32 = tail[..blocks - whole].iter().zip(&t.sum32[whole..]).map(|(x, y)| x * y).sum();
+    dot + (hsum_f32(f32x4_add(f32x4_add(macc[0], macc[1]), f32x4_add(macc[2], macc[3]))) + tail)
 }
 
-/// See [`scalar::fdot`](super::scalar::fdot), whose f32 operations this
-/// performs in the same order.
+/// The scales (or minimums) `bytes[4j..4j + 4]` as i32x4.
+#[inline(always)]
+fn u8x4_to_i32x4(v: v128, j: usize) -> v128 {
+    match j {
+        0 => u32x4_extend_low_u16x8(u16x8_extend_low_u8x16(v)),
+        1 => u32x4_extend_high_u16x8(u16x8_extend_low_u8x16(v)),
+        2 => u32x4_extend_low_u16x8(u16x8_extend_high_u8x16(v)),
+        _ => u32x4_extend_high_u16x8(u16x8_extend_high_u8x16(v)),
+    }
+}
+
+/// A packed Q4_K row dot a token: what unpacking then [`dot_k`] gives.
+#[inline(always)]
+pub(crate) fn packed_q4k<D: IDot>(row: &[u8], t: &TokenK<'_>) -> f32 {
+    let m4 = u8x16_splat(0x0F);
+    let z = i32x4_splat(0);
+    let mut acc = 0f32;
+    for (s, (blk, &dx)) in row.chunks_exact(144).zip(t.d).enumerate() {
+        let scales = ld(&k4_scale_bytes(&blk[4..16]));
+        let x = &t.q[s * QK_K..];
+        let mut p = [z; 8];
+        for c in 0..4 {
+            let (q0, q1) = (ld(&blk[16 + 32 * c..]), ld(&blk[32 + 32 * c..]));
+            let xc = &x[64 * c..];
+            p[2 * c] = D::dot2(ld(xc), v128_and(q0, m4), ld(&xc[16..]), v128_and(q1, m4), z);
+            let (h0, h1) = (u16x8_shr(v128_and(q0, u8x16_splat(0xF0)), 4), u16x8_shr(v128_and(q1, u8x16_splat(0xF0)), 4));
+            p[2 * c + 1] = D::dot2(ld(&xc[32..]), h0, ld(&xc[48..]), h1, z);
+        }
+        let mut ints = (z, z);
+        for j in 0..2 {
+            let s4 = hsum_i32x4(p[4 * j], p[4 * j + 1], p[4 * j + 2], p[4 * j + 3]);
+            ints = k_groups::<0, true>(ints, s4, group_sums::<32>(t, s, j), u8x4_to_i32x4(scales, j), u8x4_to_i32x4(scales, 2 + j));
+        }
+        acc = k_step::<true>(acc, hsum_i32(ints.0), hsum_i32(ints.1), f16_at(blk, 0), f16_at(blk, 2), dx);
+    }
+    acc
+}
+
+/// A packed Q6_K row dot a token: what unpacking then [`dot_k`] gives.
+#[inline(always)]
+pub(crate) fn packed_q6k<D: IDot>(row: &[u8], t: &TokenK<'_>) -> f32 {
+    let (m4, m30) = (u8x16_splat(0x0F), u8x16_splat(0x30));
+    let z = i32x4_splat(0);
+    let mut acc = 0f32;
+    for (s, (blk, &dx)) in row.chunks_exact(210).zip(t.d).enumerate() {
+        let x = &t.q[s * QK_K..];
+        let sc = ld(&blk[192..208]);
+        let (sc_lo, sc_hi) = (i16x8_extend_low_i8x16(sc), i16x8_extend_high_i8x16(sc));
+        let scales = [
+            i32x4_extend_low_i16x8(sc_lo),
+            i32x4_extend_high_i16x8(sc_lo),
+            i32x4_extend_low_i16x8(sc_hi),
+            i32x4_extend_high_i16x8(sc_hi),
+        ];
+        let mut ints = (z, z);
+        for n in 0..2 {
+            // Group 8n + 2k + h: weights 128n + 32k + 16h.., plane k.
+            let mut p = [z; 8];
+            for h in 0..2 {
+                let (a, b, hq) = (ld(&blk[64 * n + 16 * h..]), ld(&blk[64 * n + 32 + 16 * h..]), ld(&blk[128 + 32 * n + 16 * h..]));
+                let u = [
+                    v128_or(v128_and(a, m4), v128_and(i16x8_shl(hq, 4), m30)),
+                    v128_or(v128_and(b, m4), v128_and(i16x8_shl(hq, 2), m30)),
+                    v128_or(v128_and(u16x8_shr(a, 4), m4), v128_and(hq, m30)),
+                    v128_or(v128_and(u16x8_shr(b, 4), m4), v128_and(u16x8_shr(hq, 2), m30)),
+                ];
+                for (k, u) in u.into_iter().enumerate() {
+                    p[2 * k + h] = D::dot(ld(&x[128 * n + 32 * k + 16 * h..]), u, z);
+                }
+            }
+            for j in 0..2 {
+                let s4 = hsum_i32x4(p[4 * j], p[4 * j + 1], p[4 * j + 2], p[4 * j + 3]);
+                ints = k_groups::<32, false>(ints, s4, group_sums::<16>(t, s, 2 * n + j), scales[2 * n + j], z);
+            }
+        }
+        acc = k_step::<false>(acc, hsum_i32(ints.0), 0, f16_at(blk, 208), 0.0, dx);
+    }
+    acc
+}
+
+/// See [`scalar::fdot`], whose f32 operations this performs in the same order.
 pub(crate) fn fdot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [f32x4_splat(0.0); 4];
     let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
@@ -155,38 +421,22 @@ pub(crate) fn fdot(a: &[f32], b: &[f32]) -> f32 {
     hsum_f32(f32x4_add(f32x4_add(acc[0], acc[1]), f32x4_add(acc[2], acc[3]))) + tail
 }
 
-/// See [`scalar::quantize_block`](super::scalar::quantize_block).
-#[inline(always)]
-pub(crate) fn quantize_block(x: &[f32], q: &mut [i8]) -> (f32, i32, i32) {
-    let v: [v128; 8] = core::array::from_fn(|k| ld(&x[4 * k..4 * k + 4]));
-    let amax = hmax_f32(v.iter().fold(f32x4_splat(0.0), |m, &v| f32x4_max(m, f32x4_abs(v))));
-    let d = amax / 127.0;
-    let id = f32x4_splat(if d != 0.0 { 1.0 / d } else { 0.0 });
-    let i: [v128; 8] = core::array::from_fn(|k| i32x4_trunc_sat_f32x4(f32x4_nearest(f32x4_mul(v[k], id))));
-    let a = i8x16_narrow_i16x8(i16x8_narrow_i32x4(i[0], i[1]), i16x8_narrow_i32x4(i[2], i[3]));
-    let b = i8x16_narrow_i16x8(i16x8_narrow_i32x4(i[4], i[5]), i16x8_narrow_i32x4(i[6], i[7]));
-    st(&mut q[..16], a);
-    st(&mut q[16..32], b);
-    let sum = |v| hsum_i32(i32x4_extadd_pairwise_i16x8(i16x8_extadd_pairwise_i8x16(v)));
-    (d, sum(a), sum(b))
-}
-
-/// Q4_0, see [`scalar::unpack_q4_0`](super::scalar::unpack_q4_0).
-pub(crate) fn unpack_q4_0(src: &[u8], vals: &mut [i8], scales: &mut [f32], _mins: &mut [f32]) {
-    let (m4, eight) = (u8x16_splat(0x0F), i8x16_splat(8));
-    for ((blk, v), s) in src.chunks_exact(18).zip(vals.chunks_exact_mut(32)).zip(scales) {
+/// Q4_0, see [`scalar::unpack_q4_0`].
+pub(crate) fn unpack_q4_0(src: &[u8], out: LegacyRowMut<'_>) {
+    let m4 = u8x16_splat(0x0F);
+    for ((blk, v), s) in src.chunks_exact(18).zip(out.vals.chunks_exact_mut(32)).zip(out.scales) {
         *s = f16_at(blk, 0);
         let q = ld(&blk[2..18]);
-        st(&mut v[..16], i8x16_sub(v128_and(q, m4), eight));
-        st(&mut v[16..], i8x16_sub(u8x16_shr(q, 4), eight));
+        st(&mut v[..16], v128_and(q, m4));
+        st(&mut v[16..], u8x16_shr(q, 4));
     }
 }
 
-/// Q4_1, see [`scalar::unpack_q4_1`](super::scalar::unpack_q4_1).
-pub(crate) fn unpack_q4_1(src: &[u8], vals: &mut [i8], scales: &mut [f32], mins: &mut [f32]) {
+/// Q4_1, see [`scalar::unpack_q4_1`].
+pub(crate) fn unpack_q4_1(src: &[u8], out: LegacyRowMut<'_>) {
     let m4 = u8x16_splat(0x0F);
-    let groups = scales.iter_mut().zip(mins);
-    for ((blk, v), (s, m)) in src.chunks_exact(20).zip(vals.chunks_exact_mut(32)).zip(groups) {
+    let groups = out.scales.iter_mut().zip(out.mins);
+    for ((blk, v), (s, m)) in src.chunks_exact(20).zip(out.vals.chunks_exact_mut(32)).zip(groups) {
         *s = f16_at(blk, 0);
         *m = f16_at(blk, 2);
         let q = ld(&blk[4..20]);
@@ -207,23 +457,23 @@ fn q5_high(qh: &[u8]) -> (v128, v128) {
     (expand(h0), expand(h1))
 }
 
-/// Q5_0, see [`scalar::unpack_q5_0`](super::scalar::unpack_q5_0).
-pub(crate) fn unpack_q5_0(src: &[u8], vals: &mut [i8], scales: &mut [f32], _mins: &mut [f32]) {
-    let (m4, off) = (u8x16_splat(0x0F), i8x16_splat(16));
-    for ((blk, v), s) in src.chunks_exact(22).zip(vals.chunks_exact_mut(32)).zip(scales) {
+/// Q5_0, see [`scalar::unpack_q5_0`].
+pub(crate) fn unpack_q5_0(src: &[u8], out: LegacyRowMut<'_>) {
+    let m4 = u8x16_splat(0x0F);
+    for ((blk, v), s) in src.chunks_exact(22).zip(out.vals.chunks_exact_mut(32)).zip(out.scales) {
         *s = f16_at(blk, 0);
         let (h0, h1) = q5_high(&blk[2..6]);
         let q = ld(&blk[6..22]);
-        st(&mut v[..16], i8x16_sub(v128_or(v128_and(q, m4), h0), off));
-        st(&mut v[16..], i8x16_sub(v128_or(u8x16_shr(q, 4), h1), off));
+        st(&mut v[..16], v128_or(v128_and(q, m4), h0));
+        st(&mut v[16..], v128_or(u8x16_shr(q, 4), h1));
     }
 }
 
-/// Q5_1, see [`scalar::unpack_q5_1`](super::scalar::unpack_q5_1).
-pub(crate) fn unpack_q5_1(src: &[u8], vals: &mut [i8], scales: &mut [f32], mins: &mut [f32]) {
+/// Q5_1, see [`scalar::unpack_q5_1`].
+pub(crate) fn unpack_q5_1(src: &[u8], out: LegacyRowMut<'_>) {
     let m4 = u8x16_splat(0x0F);
-    let groups = scales.iter_mut().zip(mins);
-    for ((blk, v), (s, m)) in src.chunks_exact(24).zip(vals.chunks_exact_mut(32)).zip(groups) {
+    let groups = out.scales.iter_mut().zip(out.mins);
+    for ((blk, v), (s, m)) in src.chunks_exact(24).zip(out.vals.chunks_exact_mut(32)).zip(groups) {
         *s = f16_at(blk, 0);
         *m = f16_at(blk, 2);
         let (h0, h1) = q5_high(&blk[4..8]);
@@ -233,24 +483,25 @@ pub(crate) fn unpack_q5_1(src: &[u8], vals: &mut [i8], scales: &mut [f32], mins:
     }
 }
 
-/// Q8_0, see [`scalar::unpack_q8_0`](super::scalar::unpack_q8_0).
-pub(crate) fn unpack_q8_0(src: &[u8], vals: &mut [i8], scales: &mut [f32], _mins: &mut [f32]) {
-    for ((blk, v), s) in src.chunks_exact(34).zip(vals.chunks_exact_mut(32)).zip(scales) {
+/// Q8_0, see [`scalar::unpack_q8_0`].
+pub(crate) fn unpack_q8_0(src: &[u8], out: LegacyRowMut<'_>) {
+    for ((blk, v), s) in src.chunks_exact(34).zip(out.vals.chunks_exact_mut(32)).zip(out.scales) {
         *s = f16_at(blk, 0);
         st(&mut v[..16], ld(&blk[2..18]));
         st(&mut v[16..], ld(&blk[18..34]));
     }
 }
 
-/// Q2_K, see [`scalar::unpack_q2k`](super::scalar::unpack_q2k).
-pub(crate) fn unpack_q2k(src: &[u8], vals: &mut [i8], scales: &mut [f32], mins: &mut [f32]) {
+/// Q2_K, see [`scalar::unpack_q2k`].
+pub(crate) fn unpack_q2k(src: &[u8], out: KRowMut<'_>) {
     let m3 = u8x16_splat(3);
-    let groups = scales.chunks_exact_mut(16).zip(mins.chunks_exact_mut(16));
-    for ((blk, v), (sc, mn)) in src.chunks_exact(84).zip(vals.chunks_exact_mut(QK_K)).zip(groups) {
-        let (d, dmin) = (f16_at(blk, 80), f16_at(blk, 82));
+    let sb = out.d.iter_mut().zip(out.dmin.iter_mut());
+    let groups = out.sc.chunks_exact_mut(16).zip(out.m.chunks_exact_mut(16));
+    for (((blk, v), (sc, mn)), (d, dmin)) in src.chunks_exact(84).zip(out.vals.chunks_exact_mut(QK_K)).zip(groups).zip(sb) {
+        (*d, *dmin) = (f16_at(blk, 80), f16_at(blk, 82));
         for ((s, m), &b) in sc.iter_mut().zip(mn.iter_mut()).zip(&blk[..16]) {
-            *s = d * f32::from(b & 0xF);
-            *m = -(dmin * f32::from(b >> 4));
+            *s = i32::from(b & 0xF);
+            *m = i32::from(b >> 4);
         }
         for (v, qs) in v.chunks_exact_mut(128).zip(blk[16..80].chunks_exact(32)) {
             let (q0, q1) = (ld(&qs[..16]), ld(&qs[16..]));
@@ -263,13 +514,14 @@ pub(crate) fn unpack_q2k(src: &[u8], vals: &mut [i8], scales: &mut [f32], mins: 
     }
 }
 
-/// Q3_K, see [`scalar::unpack_q3k`](super::scalar::unpack_q3k).
-pub(crate) fn unpack_q3k(src: &[u8], vals: &mut [i8], scales: &mut [f32], _mins: &mut [f32]) {
-    let (m3, one, four) = (u8x16_splat(3), u8x16_splat(1), i8x16_splat(4));
-    for ((blk, v), sc) in src.chunks_exact(110).zip(vals.chunks_exact_mut(QK_K)).zip(scales.chunks_exact_mut(16)) {
-        let d = f16_at(blk, 108);
+/// Q3_K, see [`scalar::unpack_q3k`].
+pub(crate) fn unpack_q3k(src: &[u8], out: KRowMut<'_>) {
+    let (m3, four) = (u8x16_splat(3), u8x16_splat(4));
+    let rows = src.chunks_exact(110).zip(out.vals.chunks_exact_mut(QK_K)).zip(out.sc.chunks_exact_mut(16)).zip(out.d.iter_mut());
+    for (((blk, v), sc), d) in rows {
+        *d = f16_at(blk, 108);
         for (s, b) in sc.iter_mut().zip(q3k_scales(&blk[96..108])) {
-            *s = d * (f32::from(b as i8) - 32.0);
+            *s = i32::from(b as i8) - 32;
         }
         let (hm0, hm1) = (ld(&blk[..16]), ld(&blk[16..32]));
         for (c, (v, qs)) in v.chunks_exact_mut(128).zip(blk[32..96].chunks_exact(32)).enumerate() {
@@ -278,8 +530,8 @@ pub(crate) fn unpack_q3k(src: &[u8], vals: &mut [i8], scales: &mut [f32], _mins:
                 let (shift, bit) = (2 * j as u32, (4 * c + j) as u32);
                 let val = |q, hm| {
                     let low = v128_and(u8x16_shr(q, shift), m3);
-                    let high = i8x16_shl(v128_and(u8x16_shr(hm, bit), one), 2);
-                    i8x16_sub(v128_or(low, high), four)
+                    let high = v128_and(i8x16_shl(u8x16_shr(hm, bit), 2), four);
+                    v128_or(low, high)
                 };
                 st(&mut v[..16], val(q0, hm0));
                 st(&mut v[16..], val(q1, hm1));
@@ -288,12 +540,24 @@ pub(crate) fn unpack_q3k(src: &[u8], vals: &mut [i8], scales: &mut [f32], _mins:
     }
 }
 
-/// Q4_K, see [`scalar::unpack_q4k`](super::scalar::unpack_q4k).
-pub(crate) fn unpack_q4k(src: &[u8], vals: &mut [i8], scales: &mut [f32], mins: &mut [f32]) {
+/// The integer scales and minimums of a Q4_K/Q5_K block, and its `d`, `dmin`.
+#[inline(always)]
+fn k4_header(blk: &[u8], sc: &mut [i32], mn: &mut [i32], d: &mut f32, dmin: &mut f32) {
+    (*d, *dmin) = (f16_at(blk, 0), f16_at(blk, 2));
+    let b = ld(&k4_scale_bytes(&blk[4..16]));
+    for j in 0..2 {
+        st(&mut sc[4 * j..], u8x4_to_i32x4(b, j));
+        st(&mut mn[4 * j..], u8x4_to_i32x4(b, 2 + j));
+    }
+}
+
+/// Q4_K, see [`scalar::unpack_q4k`].
+pub(crate) fn unpack_q4k(src: &[u8], out: KRowMut<'_>) {
     let m4 = u8x16_splat(0x0F);
-    let groups = scales.chunks_exact_mut(8).zip(mins.chunks_exact_mut(8));
-    for ((blk, v), (sc, mn)) in src.chunks_exact(144).zip(vals.chunks_exact_mut(QK_K)).zip(groups) {
-        k4_scales(blk, sc, mn);
+    let sb = out.d.iter_mut().zip(out.dmin.iter_mut());
+    let groups = out.sc.chunks_exact_mut(8).zip(out.m.chunks_exact_mut(8));
+    for (((blk, v), (sc, mn)), (d, dmin)) in src.chunks_exact(144).zip(out.vals.chunks_exact_mut(QK_K)).zip(groups).zip(sb) {
+        k4_header(blk, sc, mn, d, dmin);
         for (v, qs) in v.chunks_exact_mut(64).zip(blk[16..144].chunks_exact(32)) {
             let (q0, q1) = (ld(&qs[..16]), ld(&qs[16..]));
             st(&mut v[..16], v128_and(q0, m4));
@@ -304,12 +568,13 @@ pub(crate) fn unpack_q4k(src: &[u8], vals: &mut [i8], scales: &mut [f32], mins: 
     }
 }
 
-/// Q5_K, see [`scalar::unpack_q5k`](super::scalar::unpack_q5k).
-pub(crate) fn unpack_q5k(src: &[u8], vals: &mut [i8], scales: &mut [f32], mins: &mut [f32]) {
+/// Q5_K, see [`scalar::unpack_q5k`].
+pub(crate) fn unpack_q5k(src: &[u8], out: KRowMut<'_>) {
     let (m4, one) = (u8x16_splat(0x0F), u8x16_splat(1));
-    let groups = scales.chunks_exact_mut(8).zip(mins.chunks_exact_mut(8));
-    for ((blk, v), (sc, mn)) in src.chunks_exact(176).zip(vals.chunks_exact_mut(QK_K)).zip(groups) {
-        k4_scales(blk, sc, mn);
+    let sb = out.d.iter_mut().zip(out.dmin.iter_mut());
+    let groups = out.sc.chunks_exact_mut(8).zip(out.m.chunks_exact_mut(8));
+    for (((blk, v), (sc, mn)), (d, dmin)) in src.chunks_exact(176).zip(out.vals.chunks_exact_mut(QK_K)).zip(groups).zip(sb) {
+        k4_header(blk, sc, mn, d, dmin);
         let (h0, h1) = (ld(&blk[16..32]), ld(&blk[32..48]));
         for (c, (v, qs)) in v.chunks_exact_mut(64).zip(blk[48..176].chunks_exact(32)).enumerate() {
             let (q0, q1) = (ld(&qs[..16]), ld(&qs[16..]));
@@ -323,13 +588,14 @@ pub(crate) fn unpack_q5k(src: &[u8], vals: &mut [i8], scales: &mut [f32], mins: 
     }
 }
 
-/// Q6_K, see [`scalar::unpack_q6k`](super::scalar::unpack_q6k).
-pub(crate) fn unpack_q6k(src: &[u8], vals: &mut [i8], scales: &mut [f32], _mins: &mut [f32]) {
-    let (m4, m3, off) = (u8x16_splat(0x0F), u8x16_splat(3), i8x16_splat(32));
-    for ((blk, v), sc) in src.chunks_exact(210).zip(vals.chunks_exact_mut(QK_K)).zip(scales.chunks_exact_mut(16)) {
-        let d = f16_at(blk, 208);
+/// Q6_K, see [`scalar::unpack_q6k`].
+pub(crate) fn unpack_q6k(src: &[u8], out: KRowMut<'_>) {
+    let (m4, m3) = (u8x16_splat(0x0F), u8x16_splat(3));
+    let rows = src.chunks_exact(210).zip(out.vals.chunks_exact_mut(QK_K)).zip(out.sc.chunks_exact_mut(16)).zip(out.d.iter_mut());
+    for (((blk, v), sc), d) in rows {
+        *d = f16_at(blk, 208);
         for (s, &b) in sc.iter_mut().zip(&blk[192..208]) {
-            *s = d * f32::from(b as i8);
+            *s = i32::from(b as i8);
         }
         let (ql, qh) = (&blk[..128], &blk[128..192]);
         for ((v, ql), qh) in v.chunks_exact_mut(128).zip(ql.chunks_exact(64)).zip(qh.chunks_exact(32)) {
@@ -337,35 +603,67 @@ pub(crate) fn unpack_q6k(src: &[u8], vals: &mut [i8], scales: &mut [f32], _mins:
                 let at = 16 * h;
                 let (a, b, hq) = (ld(&ql[at..at + 16]), ld(&ql[32 + at..48 + at]), ld(&qh[at..at + 16]));
                 let plane = |k: u32| i8x16_shl(v128_and(u8x16_shr(hq, 2 * k), m3), 4);
-                st(&mut v[at..at + 16], i8x16_sub(v128_or(v128_and(a, m4), plane(0)), off));
-                st(&mut v[32 + at..48 + at], i8x16_sub(v128_or(v128_and(b, m4), plane(1)), off));
-                st(&mut v[64 + at..80 + at], i8x16_sub(v128_or(u8x16_shr(a, 4), plane(2)), off));
-                st(&mut v[96 + at..112 + at], i8x16_sub(v128_or(u8x16_shr(b, 4), plane(3)), off));
+                st(&mut v[at..at + 16], v128_or(v128_and(a, m4), plane(0)));
+                st(&mut v[32 + at..48 + at], v128_or(v128_and(b, m4), plane(1)));
+                st(&mut v[64 + at..80 + at], v128_or(u8x16_shr(a, 4), plane(2)));
+                st(&mut v[96 + at..112 + at], v128_or(u8x16_shr(b, 4), plane(3)));
             }
         }
     }
-}
-
-/// Four f16 (in the low halves of u32 lanes) to f32, as
-/// [`f16_to_f32`](super::layout::f16_to_f32) does.
-#[inline(always)]
-fn f16x4_to_f32x4(h: v128) -> v128 {
-    let sign = i32x4_shl(v128_and(h, u32x4_splat(0x8000)), 16);
-    let mag = i32x4_shl(v128_and(h, u32x4_splat(0x7fff)), 13);
-    let finite = f32x4_mul(mag, f32x4_splat(f32::from_bits(0x7780_0000)));
-    let special = v128_or(mag, u32x4_splat(0x7f80_0000));
-    let is_special = u32x4_ge(mag, u32x4_splat(0x0f80_0000));
-    v128_or(v128_bitselect(special, finite, is_special), sign)
 }
 
 /// F16 row bytes to f32, eight at a time.
 pub(crate) fn unpack_f16(src: &[u8], out: &mut [f32]) {
     let (cs, co) = (src.chunks_exact(16), out.chunks_exact_mut(8));
     let (rs, ro) = (cs.remainder(), co.into_remainder());
-    super::scalar::unpack_f16(rs, ro);
+    scalar::unpack_f16(rs, ro);
     for (s, o) in src.chunks_exact(16).zip(out.chunks_exact_mut(8)) {
         let h = ld(s);
         st(&mut o[..4], f16x4_to_f32x4(u32x4_extend_low_u16x8(h)));
         st(&mut o[4..], f16x4_to_f32x4(u32x4_extend_high_u16x8(h)));
     }
+}
+
+/// The simd128 unpackers of `dtype` with the dot products given: `legacy`
+/// for offsets 0, 8, 16; `k` for Q2_K, Q3_K, Q4_K/Q5_K, Q6_K; the packed
+/// kernels of Q4_0, Q4_1 and of Q4_K, Q6_K.
+#[inline(always)]
+pub(crate) fn kernels_with(
+    dtype: GgmlDType,
+    legacy: [fn(LegacyRow<'_>, &Token32<'_>) -> f32; 3],
+    k: [fn(KRow<'_>, &TokenK<'_>) -> f32; 4],
+    packed_q4: [LegacyPackedFn; 2],
+    packed_k: [KPackedFn; 2],
+) -> Kernels {
+    use GgmlDType as T;
+    let [legacy0, legacy8, legacy16] = legacy;
+    let [k16_0_min, k16_4, k32_0_min, k16_32] = k;
+    let l = |unpack, dot, packed| Kernels::Legacy { unpack, dot, fdot, packed };
+    let kq = |unpack, dot, packed| Kernels::K { unpack, dot, packed };
+    match dtype {
+        T::Q4_0 => l(unpack_q4_0, legacy8, Some(packed_q4[0])),
+        T::Q4_1 => l(unpack_q4_1, legacy0, Some(packed_q4[1])),
+        T::Q5_0 => l(unpack_q5_0, legacy16, None),
+        T::Q5_1 => l(unpack_q5_1, legacy0, None),
+        // Q8_0's weights are signed bytes: always the widening dot product.
+        T::Q8_0 => l(unpack_q8_0, dot_legacy::<Widening, 0>, None),
+        T::Q2K => kq(unpack_q2k, k16_0_min, None),
+        T::Q3K => kq(unpack_q3k, k16_4, None),
+        T::Q4K => kq(unpack_q4k, k32_0_min, Some(packed_k[0])),
+        T::Q5K => kq(unpack_q5k, k32_0_min, None),
+        T::Q6K => kq(unpack_q6k, k16_32, Some(packed_k[1])),
+        T::F16 => Kernels::Float { float: unpack_f16, fdot },
+        _ => Kernels::Float { float: scalar::unpack_f32, fdot },
+    }
+}
+
+/// The simd128 kernels of `dtype`.
+pub(crate) fn kernels(dtype: GgmlDType) -> Kernels {
+    kernels_with(
+        dtype,
+        [dot_legacy::<Widening, 0>, dot_legacy::<Widening, 8>, dot_legacy::<Widening, 16>],
+        [dot_k::<Widening, 16, 0, true>, dot_k::<Widening, 16, 4, false>, dot_k::<Widening, 32, 0, true>, dot_k::<Widening, 16, 32, false>],
+        [packed_q4::<Widening, false>, packed_q4::<Widening, true>],
+        [packed_q4k::<Widening>, packed_q6k::<Widening>],
+    )
 }

@@ -1,0 +1,69 @@
+//! wasm relaxed-SIMD kernels: the `simd128` code (`super::simd128`) with
+//! `i32x4.relaxed_dot_i8x16_i7x16_add` as its byte multiply-add, one
+//! instruction for 16 pairs (a single `vpdpbusd` on x86 with VNNI).
+//!
+//! The instruction is deterministic when its second operand's bytes are
+//! below 128: the weights go there (every stored value `u` is unsigned and
+//! at most 6 bits, but Q8_0's, which keeps the widening product), the
+//! activations (signed bytes) first. Its 16-bit intermediate sums of two
+//! products cannot saturate (`2·128·127 < 2^15`). So the integer sums, and
+//! with them every result, are those of the other backends, bit for bit.
+//!
+//! Only the functions here are compiled with the `relaxed-simd` target
+//! feature; they exist only in builds with the crate's `relaxed-simd`
+//! feature, whose module browsers without relaxed SIMD refuse to compile.
+
+use core::arch::wasm32::*;
+
+use super::activations::{Token32, TokenK};
+use super::scalar::{KRow, LegacyRow};
+use super::simd128::{self, IDot};
+use super::{GgmlDType, Kernels};
+
+/// [`IDot`] with the relaxed dot product.
+pub(crate) struct Relaxed;
+
+impl IDot for Relaxed {
+    #[inline(always)]
+    fn dot(q: v128, u: v128, acc: v128) -> v128 {
+        i32x4_relaxed_dot_i8x16_i7x16_add(q, u, acc)
+    }
+}
+
+/// Wraps a generic `simd128` kernel instantiated with [`Relaxed`] into a
+/// function compiled with the `relaxed-simd` target feature (so that the
+/// instruction is inlined into it), callable through a plain `fn` pointer.
+macro_rules! relaxed_fn {
+    ($name:ident($($arg:ident: $ty:ty),*) -> $ret:ty = $body:expr) => {
+        fn $name($($arg: $ty),*) -> $ret {
+            #[target_feature(enable = "relaxed-simd")]
+            fn inner($($arg: $ty),*) -> $ret {
+                $body
+            }
+            inner($($arg),*)
+        }
+    };
+}
+
+relaxed_fn!(legacy0(w: LegacyRow<'_>, t: &Token32<'_>) -> f32 = simd128::dot_legacy::<Relaxed, 0>(w, t));
+relaxed_fn!(legacy8(w: LegacyRow<'_>, t: &Token32<'_>) -> f32 = simd128::dot_legacy::<Relaxed, 8>(w, t));
+relaxed_fn!(legacy16(w: LegacyRow<'_>, t: &Token32<'_>) -> f32 = simd128::dot_legacy::<Relaxed, 16>(w, t));
+relaxed_fn!(k16_0_min(w: KRow<'_>, t: &TokenK<'_>) -> f32 = simd128::dot_k::<Relaxed, 16, 0, true>(w, t));
+relaxed_fn!(k16_4(w: KRow<'_>, t: &TokenK<'_>) -> f32 = simd128::dot_k::<Relaxed, 16, 4, false>(w, t));
+relaxed_fn!(k32_0_min(w: KRow<'_>, t: &TokenK<'_>) -> f32 = simd128::dot_k::<Relaxed, 32, 0, true>(w, t));
+relaxed_fn!(k16_32(w: KRow<'_>, t: &TokenK<'_>) -> f32 = simd128::dot_k::<Relaxed, 16, 32, false>(w, t));
+relaxed_fn!(packed_q4_0(row: &[u8], t: &Token32<'_>) -> f32 = simd128::packed_q4::<Relaxed, false>(row, t));
+relaxed_fn!(packed_q4_1(row: &[u8], t: &Token32<'_>) -> f32 = simd128::packed_q4::<Relaxed, true>(row, t));
+relaxed_fn!(packed_q4k(row: &[u8], t: &TokenK<'_>) -> f32 = simd128::packed_q4k::<Relaxed>(row, t));
+relaxed_fn!(packed_q6k(row: &[u8], t: &TokenK<'_>) -> f32 = simd128::packed_q6k::<Relaxed>(row, t));
+
+/// The relaxed-SIMD kernels of `dtype`.
+pub(crate) fn kernels(dtype: GgmlDType) -> Kernels {
+    simd128::kernels_with(
+        dtype,
+        [legacy0, legacy8, legacy16],
+        [k16_0_min, k16_4, k32_0_min, k16_32],
+        [packed_q4_0, packed_q4_1],
+        [packed_q4k, packed_q6k],
+    )
+}

@@ -14,8 +14,11 @@ use web_sys::{ErrorEvent, MessageEvent, Worker};
 /// per build and writes the new name into `index.html` (see [`worker_url`]).
 pub const UNVERSIONED_WORKER_URL: &str = "./sprig-worker_loader.js";
 
-/// The worker's loader for this build: derefs to [`worker_url`], so it goes
-/// wherever a `&str` URL does.
+/// The same for the worker built with the relaxed-SIMD kernels.
+pub const UNVERSIONED_RELAXED_WORKER_URL: &str = "./sprig-worker-relaxed_loader.js";
+
+/// The worker's loader for this build and browser: derefs to
+/// [`worker_url`], so it goes wherever a `&str` URL does.
 pub const WORKER_URL: &WorkerUrl = &WorkerUrl;
 
 /// The URL of this build's worker loader (see [`WORKER_URL`]).
@@ -30,20 +33,99 @@ impl std::ops::Deref for WorkerUrl {
     }
 }
 
-/// The worker loader this page was built with: the content of
-/// `<meta name="sprig-worker">` (a name with the build's hash, so a new page
-/// never starts a worker an old build left in a cache), or
-/// [`UNVERSIONED_WORKER_URL`] when the page has no such meta. Read once.
+/// The worker builds a page can start: the same worker with different
+/// kernels (README: Kernels).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkerBuild {
+    /// wasm `simd128` kernels: every browser with wasm SIMD runs it.
+    Simd128,
+    /// Relaxed-SIMD kernels, faster; a browser without relaxed SIMD refuses
+    /// to compile the module.
+    RelaxedSimd,
+}
+
+/// A wasm module whose one function uses `i32x4.relaxed_dot_i8x16_i7x16_add_s`:
+/// `WebAssembly.validate` accepts it exactly where relaxed SIMD runs.
+const RELAXED_SIMD_PROBE: &[u8] = &[
+    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // magic, version
+    0x01, 0x05, 0x01, 0x60, 0x00, 0x01, 0x7b, // type: () -> v128
+    0x03, 0x02, 0x01, 0x00, // one function of that type
+    0x0a, 0x3d, 0x01, 0x3b, 0x00, // code: one body of 59 bytes, no locals
+    0xfd, 0x0c, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, // v128.const 0
+    0xfd, 0x0c, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, // v128.const 0
+    0xfd, 0x0c, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, // v128.const 0
+    0xfd, 0x93, 0x02, // i32x4.relaxed_dot_i8x16_i7x16_add_s
+    0x0b, // end
+];
+
+/// Whether this browser validates relaxed-SIMD wasm.
+pub fn relaxed_simd_supported() -> bool {
+    js_sys::WebAssembly::validate(&js_sys::Uint8Array::from(RELAXED_SIMD_PROBE).into()).unwrap_or(false)
+}
+
+/// The build to start: relaxed SIMD where the browser validates it, unless
+/// the page's query (`search`, e.g. `?kernels=simd128`) forces the `simd128`
+/// fallback. Any other value of `kernels` leaves the choice automatic.
+pub fn pick_worker_build(search: &str, relaxed_supported: bool) -> WorkerBuild {
+    let forced_fallback = search
+        .trim_start_matches('?')
+        .split('&')
+        .any(|pair| pair == "kernels=simd128");
+    if relaxed_supported && !forced_fallback {
+        WorkerBuild::RelaxedSimd
+    } else {
+        WorkerBuild::Simd128
+    }
+}
+
+/// The worker loader this page starts: the build [`pick_worker_build`]
+/// chooses, at the URL this page was built with (`<meta name="sprig-worker">`
+/// or `<meta name="sprig-worker-relaxed">`: names with the build's hash, so a
+/// new page never starts a worker an old build left in a cache), or
+/// [`UNVERSIONED_WORKER_URL`] / [`UNVERSIONED_RELAXED_WORKER_URL`] when the
+/// page has no such meta. Chosen once.
 pub fn worker_url() -> &'static str {
     static URL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     URL.get_or_init(|| {
-        web_sys::window()
-            .and_then(|w| w.document())
-            .and_then(|d| d.query_selector(r#"meta[name="sprig-worker"]"#).ok().flatten())
-            .and_then(|meta| meta.get_attribute("content"))
-            .filter(|url| !url.trim().is_empty())
-            .unwrap_or_else(|| UNVERSIONED_WORKER_URL.to_string())
+        let window = web_sys::window();
+        let search = window.as_ref().and_then(|w| w.location().search().ok()).unwrap_or_default();
+        let meta = |name: &str| {
+            window
+                .as_ref()
+                .and_then(|w| w.document())
+                .and_then(|d| d.query_selector(&format!(r#"meta[name="{name}"]"#)).ok().flatten())
+                .and_then(|meta| meta.get_attribute("content"))
+                .filter(|url| !url.trim().is_empty())
+        };
+        match pick_worker_build(&search, relaxed_simd_supported()) {
+            WorkerBuild::RelaxedSimd => meta("sprig-worker-relaxed").unwrap_or_else(|| UNVERSIONED_RELAXED_WORKER_URL.to_string()),
+            WorkerBuild::Simd128 => meta("sprig-worker").unwrap_or_else(|| UNVERSIONED_WORKER_URL.to_string()),
+        }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relaxed_simd_unless_forced_or_unsupported() {
+        assert_eq!(pick_worker_build("", true), WorkerBuild::RelaxedSimd);
+        assert_eq!(pick_worker_build("?embed=1", true), WorkerBuild::RelaxedSimd);
+        assert_eq!(pick_worker_build("?kernels=simd128", true), WorkerBuild::Simd128);
+        assert_eq!(pick_worker_build("?embed=1&kernels=simd128", true), WorkerBuild::Simd128);
+        assert_eq!(pick_worker_build("?kernels=relaxed-simd", false), WorkerBuild::Simd128);
+        assert_eq!(pick_worker_build("?kernels=simd1280", true), WorkerBuild::RelaxedSimd);
+        assert_eq!(pick_worker_build("", false), WorkerBuild::Simd128);
+    }
+
+    #[test]
+    fn the_probe_module_is_well_formed() {
+        // Sizes: the code section holds one body of 59 bytes.
+        let code = RELAXED_SIMD_PROBE.iter().position(|&b| b == 0x0a).unwrap();
+        assert_eq!(RELAXED_SIMD_PROBE.len() - code - 2, 0x3d);
+        assert_eq!(RELAXED_SIMD_PROBE.len() - code - 4, 0x3b);
+    }
 }
 
 /// Errors of talking to the worker.

@@ -126,6 +126,9 @@ pub fn ModelPanel() -> impl IntoView {
                             } else {
                                 format!(" · loaded from this device in {:.1} s", (m.fetch_ms + m.load_ms) / 1000.0)
                             }}
+                            {(!m.kernels.is_empty()).then(|| view! {
+                                " · " <span data-testid="model-kernels">{crate::components::status::kernels_label(&m.kernels, true)}</span> " kernels"
+                            })}
                             {(m.memory_bytes > 0 && m.worker_memory_bytes.len() <= 1).then(|| format!(" · worker memory {}", bytes(m.memory_bytes)))}
                             {(m.worker_memory_bytes.len() > 1).then(|| format!(
                                 " · {} workers, memory {}",

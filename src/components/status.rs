@@ -15,7 +15,7 @@ pub fn Status() -> impl IntoView {
                 (_, Some(info)) => view! {
                     <span data-testid="worker-hello">
                         "sprig-worker " {info.worker_version.clone()} " · sprig-engine " {info.engine_version.clone()}
-                        " · wasm SIMD " {if info.simd128 { "on" } else { "off" }}
+                        " · kernels " <span data-testid="worker-kernels">{kernels_label(&info.kernels, info.simd128)}</span>
                         " · self-test " <code data-testid="worker-self-test">{info.self_test.clone()}</code>
                     </span>
                 }.into_any(),
@@ -23,5 +23,16 @@ pub fn Status() -> impl IntoView {
                 (WorkerStatus::Starting, None) => view! { <span>"Starting the model worker…"</span> }.into_any(),
             }}
         </footer>
+    }
+}
+
+/// How a worker's kernel build is named in the page.
+pub fn kernels_label(kernels: &str, simd128: bool) -> String {
+    match kernels {
+        "relaxed-simd" => "wasm relaxed SIMD".into(),
+        "simd128" => "wasm SIMD".into(),
+        "" if simd128 => "wasm SIMD".into(),
+        "" => "portable".into(),
+        other => other.into(),
     }
 }

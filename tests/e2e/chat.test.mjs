@@ -9,11 +9,11 @@ const LOAD_TIMEOUT = 180_000;
 const env = await useDistAndBrowser();
 
 /** A fresh page (own storage) with the demo model loaded. */
-async function loadedPage({ settings } = {}) {
+async function loadedPage({ settings, query = '' } = {}) {
   const context = await env.browser.newContext();
   const page = await context.newPage();
   const errors = collectErrors(page);
-  await page.goto(env.server.url + '/');
+  await page.goto(env.server.url + '/' + query);
   await page.getByTestId('model-select').selectOption('demo');
   await page.getByTestId('model-load').click();
   await page.getByTestId('model-progress').waitFor({ timeout: 30_000 });
@@ -72,6 +72,24 @@ test('load shows progress, a reply streams token by token, stats appear', async 
   assert.ok((await page.getByTestId('message-assistant').first().textContent()).length > 0);
   assert.deepEqual(errors, []);
   await context.close();
+});
+
+test('the forced simd128 fallback (?kernels=simd128) chats, with the same greedy reply as relaxed SIMD', async () => {
+  const replies = {};
+  for (const [query, kernels] of [['', 'wasm relaxed SIMD'], ['?kernels=simd128', 'wasm SIMD']]) {
+    const { context, page, errors } = await loadedPage({ query, settings: { temperature: 0, 'max-tokens': 24 } });
+    // The ready line says which build runs the model.
+    assert.equal(await page.getByTestId('model-kernels').textContent(), kernels);
+    assert.match(await page.getByTestId('model-ready').textContent(), new RegExp(`${kernels} kernels`));
+    await send(page, 'What is the capital of France?');
+    await waitDone(page, 1);
+    replies[kernels] = await page.locator('[data-testid="message-assistant"] .md').first().textContent();
+    assert.deepEqual(errors, []);
+    await context.close();
+  }
+  assert.ok(replies['wasm SIMD'].length > 0);
+  // Both builds compute the same bits, so the same greedy tokens.
+  assert.equal(replies['wasm SIMD'], replies['wasm relaxed SIMD']);
 });
 
 test('Stop ends the reply within a token; a second turn prefills only the new tokens', async () => {

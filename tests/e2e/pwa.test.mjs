@@ -89,17 +89,23 @@ function pngSize(bytes) {
 
 test('the built worker files carry a hash of their content, and the page and loader name them', async () => {
   const names = await readdir(DIST);
-  const worker = names.filter((n) => n.startsWith('sprig-worker'));
-  assert.equal(worker.length, 3, worker.join(' '));
-  assert.ok(worker.every((n) => WORKER_FILE.test(n)), `versioned names only: ${worker.join(' ')}`);
-  const hashes = new Set(worker.map((n) => WORKER_FILE.exec(n)[1]));
-  assert.equal(hashes.size, 1, 'one hash for the three files');
-  const [hash] = hashes;
-  const loader = await readFile(join(DIST, `sprig-worker-${hash}_loader.js`), 'utf8');
-  assert.match(loader, new RegExp(`importScripts\\("\\./sprig-worker-${hash}\\.js"\\)`));
-  assert.match(loader, new RegExp(`"\\./sprig-worker-${hash}_bg\\.wasm"`));
   const html = await readFile(join(DIST, 'index.html'), 'utf8');
-  assert.match(html, new RegExp(`<meta name="sprig-worker" content="\\./sprig-worker-${hash}_loader\\.js"`));
+  const worker = [];
+  // Two builds of the worker: simd128 and relaxed SIMD, each versioned on its own.
+  for (const name of ['sprig-worker', 'sprig-worker-relaxed']) {
+    const file = new RegExp(`^${name}-([0-9a-f]{16})(_loader\\.js|\\.js|_bg\\.wasm)$`);
+    const mine = names.filter((n) => file.test(n));
+    assert.equal(mine.length, 3, mine.join(' '));
+    const hashes = new Set(mine.map((n) => file.exec(n)[1]));
+    assert.equal(hashes.size, 1, 'one hash for the three files');
+    const [hash] = hashes;
+    const loader = await readFile(join(DIST, `${name}-${hash}_loader.js`), 'utf8');
+    assert.match(loader, new RegExp(`importScripts\\("\\./${name}-${hash}\\.js"\\)`));
+    assert.match(loader, new RegExp(`"\\./${name}-${hash}_bg\\.wasm"`));
+    assert.match(html, new RegExp(`<meta name="${name}" content="\\./${name}-${hash}_loader\\.js"`));
+    worker.push(...mine);
+  }
+  assert.deepEqual(names.filter((n) => n.startsWith('sprig-worker')).sort(), worker.sort(), 'versioned worker files only');
   // The precache list is the whole shell, models excepted, each file with its hash.
   const build = await swBuild(DIST);
   assert.match(build.version, /^[0-9a-f]{16}$/);
@@ -221,7 +227,7 @@ test('a new build is offered with a prompt on the next visit, never taken mid-re
     await promisify(execFile)('node', [join(REPO, 'scripts/pwa-build')], {
       env: { ...process.env, TRUNK_STAGING_DIR: root, TRUNK_SOURCE_DIR: REPO },
     });
-    const fresh = { build: await swBuild(root), worker: `./${(await readdir(root)).find((n) => n.endsWith('_loader.js'))}` };
+    const fresh = { build: await swBuild(root), worker: `./${(await readdir(root)).find((n) => WORKER_FILE.test(n) && n.endsWith('_loader.js'))}` };
     assert.notEqual(fresh.build.version, old.build.version);
     assert.notEqual(fresh.worker, old.worker, 'another worker build, another worker name');
     assert.match(fresh.worker, /^\.\/sprig-worker-[0-9a-f]{16}_loader\.js$/);

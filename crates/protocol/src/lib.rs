@@ -266,6 +266,10 @@ pub struct LoadedModel {
     /// order (one entry when the model is not split).
     #[serde(default)]
     pub worker_memory_bytes: Vec<u64>,
+    /// Which kernel build runs the model: `relaxed-simd`, `simd128` or
+    /// `portable` (empty when unknown).
+    #[serde(default)]
+    pub kernels: String,
 }
 
 /// Why a reply ended.
@@ -401,6 +405,9 @@ pub struct WorkerInfo {
     pub engine_version: String,
     /// Whether the engine was compiled with wasm SIMD (`+simd128`).
     pub simd128: bool,
+    /// Which kernel build runs: `relaxed-simd`, `simd128` or `portable`.
+    #[serde(default)]
+    pub kernels: String,
     /// The result of a small matrix product the engine ran on start, proving the
     /// tensor backend works in this worker.
     pub self_test: String,

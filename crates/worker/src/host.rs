@@ -20,6 +20,7 @@ pub fn worker_info() -> Result<WorkerInfo, String> {
         worker_version: env!("CARGO_PKG_VERSION").to_string(),
         engine_version: sprig_engine::VERSION.to_string(),
         simd128: sprig_engine::SIMD128,
+        kernels: sprig_engine::kernels::BUILD.to_string(),
         self_test,
     })
 }
@@ -136,6 +137,7 @@ impl Host {
             load_ms: started.elapsed().as_secs_f64() * 1000.0,
             memory_bytes: 0,
             worker_memory_bytes: Vec::new(),
+            kernels: sprig_engine::kernels::BUILD.to_string(),
         };
         self.session = Some(session);
         self.model = Some(model.clone());

@@ -3,6 +3,7 @@
 //! inside a dedicated worker, through the chunked byte source, and checks that
 //! greedy generation gives the same ids as the native engine
 //! (tests/fixtures/smollm2_greedy.json, which the native tests also check).
+//! `scripts/test` runs it in both worker builds: simd128, and relaxed SIMD.
 #![cfg(target_arch = "wasm32")]
 
 mod common;
@@ -18,6 +19,8 @@ const FIXTURE: &str = include_str!("../../../tests/fixtures/smollm2_greedy.json"
 
 #[wasm_bindgen_test]
 async fn greedy_generation_matches_native() {
+    let build = if cfg!(feature = "relaxed-simd") { "relaxed-simd" } else { "simd128" };
+    assert_eq!(sprig_engine::kernels::BUILD, build);
     let fixture: serde_json::Value = serde_json::from_str(FIXTURE).unwrap();
     let prompt: Vec<u32> = serde_json::from_value(fixture["prompt_ids"].clone()).unwrap();
     let want: Vec<u32> = serde_json::from_value(fixture["ids"].clone()).unwrap();
@@ -29,7 +32,7 @@ async fn greedy_generation_matches_native() {
     let (ids, stats) = session.generate(&prompt, SamplingParams::greedy(want.len()), &mut |t| text.push_str(t)).unwrap();
     web_sys::console::log_1(
         &format!(
-            "wasm: prefill {:.1} tok/s, decode {:.1} tok/s, text {text:?}",
+            "wasm ({build}): prefill {:.1} tok/s, decode {:.1} tok/s, text {text:?}",
             stats.prefill_tok_s, stats.decode_tok_s
         )
         .into(),

@@ -75,7 +75,9 @@ fn MessageBubble(
                 <Show when=move || !streaming()>
                     <footer class="reply-footer">
                         {move || entry().and_then(|e| e.stats).map(|s| view! {
-                            <span class="muted" data-testid="reply-stats">{stats_line(&s)}</span>
+                            <span class="muted" data-testid="reply-stats"
+                                data-prefill-exchange-ms=format!("{:.0}", s.prefill_exchange_ms)
+                                data-decode-exchange-ms=format!("{:.0}", s.decode_exchange_ms)>{stats_line(&s)}</span>
                         })}
                         <button class="link" aria-label="Copy this reply" data-testid="copy"
                             on:click=move |_| copy_to_clipboard(entry().map(|e| e.content).unwrap_or_default())>"Copy"</button>

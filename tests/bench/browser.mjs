@@ -221,6 +221,10 @@ async function runSprig(model, { workers = 0, url = null, context = null, questi
     const stats = page.getByTestId('reply-stats').first();
     await stats.waitFor({ timeout });
     const text = await stats.textContent();
+    const exchangeMs = {
+      prefill: Number(await stats.getAttribute('data-prefill-exchange-ms')),
+      decode: Number(await stats.getAttribute('data-decode-exchange-ms')),
+    };
     const m = /^(\d+) tokens · ([\d.]+) tok\/s · prompt (\d+) tokens \((\d+) new, ([\d.]+) tok\/s\)/.exec(text);
     if (!m) throw new Error(`unexpected stats: ${text}`);
     const { t0, marks } = await page.evaluate(() => window.__bench);
@@ -233,7 +237,7 @@ async function runSprig(model, { workers = 0, url = null, context = null, questi
       prompt: Number(m[4]), promptTotal: Number(m[3]), n,
       ttft: first[0] - t0, decodeMs: lastMark[0] - first[0],
       own: `own: prefill ${m[5]}, decode ${m[2]} tok/s`,
-      marks: marks.length, text: reply, ready,
+      marks: marks.length, text: reply, ready, exchangeMs,
     };
   } finally {
     await page.close();
@@ -400,6 +404,8 @@ async function bench7b(dir, gbPerS) {
       const bound = gbPerS * 1e9 * Math.min(k, CORES) / bytes;
       console.log(`| ${k} | ${load} | ${memory} | +${mib(f.peak)} | ${f.prefill.toFixed(2)} | ${f.decode.toFixed(2)} | ${(f.ttft / 1000).toFixed(1)} | ` +
         `${(100 * f.decode / bound).toFixed(0)} % of ${bound.toFixed(1)} tok/s (${Math.min(k, CORES)} cores) |`);
+      console.log(`  (rank 0 exchanging: prefill ${r.exchangeMs.prefill.toFixed(0)} ms of ${f.ttft.toFixed(0)}, ` +
+        `decode ${(r.exchangeMs.decode / Math.max(1, r.n - 1)).toFixed(1)} ms per token of ${(r.decodeMs / Math.max(1, r.n - 1)).toFixed(0)}; ${r.own})`);
     }
   } finally {
     await context.close();

@@ -100,6 +100,11 @@ pub struct TurnStats {
     pub prefill_tok_s: f64,
     /// Decoded tokens per second (forward passes after the first token).
     pub decode_tok_s: f64,
+    /// Of `prefill_ms`, milliseconds spent exchanging with the other workers
+    /// holding the model (0 when it is not split).
+    pub prefill_exchange_ms: f64,
+    /// Of `decode_ms`, milliseconds spent exchanging with the other workers.
+    pub decode_exchange_ms: f64,
 }
 
 /// One step of generation.
@@ -132,7 +137,10 @@ struct Turn {
     prompt_tokens: usize,
     prefilled: usize,
     prefill_ms: f64,
+    prefill_exchange_ms: f64,
     decode_start: Instant,
+    /// The model's exchange time when decoding started.
+    decode_exchange_start: f64,
     generated: usize,
     cancelled: bool,
 }
@@ -298,6 +306,7 @@ impl Session {
         }
         self.turn = None;
         let started = Instant::now();
+        let exchanged = self.model.exchange_ms();
         let common = self.cached.iter().zip(prompt).take_while(|(a, b)| a == b).count();
         // The last prompt token always runs: its logits pick the first reply token.
         let keep = common.min(prompt.len() - 1);
@@ -319,7 +328,9 @@ impl Session {
             prompt_tokens: prompt.len(),
             prefilled,
             prefill_ms: ms(started),
+            prefill_exchange_ms: self.model.exchange_ms() - exchanged,
             decode_start: Instant::now(),
+            decode_exchange_start: self.model.exchange_ms(),
             generated: 0,
             cancelled: false,
         });
@@ -395,6 +406,8 @@ impl Session {
             decode_ms,
             prefill_tok_s: rate(turn.prefilled, turn.prefill_ms),
             decode_tok_s: rate(turn.generated.saturating_sub(1), decode_ms),
+            prefill_exchange_ms: turn.prefill_exchange_ms,
+            decode_exchange_ms: self.model.exchange_ms() - turn.decode_exchange_start,
         };
         Ok(Step::Done { stats, tail })
     }

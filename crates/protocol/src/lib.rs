@@ -303,6 +303,13 @@ pub struct ReplyStats {
     pub decode_tok_s: f64,
     /// Oldest messages left out so the conversation fits the context.
     pub dropped_messages: usize,
+    /// Milliseconds of the prefill spent exchanging with the other workers
+    /// holding the model (0 when it is not split).
+    #[serde(default)]
+    pub prefill_exchange_ms: f64,
+    /// Milliseconds of the decoding spent exchanging with the other workers.
+    #[serde(default)]
+    pub decode_exchange_ms: f64,
 }
 
 /// What a worker tells the UI.
@@ -487,6 +494,8 @@ mod tests {
                 prefill_tok_s: 1.5,
                 decode_tok_s: 2.5,
                 dropped_messages: 0,
+                prefill_exchange_ms: 0.5,
+                decode_exchange_ms: 0.25,
             },
         });
         let json = serde_json::to_string(&ev).unwrap();

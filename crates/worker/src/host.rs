@@ -299,6 +299,8 @@ pub async fn step_reply<C: Collective>(session: &mut Session, turn: u64, dropped
                     prefill_tok_s: stats.prefill_tok_s,
                     decode_tok_s: stats.decode_tok_s,
                     dropped_messages: dropped,
+                    prefill_exchange_ms: stats.prefill_exchange_ms,
+                    decode_exchange_ms: stats.decode_exchange_ms,
                 },
             });
             (events, true)

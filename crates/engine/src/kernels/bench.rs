@@ -42,18 +42,23 @@ impl fmt::Display for BenchResult {
 }
 
 /// The cases the benchmark runs by default: Q4_1, Q4_0, Q8_0, Q4_K and Q6_K
-/// at `[1536 x 576]` and `[4096 x 4096]`, 1 and 32 tokens (`[576 x 1536]`
-/// for the K-quants, whose rows must be a multiple of 256).
+/// at `[1536 x 576]` and `[4096 x 4096]`, 1, 16 and 32 tokens (`[576 x 1536]`
+/// for the K-quants, whose rows must be a multiple of 256); then Q4_K and
+/// Q6_K at `[32768 x 4096]`, 1 token: 75 and 110 MB, more than the caches
+/// hold, read from memory as a 7B model's weights are.
 pub fn default_cases() -> Vec<(GgmlDType, usize, usize, usize)> {
     let mut cases = Vec::new();
     for (rows, cols) in [(1536usize, 576usize), (4096, 4096)] {
         for dtype in [GgmlDType::Q4_1, GgmlDType::Q4_0, GgmlDType::Q8_0, GgmlDType::Q4K, GgmlDType::Q6K] {
             let k_quant = matches!(dtype, GgmlDType::Q4K | GgmlDType::Q6K);
             let (rows, cols) = if k_quant && !cols.is_multiple_of(256) { (cols, rows) } else { (rows, cols) };
-            for tokens in [1, 32] {
+            for tokens in [1, 16, 32] {
                 cases.push((dtype, rows, cols, tokens));
             }
         }
+    }
+    for dtype in [GgmlDType::Q4K, GgmlDType::Q6K] {
+        cases.push((dtype, 32768, 4096, 1));
     }
     cases
 }

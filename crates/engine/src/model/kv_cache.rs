@@ -1,61 +1,78 @@
 //! A per-layer key/value cache that grows in place and can be cut back, so a
 //! conversation can keep the prefix it shares with the next prompt.
 
-/// Keys and values of one layer for the key/value heads this worker holds,
-/// position-major: position `p` is `width` keys at `k[p * width..]`.
+/// Positions per block of a cache.
+const BLOCK: usize = 256;
+
+/// Keys and values of one layer for the key/value heads this worker holds:
+/// position `p` is `width` keys and `width` values. Stored in blocks of
+/// [`BLOCK`] positions, each its own allocation: growing never copies (nor
+/// needs the old and the new buffer at once, which in a wasm memory that
+/// never shrinks would leave the old one as a hole), and blocks cut off by
+/// [`truncate`](Self::truncate) are kept for the positions that come next.
 #[derive(Debug, Clone, Default)]
 pub struct LayerCache {
-    k: Vec<f32>,
-    v: Vec<f32>,
+    k: Vec<Box<[f32]>>,
+    v: Vec<Box<[f32]>>,
     width: usize,
+    len: usize,
 }
-
-/// Positions added to a cache's capacity at a time.
-const GROW: usize = 256;
 
 impl LayerCache {
     /// An empty cache of `width` values (heads × head dim) per position.
     pub fn new(width: usize) -> Self {
-        Self { k: Vec::new(), v: Vec::new(), width }
+        Self { k: Vec::new(), v: Vec::new(), width, len: 0 }
     }
 
     /// Number of cached positions.
     pub fn len(&self) -> usize {
-        self.k.len().checked_div(self.width).unwrap_or(0)
+        self.len
     }
 
     /// Whether nothing is cached.
     pub fn is_empty(&self) -> bool {
-        self.k.is_empty()
+        self.len == 0
+    }
+
+    /// Bytes allocated for keys and values.
+    pub fn allocated_bytes(&self) -> usize {
+        2 * self.k.len() * BLOCK * self.width * std::mem::size_of::<f32>()
     }
 
     /// Forgets every position from `len` on.
     pub fn truncate(&mut self, len: usize) {
-        self.k.truncate(len * self.width);
-        self.v.truncate(len * self.width);
+        self.len = self.len.min(len);
     }
 
     /// Appends the keys and values of some positions (`width` values each).
     pub fn append(&mut self, k: &[f32], v: &[f32]) {
-        if self.k.len() + k.len() > self.k.capacity() {
-            // Whole blocks of positions, not doubling: a 7B cache must not
-            // overshoot its memory by half.
-            let more = k.len().div_ceil(self.width * GROW).max(1) * self.width * GROW;
-            self.k.reserve_exact(more);
-            self.v.reserve_exact(more);
+        if self.width == 0 {
+            return;
         }
-        self.k.extend_from_slice(k);
-        self.v.extend_from_slice(v);
+        for (k, v) in k.chunks_exact(self.width).zip(v.chunks_exact(self.width)) {
+            let (block, at) = (self.len / BLOCK, self.len % BLOCK * self.width);
+            if block == self.k.len() {
+                self.k.push(vec![0.0; BLOCK * self.width].into_boxed_slice());
+                self.v.push(vec![0.0; BLOCK * self.width].into_boxed_slice());
+            }
+            self.k[block][at..at + self.width].copy_from_slice(k);
+            self.v[block][at..at + self.width].copy_from_slice(v);
+            self.len += 1;
+        }
     }
 
     /// The keys of position `p`.
     pub fn key(&self, p: usize) -> &[f32] {
-        &self.k[p * self.width..(p + 1) * self.width]
+        debug_assert!(p < self.len);
+        let at = p % BLOCK * self.width;
+        &self.k[p / BLOCK][at..at + self.width]
     }
 
     /// The values of position `p`.
     pub fn value(&self, p: usize) -> &[f32] {
-        &self.v[p * self.width..(p + 1) * self.width]
+        debug_assert!(p < self.len);
+        let at = p % BLOCK * self.width;
+        &self.v[p / BLOCK][at..at + self.width]
     }
 }
 
@@ -70,11 +87,16 @@ mod tests {
             c.append(&[i as f32; 4], &[-(i as f32); 4]);
         }
         assert_eq!(c.len(), 300);
+        assert_eq!(c.key(299), &[299.0; 4]);
+        assert_eq!(c.value(256), &[-256.0; 4]);
+        assert_eq!(c.allocated_bytes(), 2 * 2 * 256 * 4 * 4);
         c.truncate(10);
-        c.append(&[7.0; 4], &[-7.0; 4]);
-        assert_eq!(c.len(), 11);
+        c.append(&[7.0; 8], &[-7.0; 8]);
+        assert_eq!(c.len(), 12);
         assert_eq!(c.key(9), &[9.0; 4]);
         assert_eq!(c.key(10), &[7.0; 4]);
-        assert_eq!(c.value(10), &[-7.0; 4]);
+        assert_eq!(c.value(11), &[-7.0; 4]);
+        // The blocks stay for the positions that come next.
+        assert_eq!(c.allocated_bytes(), 2 * 2 * 256 * 4 * 4);
     }
 }

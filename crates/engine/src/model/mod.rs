@@ -158,6 +158,8 @@ pub struct Model {
     head_act: Activations,
     logits: Vec<f32>,
     weight_types: Vec<(String, GgmlDType)>,
+    /// Milliseconds spent in exchanges with the other workers, in all.
+    exchange_ms: f64,
 }
 
 impl Model {
@@ -285,6 +287,7 @@ impl Model {
             head_act: Activations::new(),
             logits: vec![0.0; vocab],
             weight_types,
+            exchange_ms: 0.0,
         })
     }
 
@@ -316,6 +319,17 @@ impl Model {
             segments + [&a.wq, &a.wk, &a.wv, &f.gate, &f.up].iter().map(|m| m.size_in_bytes()).sum::<usize>()
         };
         self.embedding.size_in_bytes() + self.output.as_ref().map_or(0, QMatrix::size_in_bytes) + self.layers.iter().map(layer).sum::<usize>()
+    }
+
+    /// Milliseconds this worker has spent in exchanges with the other workers
+    /// holding the model (waiting for them included), since it was loaded.
+    pub fn exchange_ms(&self) -> f64 {
+        self.exchange_ms
+    }
+
+    /// Bytes allocated for the KV cache.
+    pub fn cache_bytes(&self) -> usize {
+        self.caches.iter().map(LayerCache::allocated_bytes).sum()
     }
 
     /// Number of positions in the KV cache.
@@ -390,7 +404,7 @@ impl Model {
                 row.fill(0.0);
             }
         }
-        let blocks = exchange(collective, split, &self.local, &mut self.gathered, self.partition.count() * step).await?;
+        let blocks = exchange(collective, split, &self.local, &mut self.gathered, self.partition.count() * step, &mut self.exchange_ms).await?;
         self.x.clear();
         self.x.extend_from_slice(&blocks[..step]);
         blocks[step..].chunks_exact(step).for_each(|b| math::add(&mut self.x, b));
@@ -398,12 +412,12 @@ impl Model {
         for (i, (layer, cache)) in self.layers.iter().zip(self.caches.iter_mut()).enumerate() {
             self.local.resize(layer.attention.wo.len() * step, 0.0);
             layer.attention.forward(&self.x, cache, &input, &mut self.scratch, &mut self.local).map_err(kernel(|| format!("layer {i} attention")))?;
-            let parts = exchange(collective, split, &self.local, &mut self.gathered, self.segments * step).await?;
+            let parts = exchange(collective, split, &self.local, &mut self.gathered, self.segments * step, &mut self.exchange_ms).await?;
             // Segment order, whoever computed them: the same sum as one worker's.
             parts.chunks_exact(step).for_each(|p| math::add(&mut self.x, p));
             self.local.resize(layer.ffn.down.len() * step, 0.0);
             layer.ffn.forward(&self.x, &input, &mut self.scratch, &mut self.local).map_err(kernel(|| format!("layer {i} feed-forward")))?;
-            let parts = exchange(collective, split, &self.local, &mut self.gathered, self.segments * step).await?;
+            let parts = exchange(collective, split, &self.local, &mut self.gathered, self.segments * step, &mut self.exchange_ms).await?;
             parts.chunks_exact(step).for_each(|p| math::add(&mut self.x, p));
         }
         self.last.resize(e, 0.0);
@@ -414,7 +428,7 @@ impl Model {
             // Each worker computes the logits of its vocabulary rows.
             self.local.resize(self.vocab_rows.len(), 0.0);
             table.matmul(&self.head_act, &mut self.local).map_err(kernel(|| "output projection".into()))?;
-            let all = exchange(collective, split, &self.local, &mut self.gathered, self.vocab).await?;
+            let all = exchange(collective, split, &self.local, &mut self.gathered, self.vocab, &mut self.exchange_ms).await?;
             self.logits.copy_from_slice(all);
         } else {
             table.matmul(&self.head_act, &mut self.logits).map_err(kernel(|| "output projection".into()))?;
@@ -424,16 +438,20 @@ impl Model {
 }
 
 /// Every worker's `local` block in rank order (just `local` when the model is
-/// not split), checked to hold `expected` values in all.
+/// not split), checked to hold `expected` values in all; the time it took is
+/// added to `spent_ms`.
 async fn exchange<'a, C: Collective>(
     collective: &mut C,
     split: bool,
     local: &'a [f32],
     gathered: &'a mut Vec<f32>,
     expected: usize,
+    spent_ms: &mut f64,
 ) -> Result<&'a [f32], ModelError> {
     let all: &[f32] = if split {
+        let started = web_time::Instant::now();
         collective.all_gather(local, gathered).await?;
+        *spent_ms += started.elapsed().as_secs_f64() * 1e3;
         gathered
     } else {
         local

@@ -186,6 +186,8 @@ async function probeBandwidth() {
  */
 async function runSprig(model, { workers = 0, url = null, context = null, question = QUESTION, maxTokens = MAX_TOKENS, timeout = 300_000 } = {}) {
   const page = context ? await context.newPage() : await browser.newPage();
+  const profile = [];
+  page.on('console', (m) => { if (m.text().startsWith('sprig profile:')) profile.push(m.text()); });
   try {
     await page.goto(sprigServer.url + '/');
     await page.getByTestId('settings').click();
@@ -237,7 +239,7 @@ async function runSprig(model, { workers = 0, url = null, context = null, questi
       prompt: Number(m[4]), promptTotal: Number(m[3]), n,
       ttft: first[0] - t0, decodeMs: lastMark[0] - first[0],
       own: `own: prefill ${m[5]}, decode ${m[2]} tok/s`,
-      marks: marks.length, text: reply, ready, exchangeMs,
+      marks: marks.length, text: reply, ready, exchangeMs, profile,
     };
   } finally {
     await page.close();
@@ -406,6 +408,7 @@ async function bench7b(dir, gbPerS) {
         `${(100 * f.decode / bound).toFixed(0)} % of ${bound.toFixed(1)} tok/s (${Math.min(k, CORES)} cores) |`);
       console.log(`  (rank 0 exchanging: prefill ${r.exchangeMs.prefill.toFixed(0)} ms of ${f.ttft.toFixed(0)}, ` +
         `decode ${(r.exchangeMs.decode / Math.max(1, r.n - 1)).toFixed(1)} ms per token of ${(r.decodeMs / Math.max(1, r.n - 1)).toFixed(0)}; ${r.own})`);
+      if (process.env.PROFILE) console.log(`  rank 0 ${r.profile.join(' | ')}`);
     }
   } finally {
     await context.close();

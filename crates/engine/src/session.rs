@@ -337,6 +337,41 @@ impl Session {
         Ok(prefilled)
     }
 
+    /// Runs the model's kernels once before the first question, then forgets
+    /// what it ran: a prompt of two tokens and one more token, repeated
+    /// (at most four times) until about 250 ms have passed. A browser
+    /// compiles wasm in two tiers, a quick baseline first and optimized code
+    /// for the functions that have run a while, so without this the first
+    /// reply after a load would run partly on baseline code. Every worker
+    /// holding a split model takes part through `collective`.
+    ///
+    /// # Errors
+    /// [`SessionError::Model`] when a forward pass fails.
+    pub async fn warm_up_with<C: Collective>(&mut self, collective: &mut C) -> Result<(), SessionError> {
+        self.turn = None;
+        if self.model.config().context_length < 3 {
+            return Ok(());
+        }
+        let id = self.tokenizer.bos().unwrap_or(0);
+        let started = Instant::now();
+        for round in 0..4 {
+            if round > 0 && ms(started) >= 250.0 {
+                break;
+            }
+            self.model.truncate_cache(0);
+            self.model.forward_with(&[id, id], collective).await?;
+            self.model.forward_with(&[id], collective).await?;
+        }
+        self.model.truncate_cache(0);
+        self.cached.clear();
+        Ok(())
+    }
+
+    /// Where the model's forward passes spent their time since the last call.
+    pub fn take_profile(&mut self) -> crate::model::Profile {
+        self.model.take_profile()
+    }
+
     /// Ends the current turn at the next [`Session::next_token`] call.
     pub fn cancel(&mut self) {
         if let Some(t) = self.turn.as_mut() {

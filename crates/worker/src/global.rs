@@ -341,7 +341,8 @@ async fn load_split<R: Read + Seek>(readers: Vec<R>, size: u64, source: &ModelSo
     let cores = scope().navigator().hardware_concurrency() as usize;
     let count = team_size(requested, size, parts, cores.max(1));
     if count == 1 {
-        return HOST.with(|h| h.borrow_mut().load_file(gguf, size, Partition::WHOLE, &mut post));
+        let event = HOST.with(|h| h.borrow_mut().load_file(gguf, size, Partition::WHOLE, &mut post));
+        return warmed_up(event, &mut Alone).await;
     }
     let partition = match Partition::new(0, count) {
         Ok(p) => p,
@@ -365,7 +366,10 @@ async fn load_split<R: Read + Seek>(readers: Vec<R>, size: u64, source: &ModelSo
         match team.loaded().await {
             Ok(()) => {
                 model.worker_memory_bytes = std::iter::once(memory_bytes()).chain(team.memory.iter().copied()).collect();
-                TEAM.with(|t| *t.borrow_mut() = Some(team));
+                event = warmed_up(event, &mut team.mesh).await;
+                if matches!(event, Event::Loaded { .. }) {
+                    TEAM.with(|t| *t.borrow_mut() = Some(team));
+                }
             }
             Err(e) => {
                 HOST.with(|h| h.borrow_mut().unload());
@@ -374,6 +378,26 @@ async fn load_split<R: Read + Seek>(readers: Vec<R>, size: u64, source: &ModelSo
         }
     }
     event
+}
+
+/// A `Loaded` event after the model's kernels have run once (see
+/// `Session::warm_up_with`), its load time including that; the model is
+/// unloaded and an error returned if they fail.
+async fn warmed_up<C: Collective>(mut event: Event, collective: &mut C) -> Event {
+    let Event::Loaded { model } = &mut event else { return event };
+    let Some(mut session) = HOST.with(|h| h.borrow_mut().take_session()) else { return event };
+    let started = js_sys::Date::now();
+    let result = session.warm_up_with(collective).await;
+    session.take_profile();
+    model.load_ms += js_sys::Date::now() - started;
+    HOST.with(|h| h.borrow_mut().restore_session(session));
+    match result {
+        Ok(()) => event,
+        Err(e) => {
+            HOST.with(|h| h.borrow_mut().unload());
+            error(ErrorKind::Engine, format!("the model failed its first run: {e}"))
+        }
+    }
 }
 
 async fn load(source: ModelSource, file: Option<File>, connections: usize, workers: usize) {
@@ -495,6 +519,8 @@ async fn run_reply(prepared: Prepared) {
 async fn drive_reply<C: Collective>(prepared: &Prepared, collective: &mut C) -> bool {
     let Some((mut session, _, _)) = HOST.with(|h| h.borrow_mut().lend()) else { return false };
     let event = start_reply(&mut session, prepared, collective).await;
+    // For benchmarks and tuning: where the forward passes went.
+    web_sys::console::debug_1(&format!("sprig profile: prefill {}", session.take_profile()).into());
     let started = matches!(event, Event::Started { .. });
     HOST.with(|h| h.borrow_mut().give_back(session, !started));
     post(event);
@@ -504,6 +530,9 @@ async fn drive_reply<C: Collective>(prepared: &Prepared, collective: &mut C) -> 
     loop {
         let Some((mut session, turn, dropped)) = HOST.with(|h| h.borrow_mut().lend()) else { return false };
         let (events, finished) = step_reply(&mut session, turn, dropped, collective).await;
+        if finished {
+            web_sys::console::debug_1(&format!("sprig profile: decode {}", session.take_profile()).into());
+        }
         HOST.with(|h| h.borrow_mut().give_back(session, finished));
         let failed = events.iter().any(|e| matches!(e, Event::Error { .. }));
         events.into_iter().for_each(post);

@@ -77,6 +77,17 @@ impl Host {
         self.reply = None;
     }
 
+    /// Takes the loaded session out (to run it across an `await`); put it
+    /// back with [`Host::restore_session`].
+    pub fn take_session(&mut self) -> Option<Session> {
+        self.session.take()
+    }
+
+    /// Puts back a session taken with [`Host::take_session`].
+    pub fn restore_session(&mut self, session: Session) {
+        self.session = Some(session);
+    }
+
     /// What is loaded, if anything.
     pub fn model(&self) -> Option<&LoadedModel> {
         self.model.as_ref()

@@ -35,6 +35,13 @@ pub struct Activations {
     dk: Vec<f32>,
     /// `Σq` over each group of 16 of the per-256 values.
     bsum16: Vec<i32>,
+    /// The per-32 values of each token reordered for the SIMD tiles
+    /// (`simd128::interleave` by 32, whole runs of four blocks).
+    qi: Vec<i8>,
+    /// The per-256 values reordered by 32 (for Q4_K, Q5_K tiles).
+    qki32: Vec<i8>,
+    /// The per-256 values reordered by 16 (for Q2_K, Q3_K, Q6_K tiles).
+    qki16: Vec<i8>,
 }
 
 /// One token's per-32 quantization.
@@ -48,6 +55,8 @@ pub(crate) struct Token32<'a> {
     pub sum32: &'a [f32],
     /// `Σq` per block.
     pub qsum: &'a [i32],
+    /// `q` reordered for the SIMD tiles (empty in builds without them).
+    pub qi: &'a [i8],
 }
 
 /// One token's per-256 quantization.
@@ -59,6 +68,10 @@ pub(crate) struct TokenK<'a> {
     pub d: &'a [f32],
     /// `Σq` per 16.
     pub bsum16: &'a [i32],
+    /// `q` reordered by 32 for the SIMD tiles (empty in builds without them).
+    pub qi32: &'a [i8],
+    /// `q` reordered by 16 for the SIMD tiles (empty in builds without them).
+    pub qi16: &'a [i8],
 }
 
 /// Quantizes one block of 32 activations with `backend`: returns `d` and
@@ -169,7 +182,27 @@ impl Activations {
                 }
             }
         }
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        self.interleave();
         Ok(())
+    }
+
+    /// Fills the reordered copies the SIMD tiles read.
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    fn interleave(&mut self) {
+        use super::simd128::interleave;
+        let (cols, tokens) = (self.cols, self.tokens);
+        let padded = (cols / 32).next_multiple_of(4) * 32;
+        self.qi.resize(tokens * padded, 0);
+        for (q, qi) in self.q.chunks_exact(cols.max(1)).zip(self.qi.chunks_exact_mut(padded.max(1))) {
+            interleave::<32>(q, qi);
+        }
+        if self.has_k {
+            self.qki32.resize(self.qk.len(), 0);
+            self.qki16.resize(self.qk.len(), 0);
+            interleave::<32>(&self.qk, &mut self.qki32);
+            interleave::<16>(&self.qk, &mut self.qki16);
+        }
     }
 
     /// Number of tokens.
@@ -219,6 +252,7 @@ impl Activations {
             d: &self.d[t * b..(t + 1) * b],
             sum32: &self.sum32[t * b..(t + 1) * b],
             qsum: &self.qsum32[t * b..(t + 1) * b],
+            qi: self.qi.get(t * b.next_multiple_of(4) * 32..(t + 1) * b.next_multiple_of(4) * 32).unwrap_or(&[]),
         }
     }
 
@@ -226,6 +260,12 @@ impl Activations {
     #[inline]
     pub(crate) fn token_k(&self, t: usize) -> TokenK<'_> {
         let (c, s) = (self.cols, self.cols / 256);
-        TokenK { q: &self.qk[t * c..(t + 1) * c], d: &self.dk[t * s..(t + 1) * s], bsum16: &self.bsum16[16 * t * s..16 * (t + 1) * s] }
+        TokenK {
+            q: &self.qk[t * c..(t + 1) * c],
+            d: &self.dk[t * s..(t + 1) * s],
+            bsum16: &self.bsum16[16 * t * s..16 * (t + 1) * s],
+            qi32: self.qki32.get(t * c..(t + 1) * c).unwrap_or(&[]),
+            qi16: self.qki16.get(t * c..(t + 1) * c).unwrap_or(&[]),
+        }
     }
 }

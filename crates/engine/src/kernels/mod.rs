@@ -183,10 +183,50 @@ pub(crate) type KDotFn = fn(KRow<'_>, &TokenK<'_>) -> f32;
 pub(crate) type LegacyPackedFn = fn(&[u8], &Token32<'_>) -> f32;
 /// Dots a packed K-quant row with a token.
 pub(crate) type KPackedFn = fn(&[u8], &TokenK<'_>) -> f32;
+/// Dots up to two unpacked, interleaved legacy rows with up to two tokens
+/// (`out[2·row + token]`).
+pub(crate) type LegacyTileFn = fn(&[LegacyRow<'_>], &[Token32<'_>], &mut [f32; 4]);
+/// Dots up to two unpacked, interleaved K-quant rows with up to two tokens.
+pub(crate) type KTileFn = fn(&[KRow<'_>], &[TokenK<'_>], &mut [f32; 4]);
+/// Reorders unpacked values for a tile function (see `simd128::interleave`).
+pub(crate) type InterleaveFn = fn(&[i8], &mut [i8]);
 /// An f32 dot product.
 pub(crate) type FdotFn = fn(&[f32], &[f32]) -> f32;
 /// Dequantizes an F16/F32 row's bytes.
 pub(crate) type FloatFn = fn(&[u8], &mut [f32]);
+
+/// A tiled dot product of legacy rows and its value order.
+#[derive(Clone, Copy)]
+pub(crate) struct LegacyTile {
+    /// Puts unpacked values in the order `dot` reads.
+    pub interleave: InterleaveFn,
+    /// The dot product.
+    pub dot: LegacyTileFn,
+}
+
+/// A tiled dot product of K-quant rows and its value order.
+#[derive(Clone, Copy)]
+pub(crate) struct KTile {
+    /// Puts unpacked values in the order `dot` reads.
+    pub interleave: InterleaveFn,
+    /// The dot product.
+    pub dot: KTileFn,
+}
+
+/// How unpacked legacy rows are dotted with tokens: a row with a token, or
+/// tiles of rows and tokens.
+#[derive(Clone, Copy)]
+pub(crate) enum LegacyDot {
+    Row(LegacyDotFn),
+    Tile(LegacyTile),
+}
+
+/// How unpacked K-quant rows are dotted with tokens.
+#[derive(Clone, Copy)]
+pub(crate) enum KDot {
+    Row(KDotFn),
+    Tile(KTile),
+}
 
 /// The functions one matmul uses, by weight family.
 #[derive(Clone, Copy)]
@@ -194,9 +234,9 @@ pub(crate) enum Kernels {
     /// F16/F32.
     Float { float: FloatFn, fdot: FdotFn },
     /// Q4_0 … Q8_0.
-    Legacy { unpack: LegacyUnpackFn, dot: LegacyDotFn, fdot: FdotFn, packed: Option<LegacyPackedFn> },
+    Legacy { unpack: LegacyUnpackFn, dot: LegacyDot, fdot: FdotFn, packed: Option<LegacyPackedFn> },
     /// Q2_K … Q6_K.
-    K { unpack: KUnpackFn, dot: KDotFn, packed: Option<KPackedFn> },
+    K { unpack: KUnpackFn, dot: KDot, packed: Option<KPackedFn> },
 }
 
 /// Picks the kernels of `dtype` for `backend`.
@@ -232,6 +272,8 @@ const TILE: usize = 8;
 #[derive(Default)]
 struct Scratch {
     vals: Vec<i8>,
+    /// Unpacked values reordered for a tile function.
+    ivals: Vec<i8>,
     scales: Vec<f32>,
     mins: Vec<f32>,
     isc: Vec<i32>,
@@ -242,19 +284,23 @@ struct Scratch {
 }
 
 impl Scratch {
-    /// Room for `n` unpacked legacy rows of `cols`.
-    fn legacy(&mut self, n: usize, cols: usize) -> (&mut [i8], &mut [f32], &mut [f32]) {
-        let blocks = cols / 32;
+    /// Room for `n` unpacked legacy rows of `cols`: values, values
+    /// reordered (in whole runs of four blocks), scales (also in whole
+    /// runs), minimums.
+    fn legacy(&mut self, n: usize, cols: usize) -> (&mut [i8], &mut [i8], &mut [f32], &mut [f32]) {
+        let (blocks, padded) = (cols / 32, (cols / 32).next_multiple_of(4));
         self.vals.resize(n * cols, 0);
-        self.scales.resize(n * blocks, 0.0);
+        self.ivals.resize(n * padded * 32, 0);
+        self.scales.resize(n * padded, 0.0);
         self.mins.resize(n * blocks, 0.0);
-        (&mut self.vals[..n * cols], &mut self.scales[..n * blocks], &mut self.mins[..n * blocks])
+        (&mut self.vals[..n * cols], &mut self.ivals[..n * padded * 32], &mut self.scales[..n * padded], &mut self.mins[..n * blocks])
     }
 
     /// Room for `n` unpacked K-quant rows of `cols` with `group`-wide groups.
     fn k(&mut self, n: usize, cols: usize, group: usize) {
         let (groups, supers) = (cols / group, cols / QK_K);
         self.vals.resize(n * cols, 0);
+        self.ivals.resize(n * cols, 0);
         self.isc.resize(n * groups, 0);
         self.imin.resize(n * groups, 0);
         self.d.resize(n * supers, 0.0);
@@ -472,22 +518,55 @@ impl QMatrix {
             Kernels::Legacy { unpack, dot, fdot, .. } => {
                 let has_min = matches!(self.layout().family, Family::Legacy { has_min: true, .. });
                 let blocks = cols / 32;
-                let (vals, scales, mins) = s.legacy(tile, cols);
+                // Scales and interleaved values padded to whole runs of four blocks.
+                let (padded, pcols) = (blocks.next_multiple_of(4), blocks.next_multiple_of(4) * 32);
+                let (vals, ivals, scales, mins) = s.legacy(tile, cols);
                 for r0 in rows.clone().step_by(tile) {
                     let n = tile.min(rows.end - r0);
-                    let unpacked = vals.chunks_exact_mut(cols).zip(scales.chunks_exact_mut(blocks)).zip(mins.chunks_exact_mut(blocks));
-                    for (i, ((vals, scales), mins)) in unpacked.take(n).enumerate() {
-                        unpack(self.row(r0 + i), LegacyRowMut { vals, scales, mins });
+                    for i in 0..n {
+                        let row_scales = &mut scales[i * padded..(i + 1) * padded];
+                        let (v, m) = (&mut vals[i * cols..(i + 1) * cols], &mut mins[i * blocks..(i + 1) * blocks]);
+                        unpack(self.row(r0 + i), LegacyRowMut { vals: v, scales: &mut row_scales[..blocks], mins: m });
+                        row_scales[blocks..].fill(0.0);
+                        if let LegacyDot::Tile(t) = dot {
+                            (t.interleave)(v, &mut ivals[i * pcols..(i + 1) * pcols]);
+                        }
                     }
-                    for t in 0..tokens {
-                        let tok = x.token32(t);
-                        let unpacked = vals.chunks_exact(cols).zip(scales.chunks_exact(blocks)).zip(mins.chunks_exact(blocks));
-                        for (i, ((vals, scales), mins)) in unpacked.take(n).enumerate() {
-                            let mut acc = dot(LegacyRow { vals, scales }, &tok);
-                            if has_min {
-                                acc += fdot(mins, tok.sum32);
+                    let min_term = |i: usize, tok: &Token32<'_>| if has_min { fdot(&mins[i * blocks..(i + 1) * blocks], tok.sum32) } else { 0.0 };
+                    match dot {
+                        LegacyDot::Row(dot) => {
+                            for t in 0..tokens {
+                                let tok = x.token32(t);
+                                for i in 0..n {
+                                    let w = LegacyRow { vals: &vals[i * cols..(i + 1) * cols], scales: &scales[i * padded..i * padded + blocks] };
+                                    let mut acc = dot(w, &tok);
+                                    if has_min {
+                                        acc += min_term(i, &tok);
+                                    }
+                                    out.write(t * self.rows + r0 + i, acc);
+                                }
                             }
-                            out.write(t * self.rows + r0 + i, acc);
+                        }
+                        LegacyDot::Tile(tile_fn) => {
+                            let row = |i: usize| LegacyRow { vals: &ivals[i * pcols..(i + 1) * pcols], scales: &scales[i * padded..(i + 1) * padded] };
+                            for t0 in (0..tokens).step_by(2) {
+                                let nt = (tokens - t0).min(2);
+                                let toks = [x.token32(t0), x.token32(t0 + nt - 1)];
+                                for i0 in (0..n).step_by(2) {
+                                    let nr = (n - i0).min(2);
+                                    let mut got = [0f32; 4];
+                                    (tile_fn.dot)(&[row(i0), row(i0 + nr - 1)][..nr], &toks[..nt], &mut got);
+                                    for (r, i) in (i0..i0 + nr).enumerate() {
+                                        for (k, tok) in toks[..nt].iter().enumerate() {
+                                            let mut acc = got[2 * r + k];
+                                            if has_min {
+                                                acc += min_term(i, tok);
+                                            }
+                                            out.write((t0 + k) * self.rows + r0 + i, acc);
+                                        }
+                                    }
+                                }
+                            }
                         }
                     }
                 }
@@ -499,11 +578,36 @@ impl QMatrix {
                     let n = tile.min(rows.end - r0);
                     for i in 0..n {
                         unpack(self.row(r0 + i), s.k_row_mut(i, cols, group));
+                        if let KDot::Tile(t) = dot {
+                            let (vals, ivals) = (&s.vals[i * cols..(i + 1) * cols], &mut s.ivals[i * cols..(i + 1) * cols]);
+                            (t.interleave)(vals, ivals);
+                        }
                     }
-                    for t in 0..tokens {
-                        let tok = x.token_k(t);
-                        for i in 0..n {
-                            out.write(t * self.rows + r0 + i, dot(s.k_row(i, cols, group), &tok));
+                    match dot {
+                        KDot::Row(dot) => {
+                            for t in 0..tokens {
+                                let tok = x.token_k(t);
+                                for i in 0..n {
+                                    out.write(t * self.rows + r0 + i, dot(s.k_row(i, cols, group), &tok));
+                                }
+                            }
+                        }
+                        KDot::Tile(tile_fn) => {
+                            let row = |i: usize| KRow { vals: &s.ivals[i * cols..(i + 1) * cols], ..s.k_row(i, cols, group) };
+                            for t0 in (0..tokens).step_by(2) {
+                                let nt = (tokens - t0).min(2);
+                                let toks = [x.token_k(t0), x.token_k(t0 + nt - 1)];
+                                for i0 in (0..n).step_by(2) {
+                                    let nr = (n - i0).min(2);
+                                    let mut got = [0f32; 4];
+                                    (tile_fn.dot)(&[row(i0), row(i0 + nr - 1)][..nr], &toks[..nt], &mut got);
+                                    for r in 0..nr {
+                                        for k in 0..nt {
+                                            out.write((t0 + k) * self.rows + r0 + i0 + r, got[2 * r + k]);
+                                        }
+                                    }
+                                }
+                            }
                         }
                     }
                 }
@@ -547,8 +651,9 @@ impl QMatrix {
         with_scratch(|s| match (kernels(self.dtype, backend), self.layout().family) {
             (Kernels::Float { float, .. }, _) => float(self.row(r), out),
             (Kernels::Legacy { unpack, .. }, Family::Legacy { offset, has_min }) => {
-                let (vals, scales, mins) = s.legacy(1, cols);
-                unpack(self.row(r), LegacyRowMut { vals, scales, mins });
+                let (vals, _, scales, mins) = s.legacy(1, cols);
+                let scales = &mut scales[..cols / 32];
+                unpack(self.row(r), LegacyRowMut { vals, scales: &mut *scales, mins: &mut *mins });
                 let parts = out.chunks_exact_mut(32).zip(vals.chunks_exact(32)).zip(scales.iter().zip(mins.iter()));
                 for ((o, v), (&s, &m)) in parts {
                     for (o, &v) in o.iter_mut().zip(v) {

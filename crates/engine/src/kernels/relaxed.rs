@@ -28,6 +28,24 @@ impl IDot for Relaxed {
     fn dot(q: v128, u: v128, acc: v128) -> v128 {
         i32x4_relaxed_dot_i8x16_i7x16_add(q, u, acc)
     }
+
+    /// Lane `m` of the instruction sums bytes `4m..4m + 4`: already by lane.
+    type Lanes = v128;
+
+    #[inline(always)]
+    fn lanes_zero() -> v128 {
+        i32x4_splat(0)
+    }
+
+    #[inline(always)]
+    fn lanes_dot(q: v128, u: v128, acc: v128) -> v128 {
+        i32x4_relaxed_dot_i8x16_i7x16_add(q, u, acc)
+    }
+
+    #[inline(always)]
+    fn lanes(acc: v128) -> v128 {
+        acc
+    }
 }
 
 /// Wraps a generic `simd128` kernel instantiated with [`Relaxed`] into a
@@ -45,13 +63,13 @@ macro_rules! relaxed_fn {
     };
 }
 
-relaxed_fn!(legacy0(w: LegacyRow<'_>, t: &Token32<'_>) -> f32 = simd128::dot_legacy::<Relaxed, 0>(w, t));
-relaxed_fn!(legacy8(w: LegacyRow<'_>, t: &Token32<'_>) -> f32 = simd128::dot_legacy::<Relaxed, 8>(w, t));
-relaxed_fn!(legacy16(w: LegacyRow<'_>, t: &Token32<'_>) -> f32 = simd128::dot_legacy::<Relaxed, 16>(w, t));
-relaxed_fn!(k16_0_min(w: KRow<'_>, t: &TokenK<'_>) -> f32 = simd128::dot_k::<Relaxed, 16, 0, true>(w, t));
-relaxed_fn!(k16_4(w: KRow<'_>, t: &TokenK<'_>) -> f32 = simd128::dot_k::<Relaxed, 16, 4, false>(w, t));
-relaxed_fn!(k32_0_min(w: KRow<'_>, t: &TokenK<'_>) -> f32 = simd128::dot_k::<Relaxed, 32, 0, true>(w, t));
-relaxed_fn!(k16_32(w: KRow<'_>, t: &TokenK<'_>) -> f32 = simd128::dot_k::<Relaxed, 16, 32, false>(w, t));
+relaxed_fn!(legacy0(w: &[LegacyRow<'_>], t: &[Token32<'_>], out: &mut [f32; 4]) -> () = simd128::legacy_tile::<Relaxed, 0>(w, t, out));
+relaxed_fn!(legacy8(w: &[LegacyRow<'_>], t: &[Token32<'_>], out: &mut [f32; 4]) -> () = simd128::legacy_tile::<Relaxed, 8>(w, t, out));
+relaxed_fn!(legacy16(w: &[LegacyRow<'_>], t: &[Token32<'_>], out: &mut [f32; 4]) -> () = simd128::legacy_tile::<Relaxed, 16>(w, t, out));
+relaxed_fn!(k16_0_min(w: &[KRow<'_>], t: &[TokenK<'_>], out: &mut [f32; 4]) -> () = simd128::k_tile::<Relaxed, 16, 0, true>(w, t, out));
+relaxed_fn!(k16_4(w: &[KRow<'_>], t: &[TokenK<'_>], out: &mut [f32; 4]) -> () = simd128::k_tile::<Relaxed, 16, 4, false>(w, t, out));
+relaxed_fn!(k32_0_min(w: &[KRow<'_>], t: &[TokenK<'_>], out: &mut [f32; 4]) -> () = simd128::k_tile::<Relaxed, 32, 0, true>(w, t, out));
+relaxed_fn!(k16_32(w: &[KRow<'_>], t: &[TokenK<'_>], out: &mut [f32; 4]) -> () = simd128::k_tile::<Relaxed, 16, 32, false>(w, t, out));
 relaxed_fn!(packed_q4_0(row: &[u8], t: &Token32<'_>) -> f32 = simd128::packed_q4::<Relaxed, false>(row, t));
 relaxed_fn!(packed_q4_1(row: &[u8], t: &Token32<'_>) -> f32 = simd128::packed_q4::<Relaxed, true>(row, t));
 relaxed_fn!(packed_q4k(row: &[u8], t: &TokenK<'_>) -> f32 = simd128::packed_q4k::<Relaxed>(row, t));
@@ -61,9 +79,11 @@ relaxed_fn!(packed_q6k(row: &[u8], t: &TokenK<'_>) -> f32 = simd128::packed_q6k:
 pub(crate) fn kernels(dtype: GgmlDType) -> Kernels {
     simd128::kernels_with(
         dtype,
-        [legacy0, legacy8, legacy16],
-        [k16_0_min, k16_4, k32_0_min, k16_32],
-        [packed_q4_0, packed_q4_1],
-        [packed_q4k, packed_q6k],
+        simd128::Instances {
+            legacy: [legacy0, legacy8, legacy16],
+            k: [k16_0_min, k16_4, k32_0_min, k16_32],
+            packed_q4: [packed_q4_0, packed_q4_1],
+            packed_k: [packed_q4k, packed_q6k],
+        },
     )
 }

@@ -13,7 +13,7 @@
 
 use super::activations::{TokenK, Token32};
 use super::layout::{f16_at, f16_to_f32, k4_scale_bytes, q3k_scales, QK_K};
-use super::{GgmlDType, KDotFn, KUnpackFn, Kernels, LegacyDotFn, LegacyUnpackFn};
+use super::{GgmlDType, KDot, KDotFn, KUnpackFn, Kernels, LegacyDot, LegacyDotFn, LegacyUnpackFn};
 
 /// An unpacked legacy row (see the module doc).
 #[derive(Debug, Clone, Copy)]
@@ -391,8 +391,8 @@ pub(crate) fn round_block(x: &[f32], id: f32, q: &mut [i8]) -> (i32, i32) {
 /// The portable kernels of `dtype` (no packed kernels: rows are unpacked).
 pub(crate) fn kernels(dtype: GgmlDType) -> Kernels {
     use GgmlDType as T;
-    let legacy = |unpack: LegacyUnpackFn, dot: LegacyDotFn| Kernels::Legacy { unpack, dot, fdot, packed: None };
-    let k = |unpack: KUnpackFn, dot: KDotFn| Kernels::K { unpack, dot, packed: None };
+    let legacy = |unpack: LegacyUnpackFn, dot: LegacyDotFn| Kernels::Legacy { unpack, fdot, packed: None, dot: LegacyDot::Row(dot) };
+    let k = |unpack: KUnpackFn, dot: KDotFn| Kernels::K { unpack, packed: None, dot: KDot::Row(dot) };
     match dtype {
         T::Q4_0 => legacy(unpack_q4_0, dot_legacy::<8>),
         T::Q4_1 => legacy(unpack_q4_1, dot_legacy::<0>),

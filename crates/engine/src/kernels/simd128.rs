@@ -13,7 +13,7 @@ use core::arch::wasm32::*;
 use super::activations::{Token32, TokenK};
 use super::layout::{f16_at, k4_scale_bytes, q3k_scales, QK_K};
 use super::scalar::{self, KRow, KRowMut, LegacyRow, LegacyRowMut};
-use super::{GgmlDType, KPackedFn, Kernels, LegacyPackedFn};
+use super::{GgmlDType, KDot, KPackedFn, KTile, KTileFn, Kernels, LegacyDot, LegacyPackedFn, LegacyTile, LegacyTileFn};
 
 /// Loads 16 bytes from the start of `s`.
 #[inline(always)]
@@ -22,6 +22,18 @@ pub(crate) fn ld<T: Copy>(s: &[T]) -> v128 {
     // SAFETY: `s` holds at least 16 readable bytes (checked above; the check
     // folds away on fixed-size chunks); wasm loads need no alignment.
     unsafe { v128_load(s.as_ptr().cast()) }
+}
+
+/// Loads 16 bytes at element `at` of `p`, unchecked: for the inner loops,
+/// whose callers check every slice's length once up front.
+///
+/// # Safety
+///
+/// `p.add(at)` and the 16 bytes from it lie in one live allocation.
+#[inline(always)]
+unsafe fn ld_at<T>(p: *const T, at: usize) -> v128 {
+    // SAFETY: the caller's contract; wasm loads need no alignment.
+    unsafe { v128_load(p.add(at).cast()) }
 }
 
 /// Stores 16 bytes at the start of `s`.
@@ -79,7 +91,8 @@ fn accumulate(acc: v128, isum: v128, sd: v128) -> v128 {
 /// function of its own, compiled without the relaxed backend's target
 /// feature, into which its instruction cannot be inlined.
 pub(crate) trait IDot {
-    /// `acc` plus four i32 partial sums of `Σ q[i]·u[i]` over 16 pairs.
+    /// `acc` plus four i32 partial sums of `Σ q[i]·u[i]` over 16 pairs, in
+    /// any lanes (only their total is meant).
     fn dot(q: v128, u: v128, acc: v128) -> v128;
 
     /// `acc` plus four i32 partial sums over 32 pairs (two vectors each).
@@ -87,6 +100,19 @@ pub(crate) trait IDot {
     fn dot2(q0: v128, u0: v128, q1: v128, u1: v128, acc: v128) -> v128 {
         Self::dot(q1, u1, Self::dot(q0, u0, acc))
     }
+
+    /// A running sum of products by lane: see [`IDot::lanes`].
+    type Lanes: Copy;
+
+    /// An empty running sum.
+    fn lanes_zero() -> Self::Lanes;
+
+    /// Adds the products of `q` and `u` to `acc`.
+    fn lanes_dot(q: v128, u: v128, acc: Self::Lanes) -> Self::Lanes;
+
+    /// The i32 lanes of a running sum: lane `m` holds the products of bytes
+    /// `4m..4m + 4` of every vector added (what [`interleave`] lays out).
+    fn lanes(acc: Self::Lanes) -> v128;
 }
 
 /// [`IDot`] with `simd128`'s widening multiplies: two products fit an i16
@@ -105,6 +131,27 @@ impl IDot for Widening {
         let lo = i16x8_add(i16x8_extmul_low_i8x16(q0, u0), i16x8_extmul_low_i8x16(q1, u1));
         let hi = i16x8_add(i16x8_extmul_high_i8x16(q0, u0), i16x8_extmul_high_i8x16(q1, u1));
         i32x4_add(acc, i32x4_add(i32x4_extadd_pairwise_i16x8(lo), i32x4_extadd_pairwise_i16x8(hi)))
+    }
+
+    /// Bytes 0..8 in pairs `[01, 23, 45, 67]`, bytes 8..16 likewise.
+    type Lanes = (v128, v128);
+
+    #[inline(always)]
+    fn lanes_zero() -> Self::Lanes {
+        (i32x4_splat(0), i32x4_splat(0))
+    }
+
+    #[inline(always)]
+    fn lanes_dot(q: v128, u: v128, acc: Self::Lanes) -> Self::Lanes {
+        (
+            i32x4_add(acc.0, i32x4_extadd_pairwise_i16x8(i16x8_extmul_low_i8x16(q, u))),
+            i32x4_add(acc.1, i32x4_extadd_pairwise_i16x8(i16x8_extmul_high_i8x16(q, u))),
+        )
+    }
+
+    #[inline(always)]
+    fn lanes(acc: Self::Lanes) -> v128 {
+        i32x4_add(i32x4_shuffle::<0, 2, 4, 6>(acc.0, acc.1), i32x4_shuffle::<1, 3, 5, 7>(acc.0, acc.1))
     }
 }
 
@@ -128,46 +175,6 @@ pub(crate) fn round_block(x: &[f32], id: f32, q: &mut [i8]) -> (i32, i32) {
     (sum(a), sum(b))
 }
 
-/// See [`scalar::dot_legacy`], whose f32 operations this performs in the
-/// same order: four blocks per step, block `k` of a step in lane `k`.
-#[inline(always)]
-pub(crate) fn dot_legacy<D: IDot, const OFFSET: i32>(w: LegacyRow<'_>, t: &Token32<'_>) -> f32 {
-    let mut acc = f32x4_splat(0.0);
-    let blocks = w.scales.len();
-    let steps = blocks / 4;
-    for n in 0..steps {
-        let b = 4 * n;
-        let (u, q) = (&w.vals[32 * b..32 * b + 128], &t.q[32 * b..32 * b + 128]);
-        let isum = hsum_i32x4(block32::<D>(u, q, 0), block32::<D>(u, q, 1), block32::<D>(u, q, 2), block32::<D>(u, q, 3));
-        let isum = offset::<OFFSET>(isum, ld(&t.qsum[b..b + 4]));
-        acc = accumulate(acc, isum, f32x4_mul(ld(&w.scales[b..b + 4]), ld(&t.d[b..b + 4])));
-    }
-    // A last partial step, its missing lanes adding 0 · 0 (a no-op, see the
-    // scalar code).
-    let b = 4 * steps;
-    if b < blocks {
-        let (u, q) = (&w.vals[32 * b..], &t.q[32 * b..]);
-        let mut part = [i32x4_splat(0); 3];
-        let (mut sd, mut qs) = ([0f32; 4], [0i32; 4]);
-        for k in 0..blocks - b {
-            part[k] = block32::<D>(u, q, k);
-            sd[k] = w.scales[b + k] * t.d[b + k];
-            qs[k] = t.qsum[b + k];
-        }
-        let isum = offset::<OFFSET>(hsum_i32x4(part[0], part[1], part[2], i32x4_splat(0)), ld(&qs));
-        acc = accumulate(acc, isum, ld(&sd));
-    }
-    hsum_f32(acc)
-}
-
-/// The partial sums of block `k` (32 pairs) of unpacked values `u` and
-/// activations `q`.
-#[inline(always)]
-fn block32<D: IDot>(u: &[i8], q: &[i8], k: usize) -> v128 {
-    let (u, q) = (&u[32 * k..32 * k + 32], &q[32 * k..32 * k + 32]);
-    D::dot2(ld(q), ld(u), ld(&q[16..]), ld(&u[16..]), i32x4_splat(0))
-}
-
 /// `isum - OFFSET · qsum`, lane by lane.
 #[inline(always)]
 fn offset<const OFFSET: i32>(isum: v128, qsum: v128) -> v128 {
@@ -189,17 +196,6 @@ fn group_sums<const G: usize>(t: &TokenK<'_>, s: usize, j: usize) -> v128 {
     }
 }
 
-/// The partial sums of group `g` (`G` pairs) of a super-block.
-#[inline(always)]
-fn group<D: IDot, const G: usize>(u: &[i8], q: &[i8], g: usize) -> v128 {
-    let (u, q) = (&u[G * g..G * g + G], &q[G * g..G * g + G]);
-    if G == 16 {
-        D::dot(ld(q), ld(u), i32x4_splat(0))
-    } else {
-        D::dot2(ld(q), ld(u), ld(&q[16..]), ld(&u[16..]), i32x4_splat(0))
-    }
-}
-
 /// One super-block's f32 step of [`scalar::dot_k`].
 #[inline(always)]
 fn k_step<const MIN: bool>(acc: f32, isc: i32, imin: i32, d: f32, dmin: f32, dx: f32) -> f32 {
@@ -217,26 +213,170 @@ fn k_groups<const OFFSET: i32, const MIN: bool>(acc: (v128, v128), s4: v128, bs4
     (sc, m)
 }
 
-/// See [`scalar::dot_k`], whose integer sums and f32 operations this
-/// computes, the f32 ones in the same order.
+/// Interleaves runs of four groups of `G` bytes (16 or 32) for the tiled
+/// dot products: vector `i` of a run (16 bytes) holds bytes `4i..4i + 4` of
+/// each of its four groups, so that a dot product's lane `j` sums group `j`
+/// with no horizontal sum. A last run with fewer groups is padded with
+/// zeros: `dst` holds `⌈groups / 4⌉ · 4G` bytes.
+pub(crate) fn interleave<const G: usize>(src: &[i8], dst: &mut [i8]) {
+    let groups = src.len() / G;
+    let z = i32x4_splat(0);
+    for (run, out) in dst.chunks_exact_mut(4 * G).enumerate() {
+        for h in 0..G / 16 {
+            let v: [v128; 4] = core::array::from_fn(|j| {
+                let g = 4 * run + j;
+                if g < groups {
+                    ld(&src[g * G + 16 * h..g * G + 16 * h + 16])
+                } else {
+                    z
+                }
+            });
+            let t0 = i32x4_shuffle::<0, 4, 1, 5>(v[0], v[1]);
+            let t1 = i32x4_shuffle::<2, 6, 3, 7>(v[0], v[1]);
+            let t2 = i32x4_shuffle::<0, 4, 1, 5>(v[2], v[3]);
+            let t3 = i32x4_shuffle::<2, 6, 3, 7>(v[2], v[3]);
+            let o = &mut out[64 * h..64 * h + 64];
+            st(&mut o[..16], i32x4_shuffle::<0, 1, 4, 5>(t0, t2));
+            st(&mut o[16..32], i32x4_shuffle::<2, 3, 6, 7>(t0, t2));
+            st(&mut o[32..48], i32x4_shuffle::<0, 1, 4, 5>(t1, t3));
+            st(&mut o[48..], i32x4_shuffle::<2, 3, 6, 7>(t1, t3));
+        }
+    }
+}
+
+/// Up to two unpacked legacy rows (values [`interleave`]d by 32, scales
+/// padded with zeros to whole runs of four) dot up to two tokens: `out[2r +
+/// t]` is what [`scalar::dot_legacy`] gives for row `r` and token `t`, bit for
+/// bit: the lanes of a run's integer sums are its four blocks, so the f32
+/// steps are the scalar code's four lanes.
 #[inline(always)]
-pub(crate) fn dot_k<D: IDot, const G: usize, const OFFSET: i32, const MIN: bool>(w: KRow<'_>, t: &TokenK<'_>) -> f32 {
+fn tile_legacy<D: IDot, const OFFSET: i32, const R: usize, const T: usize>(w: [LegacyRow<'_>; R], t: [Token32<'_>; T], out: &mut [f32; 4]) {
+    let blocks = t[0].d.len();
+    let runs = blocks.div_ceil(4);
+    assert!(t.iter().all(|t| t.d.len() == blocks && t.qsum.len() == blocks && t.qi.len() >= 128 * runs));
+    assert!(w.iter().all(|w| w.vals.len() >= 128 * runs && w.scales.len() >= 4 * runs));
+    let (qi, vals): ([*const i8; T], [*const i8; R]) = (t.map(|t| t.qi.as_ptr()), w.map(|w| w.vals.as_ptr()));
+    let mut acc = [[f32x4_splat(0.0); T]; R];
+    for n in 0..runs {
+        let at = 128 * n;
+        let mut s = [[D::lanes_zero(); T]; R];
+        for i in 0..8 {
+            // SAFETY: `at + 16i + 16 ≤ 128·runs`, within every `qi` and `vals` (checked above).
+            let q: [v128; T] = core::array::from_fn(|k| unsafe { ld_at(qi[k], at + 16 * i) });
+            for r in 0..R {
+                // SAFETY: as above.
+                let u = unsafe { ld_at(vals[r], at + 16 * i) };
+                for k in 0..T {
+                    s[r][k] = D::lanes_dot(q[k], u, s[r][k]);
+                }
+            }
+        }
+        let b = 4 * n;
+        for k in 0..T {
+            let (d, qsum) = if b + 4 <= blocks {
+                (ld(&t[k].d[b..b + 4]), ld(&t[k].qsum[b..b + 4]))
+            } else {
+                let (mut d, mut qs) = ([0f32; 4], [0i32; 4]);
+                d[..blocks - b].copy_from_slice(&t[k].d[b..]);
+                qs[..blocks - b].copy_from_slice(&t[k].qsum[b..]);
+                (ld(&d), ld(&qs))
+            };
+            for r in 0..R {
+                // Missing blocks of a last run have zero scales: 0 · 0 added.
+                let sd = f32x4_mul(ld(&w[r].scales[b..b + 4]), d);
+                acc[r][k] = accumulate(acc[r][k], offset::<OFFSET>(D::lanes(s[r][k]), qsum), sd);
+            }
+        }
+    }
+    for r in 0..R {
+        for k in 0..T {
+            out[2 * r + k] = hsum_f32(acc[r][k]);
+        }
+    }
+}
+
+/// [`tile_legacy`] for `w.len()` rows and `t.len()` tokens (1 or 2 each).
+#[inline(always)]
+pub(crate) fn legacy_tile<D: IDot, const OFFSET: i32>(w: &[LegacyRow<'_>], t: &[Token32<'_>], out: &mut [f32; 4]) {
+    match (w, t) {
+        ([a, b], [x, y]) => tile_legacy::<D, OFFSET, 2, 2>([*a, *b], [*x, *y], out),
+        ([a, b], [x]) => tile_legacy::<D, OFFSET, 2, 1>([*a, *b], [*x], out),
+        ([a], [x, y]) => tile_legacy::<D, OFFSET, 1, 2>([*a], [*x, *y], out),
+        ([a], [x]) => tile_legacy::<D, OFFSET, 1, 1>([*a], [*x], out),
+        _ => unreachable!("tiles are 1 or 2 rows by 1 or 2 tokens"),
+    }
+}
+
+/// Up to two unpacked K-quant rows (values [`interleave`]d by `G`) dot up to
+/// two tokens: `out[2r + t]` is what [`scalar::dot_k`] gives, bit for bit.
+#[inline(always)]
+fn tile_k<D: IDot, const G: usize, const OFFSET: i32, const MIN: bool, const R: usize, const T: usize>(
+    w: [KRow<'_>; R],
+    t: [TokenK<'_>; T],
+    out: &mut [f32; 4],
+) {
     let per = QK_K / G;
     let z = i32x4_splat(0);
-    let mut acc = 0f32;
-    for (s, &dx) in t.d.iter().enumerate() {
-        let (u, q) = (&w.vals[s * QK_K..(s + 1) * QK_K], &t.q[s * QK_K..(s + 1) * QK_K]);
-        let mut ints = (z, z);
+    let supers = t[0].d.len();
+    let qi = t.map(|t| if G == 16 { t.qi16 } else { t.qi32 });
+    assert!(t.iter().zip(&qi).all(|(t, qi)| t.d.len() == supers && t.bsum16.len() == 16 * supers && qi.len() >= QK_K * supers));
+    assert!(w.iter().all(|w| {
+        let groups = per * supers;
+        w.vals.len() >= QK_K * supers && w.sc.len() >= groups && w.d.len() >= supers && (!MIN || (w.m.len() >= groups && w.dmin.len() >= supers))
+    }));
+    let (qi, vals) = (qi.map(<[i8]>::as_ptr), w.map(|w| w.vals.as_ptr()));
+    let mut acc = [[0f32; T]; R];
+    for sb in 0..supers {
+        let mut ints = [[(z, z); T]; R];
         for j in 0..per / 4 {
-            let g = 4 * j;
-            let s4 = hsum_i32x4(group::<D, G>(u, q, g), group::<D, G>(u, q, g + 1), group::<D, G>(u, q, g + 2), group::<D, G>(u, q, g + 3));
-            let m4 = if MIN { ld(&w.m[s * per + 4 * j..]) } else { z };
-            ints = k_groups::<OFFSET, MIN>(ints, s4, group_sums::<G>(t, s, j), ld(&w.sc[s * per + 4 * j..]), m4);
+            let at = sb * QK_K + j * 4 * G;
+            let mut s = [[D::lanes_zero(); T]; R];
+            for i in 0..G / 4 {
+                // SAFETY: `at + 16i + 16 ≤ 256·supers`, within every `qi` and `vals` (checked above).
+                let q: [v128; T] = core::array::from_fn(|k| unsafe { ld_at(qi[k], at + 16 * i) });
+                for r in 0..R {
+                    // SAFETY: as above.
+                    let u = unsafe { ld_at(vals[r], at + 16 * i) };
+                    for k in 0..T {
+                        s[r][k] = D::lanes_dot(q[k], u, s[r][k]);
+                    }
+                }
+            }
+            let bs4: [v128; T] = core::array::from_fn(|k| group_sums::<G>(&t[k], sb, j));
+            for r in 0..R {
+                let g = sb * per + 4 * j;
+                // SAFETY: `g + 4 ≤ per·supers`, within `sc` and (with minimums) `m` (checked above).
+                let (sc4, m4) = unsafe { (ld_at(w[r].sc.as_ptr(), g), if MIN { ld_at(w[r].m.as_ptr(), g) } else { z }) };
+                for k in 0..T {
+                    ints[r][k] = k_groups::<OFFSET, MIN>(ints[r][k], D::lanes(s[r][k]), bs4[k], sc4, m4);
+                }
+            }
         }
-        let imin = if MIN { hsum_i32(ints.1) } else { 0 };
-        acc = k_step::<MIN>(acc, hsum_i32(ints.0), imin, w.d[s], if MIN { w.dmin[s] } else { 0.0 }, dx);
+        for r in 0..R {
+            let (d, dmin) = (w[r].d[sb], if MIN { w[r].dmin[sb] } else { 0.0 });
+            for k in 0..T {
+                let imin = if MIN { hsum_i32(ints[r][k].1) } else { 0 };
+                acc[r][k] = k_step::<MIN>(acc[r][k], hsum_i32(ints[r][k].0), imin, d, dmin, t[k].d[sb]);
+            }
+        }
     }
-    acc
+    for r in 0..R {
+        for k in 0..T {
+            out[2 * r + k] = acc[r][k];
+        }
+    }
+}
+
+/// [`tile_k`] for `w.len()` rows and `t.len()` tokens (1 or 2 each).
+#[inline(always)]
+pub(crate) fn k_tile<D: IDot, const G: usize, const OFFSET: i32, const MIN: bool>(w: &[KRow<'_>], t: &[TokenK<'_>], out: &mut [f32; 4]) {
+    match (w, t) {
+        ([a, b], [x, y]) => tile_k::<D, G, OFFSET, MIN, 2, 2>([*a, *b], [*x, *y], out),
+        ([a, b], [x]) => tile_k::<D, G, OFFSET, MIN, 2, 1>([*a, *b], [*x], out),
+        ([a], [x, y]) => tile_k::<D, G, OFFSET, MIN, 1, 2>([*a], [*x, *y], out),
+        ([a], [x]) => tile_k::<D, G, OFFSET, MIN, 1, 1>([*a], [*x], out),
+        _ => unreachable!("tiles are 1 or 2 rows by 1 or 2 tokens"),
+    }
 }
 
 /// Four f16 (in the low halves of u32 lanes) to f32, as
@@ -624,34 +764,40 @@ pub(crate) fn unpack_f16(src: &[u8], out: &mut [f32]) {
     }
 }
 
-/// The simd128 unpackers of `dtype` with the dot products given: `legacy`
-/// for offsets 0, 8, 16; `k` for Q2_K, Q3_K, Q4_K/Q5_K, Q6_K; the packed
-/// kernels of Q4_0, Q4_1 and of Q4_K, Q6_K.
-#[inline(always)]
-pub(crate) fn kernels_with(
-    dtype: GgmlDType,
-    legacy: [fn(LegacyRow<'_>, &Token32<'_>) -> f32; 3],
-    k: [fn(KRow<'_>, &TokenK<'_>) -> f32; 4],
-    packed_q4: [LegacyPackedFn; 2],
-    packed_k: [KPackedFn; 2],
-) -> Kernels {
+/// The tiled dot products of the legacy types (offsets 0, 8, 16), and of
+/// Q2_K, Q3_K, Q4_K/Q5_K, Q6_K; and the packed kernels of Q4_0, Q4_1, and of
+/// Q4_K, Q6_K: each backend's instances.
+pub(crate) struct Instances {
+    pub legacy: [LegacyTileFn; 3],
+    pub k: [KTileFn; 4],
+    pub packed_q4: [LegacyPackedFn; 2],
+    pub packed_k: [KPackedFn; 2],
+}
+
+/// The kernels of `dtype` with the unpackers here and the dot products of
+/// `i`.
+pub(crate) fn kernels_with(dtype: GgmlDType, i: Instances) -> Kernels {
     use GgmlDType as T;
-    let [legacy0, legacy8, legacy16] = legacy;
-    let [k16_0_min, k16_4, k32_0_min, k16_32] = k;
-    let l = |unpack, dot, packed| Kernels::Legacy { unpack, dot, fdot, packed };
-    let kq = |unpack, dot, packed| Kernels::K { unpack, dot, packed };
+    let [legacy0, legacy8, legacy16] = i.legacy;
+    let [k16_0_min, k16_4, k32_0_min, k16_32] = i.k;
+    let l = |unpack, dot, packed| Kernels::Legacy { unpack, fdot, packed, dot: LegacyDot::Tile(LegacyTile { interleave: interleave::<32>, dot }) };
+    let kq = |unpack, dot, packed, group| Kernels::K {
+        unpack,
+        packed,
+        dot: KDot::Tile(KTile { interleave: if group == 16 { interleave::<16> } else { interleave::<32> }, dot }),
+    };
     match dtype {
-        T::Q4_0 => l(unpack_q4_0, legacy8, Some(packed_q4[0])),
-        T::Q4_1 => l(unpack_q4_1, legacy0, Some(packed_q4[1])),
+        T::Q4_0 => l(unpack_q4_0, legacy8, Some(i.packed_q4[0])),
+        T::Q4_1 => l(unpack_q4_1, legacy0, Some(i.packed_q4[1])),
         T::Q5_0 => l(unpack_q5_0, legacy16, None),
         T::Q5_1 => l(unpack_q5_1, legacy0, None),
         // Q8_0's weights are signed bytes: always the widening dot product.
-        T::Q8_0 => l(unpack_q8_0, dot_legacy::<Widening, 0>, None),
-        T::Q2K => kq(unpack_q2k, k16_0_min, None),
-        T::Q3K => kq(unpack_q3k, k16_4, None),
-        T::Q4K => kq(unpack_q4k, k32_0_min, Some(packed_k[0])),
-        T::Q5K => kq(unpack_q5k, k32_0_min, None),
-        T::Q6K => kq(unpack_q6k, k16_32, Some(packed_k[1])),
+        T::Q8_0 => l(unpack_q8_0, legacy_tile::<Widening, 0>, None),
+        T::Q2K => kq(unpack_q2k, k16_0_min, None, 16),
+        T::Q3K => kq(unpack_q3k, k16_4, None, 16),
+        T::Q4K => kq(unpack_q4k, k32_0_min, Some(i.packed_k[0]), 32),
+        T::Q5K => kq(unpack_q5k, k32_0_min, None, 32),
+        T::Q6K => kq(unpack_q6k, k16_32, Some(i.packed_k[1]), 16),
         T::F16 => Kernels::Float { float: unpack_f16, fdot },
         _ => Kernels::Float { float: scalar::unpack_f32, fdot },
     }
@@ -661,9 +807,16 @@ pub(crate) fn kernels_with(
 pub(crate) fn kernels(dtype: GgmlDType) -> Kernels {
     kernels_with(
         dtype,
-        [dot_legacy::<Widening, 0>, dot_legacy::<Widening, 8>, dot_legacy::<Widening, 16>],
-        [dot_k::<Widening, 16, 0, true>, dot_k::<Widening, 16, 4, false>, dot_k::<Widening, 32, 0, true>, dot_k::<Widening, 16, 32, false>],
-        [packed_q4::<Widening, false>, packed_q4::<Widening, true>],
-        [packed_q4k::<Widening>, packed_q6k::<Widening>],
+        Instances {
+            legacy: [legacy_tile::<Widening, 0>, legacy_tile::<Widening, 8>, legacy_tile::<Widening, 16>],
+            k: [
+                k_tile::<Widening, 16, 0, true>,
+                k_tile::<Widening, 16, 4, false>,
+                k_tile::<Widening, 32, 0, true>,
+                k_tile::<Widening, 16, 32, false>,
+            ],
+            packed_q4: [packed_q4::<Widening, false>, packed_q4::<Widening, true>],
+            packed_k: [packed_q4k::<Widening>, packed_q6k::<Widening>],
+        },
     )
 }

@@ -10,6 +10,7 @@ use crate::kernels::{Activations, KernelError, QMatrix};
 
 use super::kv_cache::LayerCache;
 use super::math::{axpy, dot, rms_norm, softmax, swiglu};
+use super::profile::{Profile, Stage};
 use super::rope::Rope;
 
 /// A segment's slice of a projection: the input columns it reads (within
@@ -120,11 +121,21 @@ impl Attention {
     ///
     /// # Errors
     /// Kernel errors (shapes that do not fit).
-    pub fn forward(&self, x: &[f32], cache: &mut LayerCache, input: &StepInput<'_>, s: &mut Scratch, out: &mut [f32]) -> Result<(), KernelError> {
+    pub fn forward(
+        &self,
+        x: &[f32],
+        cache: &mut LayerCache,
+        input: &StepInput<'_>,
+        s: &mut Scratch,
+        out: &mut [f32],
+        profile: &mut Profile,
+    ) -> Result<(), KernelError> {
         let (seq, hd) = (input.seq, self.head_dim);
         let n = self.norm.len();
+        profile.lap(Stage::Other);
         norm_rows(x, &self.norm, input.eps, sized(&mut s.h, seq * n));
         s.act.quantize(&s.h, seq, n)?;
+        profile.lap(Stage::Other);
         let (qw, kw) = (self.heads * hd, self.kv_heads * hd);
         let q = sized(&mut s.q, seq * qw);
         self.wq.matmul(&s.act, q)?;
@@ -132,6 +143,7 @@ impl Attention {
         self.wk.matmul(&s.act, k)?;
         let v = sized(&mut s.v, seq * kw);
         self.wv.matmul(&s.act, v)?;
+        profile.lap(Stage::Qkv);
         for i in 0..seq {
             input.rope.apply(&mut q[i * qw..(i + 1) * qw], input.pos + i);
             input.rope.apply(&mut k[i * kw..(i + 1) * kw], input.pos + i);
@@ -159,7 +171,10 @@ impl Attention {
                 }
             }
         }
-        project(att, seq, &self.wo, &mut s.act, &mut s.segment, out)
+        profile.lap(Stage::Attention);
+        project(att, seq, &self.wo, &mut s.act, &mut s.segment, out)?;
+        profile.lap(Stage::Wo);
+        Ok(())
     }
 }
 
@@ -170,8 +185,9 @@ impl FeedForward {
     ///
     /// # Errors
     /// Kernel errors (shapes that do not fit).
-    pub fn forward(&self, x: &[f32], input: &StepInput<'_>, s: &mut Scratch, out: &mut [f32]) -> Result<(), KernelError> {
+    pub fn forward(&self, x: &[f32], input: &StepInput<'_>, s: &mut Scratch, out: &mut [f32], profile: &mut Profile) -> Result<(), KernelError> {
         let seq = input.seq;
+        profile.lap(Stage::Other);
         if self.hidden == 0 {
             out.fill(0.0);
             return Ok(());
@@ -179,11 +195,15 @@ impl FeedForward {
         let n = self.norm.len();
         norm_rows(x, &self.norm, input.eps, sized(&mut s.h, seq * n));
         s.act.quantize(&s.h, seq, n)?;
+        profile.lap(Stage::Other);
         let gate = sized(&mut s.gate, seq * self.hidden);
         self.gate.matmul(&s.act, gate)?;
         let up = sized(&mut s.up, seq * self.hidden);
         self.up.matmul(&s.act, up)?;
         swiglu(gate, up);
-        project(gate, seq, &self.down, &mut s.act, &mut s.segment, out)
+        profile.lap(Stage::GateUp);
+        project(gate, seq, &self.down, &mut s.act, &mut s.segment, out)?;
+        profile.lap(Stage::Down);
+        Ok(())
     }
 }

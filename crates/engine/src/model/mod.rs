@@ -18,6 +18,7 @@ mod layer;
 mod loader;
 mod math;
 mod partition;
+mod profile;
 mod rope;
 
 use std::io::{Read, Seek};
@@ -30,6 +31,7 @@ pub use config::{LlamaConfig, SUPPORTED_ARCHITECTURES};
 pub use kv_cache::LayerCache;
 pub use layer::{Attention, FeedForward, Layer, Scratch, StepInput};
 pub use partition::Partition;
+pub use profile::{Profile, Stage};
 pub use rope::Rope;
 
 use crate::gguf::{GgufError, GgufFile};
@@ -160,6 +162,8 @@ pub struct Model {
     weight_types: Vec<(String, GgmlDType)>,
     /// Milliseconds spent in exchanges with the other workers, in all.
     exchange_ms: f64,
+    /// Where forward passes spent their time since the last take.
+    profile: Profile,
 }
 
 impl Model {
@@ -288,6 +292,7 @@ impl Model {
             logits: vec![0.0; vocab],
             weight_types,
             exchange_ms: 0.0,
+            profile: Profile::default(),
         })
     }
 
@@ -325,6 +330,11 @@ impl Model {
     /// holding the model (waiting for them included), since it was loaded.
     pub fn exchange_ms(&self) -> f64 {
         self.exchange_ms
+    }
+
+    /// Where the forward passes since the last call spent their time.
+    pub fn take_profile(&mut self) -> Profile {
+        std::mem::take(&mut self.profile)
     }
 
     /// Bytes allocated for the KV cache.
@@ -392,6 +402,7 @@ impl Model {
         let seq = tokens.len();
         let e = self.config.n_embd;
         let split = self.partition.count() > 1;
+        self.profile.begin(seq);
         let step = seq * e;
         // Each worker holds some rows of the embedding table: its block has
         // zeros for the tokens it does not hold.
@@ -404,34 +415,42 @@ impl Model {
                 row.fill(0.0);
             }
         }
+        self.profile.lap(Stage::Other);
         let blocks = exchange(collective, split, &self.local, &mut self.gathered, self.partition.count() * step, &mut self.exchange_ms).await?;
+        self.profile.lap(Stage::Exchange);
         self.x.clear();
         self.x.extend_from_slice(&blocks[..step]);
         blocks[step..].chunks_exact(step).for_each(|b| math::add(&mut self.x, b));
         let input = StepInput { seq, pos, rope: &self.rope, eps: self.config.rms_eps as f32, window: self.config.sliding_window };
         for (i, (layer, cache)) in self.layers.iter().zip(self.caches.iter_mut()).enumerate() {
             self.local.resize(layer.attention.wo.len() * step, 0.0);
-            layer.attention.forward(&self.x, cache, &input, &mut self.scratch, &mut self.local).map_err(kernel(|| format!("layer {i} attention")))?;
+            layer.attention.forward(&self.x, cache, &input, &mut self.scratch, &mut self.local, &mut self.profile).map_err(kernel(|| format!("layer {i} attention")))?;
             let parts = exchange(collective, split, &self.local, &mut self.gathered, self.segments * step, &mut self.exchange_ms).await?;
+            self.profile.lap(Stage::Exchange);
             // Segment order, whoever computed them: the same sum as one worker's.
             parts.chunks_exact(step).for_each(|p| math::add(&mut self.x, p));
             self.local.resize(layer.ffn.down.len() * step, 0.0);
-            layer.ffn.forward(&self.x, &input, &mut self.scratch, &mut self.local).map_err(kernel(|| format!("layer {i} feed-forward")))?;
+            layer.ffn.forward(&self.x, &input, &mut self.scratch, &mut self.local, &mut self.profile).map_err(kernel(|| format!("layer {i} feed-forward")))?;
             let parts = exchange(collective, split, &self.local, &mut self.gathered, self.segments * step, &mut self.exchange_ms).await?;
+            self.profile.lap(Stage::Exchange);
             parts.chunks_exact(step).for_each(|p| math::add(&mut self.x, p));
         }
         self.last.resize(e, 0.0);
         math::rms_norm(&self.x[(seq - 1) * e..], &self.output_norm, input.eps, &mut self.last);
         self.head_act.quantize(&self.last, 1, e).map_err(kernel(|| "output norm".into()))?;
+        self.profile.lap(Stage::Other);
         let table = self.output.as_ref().unwrap_or(&self.embedding);
         if split {
             // Each worker computes the logits of its vocabulary rows.
             self.local.resize(self.vocab_rows.len(), 0.0);
             table.matmul(&self.head_act, &mut self.local).map_err(kernel(|| "output projection".into()))?;
+            self.profile.lap(Stage::Output);
             let all = exchange(collective, split, &self.local, &mut self.gathered, self.vocab, &mut self.exchange_ms).await?;
             self.logits.copy_from_slice(all);
+            self.profile.lap(Stage::Exchange);
         } else {
             table.matmul(&self.head_act, &mut self.logits).map_err(kernel(|| "output projection".into()))?;
+            self.profile.lap(Stage::Output);
         }
         Ok(())
     }

@@ -335,6 +335,7 @@ async function benchModel(model, gbPerS) {
       console.log(`${name.padEnd(6)} run ${run}: prompt ${r.prompt}${r.promptTotal !== r.prompt ? ` (of ${r.promptTotal})` : ''}, ` +
         `TTFT ${f.ttft.toFixed(0)} ms, prefill ${f.prefill.toFixed(1)}, ${r.n} tokens, decode ${f.decode.toFixed(1)} tok/s, peak +${mib(f.peak)} ` +
         `[${r.marks} token events; ${r.own}${r.multiThread !== undefined ? `; multithread ${r.multiThread}` : ''}]`);
+      if (process.env.PROFILE && r.profile) console.log(`  ${r.profile.join(' | ')}`);
     }
   }
   const [a, b] = [words(texts.sprig ?? ''), words(texts.wllama ?? '')];

@@ -191,7 +191,16 @@ fn bench() {
     let Some(budget) = option_env!("SPRIG_KERNELS_BENCH").and_then(|b| b.parse().ok()) else {
         return;
     };
-    for r in sprig_engine::kernels::bench::run(budget).unwrap() {
-        console_log!("{r}");
+    // SPRIG_KERNELS_BENCH_ONLY: only the cases whose shape is one of these,
+    // e.g. `4096x4096,32768x4096`.
+    let only: Vec<&str> = option_env!("SPRIG_KERNELS_BENCH_ONLY").map(|s| s.split(',').collect()).unwrap_or_default();
+    for (dtype, rows, cols, tokens) in sprig_engine::kernels::bench::default_cases() {
+        if only.is_empty() || only.contains(&format!("{rows}x{cols}").as_str()) {
+            console_log!("{}", sprig_engine::kernels::bench::measure(dtype, rows, cols, tokens, budget).unwrap());
+            if tokens == 1 {
+                let ms = sprig_engine::kernels::bench::measure_unpack(dtype, rows, cols, budget).unwrap();
+                console_log!("{dtype:?} [{rows} x {cols}] unpacking for the tiles: {ms:.3} ms");
+            }
+        }
     }
 }

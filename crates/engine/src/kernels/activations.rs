@@ -56,6 +56,7 @@ pub(crate) struct Token32<'a> {
     /// `Σq` per block.
     pub qsum: &'a [i32],
     /// `q` reordered for the SIMD tiles (empty in builds without them).
+    #[cfg_attr(not(all(target_arch = "wasm32", target_feature = "simd128")), allow(dead_code))]
     pub qi: &'a [i8],
 }
 
@@ -69,8 +70,10 @@ pub(crate) struct TokenK<'a> {
     /// `Σq` per 16.
     pub bsum16: &'a [i32],
     /// `q` reordered by 32 for the SIMD tiles (empty in builds without them).
+    #[cfg_attr(not(all(target_arch = "wasm32", target_feature = "simd128")), allow(dead_code))]
     pub qi32: &'a [i8],
     /// `q` reordered by 16 for the SIMD tiles (empty in builds without them).
+    #[cfg_attr(not(all(target_arch = "wasm32", target_feature = "simd128")), allow(dead_code))]
     pub qi16: &'a [i8],
 }
 

@@ -183,11 +183,11 @@ pub(crate) type KDotFn = fn(KRow<'_>, &TokenK<'_>) -> f32;
 pub(crate) type LegacyPackedFn = fn(&[u8], &Token32<'_>) -> f32;
 /// Dots a packed K-quant row with a token.
 pub(crate) type KPackedFn = fn(&[u8], &TokenK<'_>) -> f32;
-/// Dots up to two unpacked, interleaved legacy rows with up to two tokens
-/// (`out[2·row + token]`).
-pub(crate) type LegacyTileFn = fn(&[LegacyRow<'_>], &[Token32<'_>], &mut [f32; 4]);
-/// Dots up to two unpacked, interleaved K-quant rows with up to two tokens.
-pub(crate) type KTileFn = fn(&[KRow<'_>], &[TokenK<'_>], &mut [f32; 4]);
+/// Dots unpacked, interleaved legacy rows with every token
+/// (`out[token · rows + row]`), with the minimum term.
+pub(crate) type LegacyTileFn = fn(&[LegacyRow<'_>], &Activations, &mut [f32]);
+/// Dots unpacked, interleaved K-quant rows with every token.
+pub(crate) type KTileFn = fn(&[KRow<'_>], &Activations, &mut [f32]);
 /// Reorders unpacked values for a tile function (see `simd128::interleave`).
 pub(crate) type InterleaveFn = fn(&[i8], &mut [i8]);
 /// An f32 dot product.
@@ -218,6 +218,7 @@ pub(crate) struct KTile {
 #[derive(Clone, Copy)]
 pub(crate) enum LegacyDot {
     Row(LegacyDotFn),
+    #[cfg_attr(not(all(target_arch = "wasm32", target_feature = "simd128")), allow(dead_code))]
     Tile(LegacyTile),
 }
 
@@ -225,6 +226,7 @@ pub(crate) enum LegacyDot {
 #[derive(Clone, Copy)]
 pub(crate) enum KDot {
     Row(KDotFn),
+    #[cfg_attr(not(all(target_arch = "wasm32", target_feature = "simd128")), allow(dead_code))]
     Tile(KTile),
 }
 
@@ -271,6 +273,8 @@ const TILE: usize = 8;
 /// Per-thread buffers of unpacked rows, grown once and reused.
 #[derive(Default)]
 struct Scratch {
+    /// Outputs of a tile of rows for every token.
+    out: Vec<f32>,
     vals: Vec<i8>,
     /// Unpacked values reordered for a tile function.
     ivals: Vec<i8>,
@@ -484,6 +488,14 @@ impl QMatrix {
 
     /// Computes the outputs of `rows` for every token.
     fn run(&self, rows: Range<usize>, x: &Activations, out: &Out, k: Kernels, s: &mut Scratch) {
+        // The tiles' outputs, before they go to `out` (taken out of `s` so
+        // that the unpacked rows can be borrowed beside it).
+        let mut got = std::mem::take(&mut s.out);
+        self.run_with(rows, x, out, k, s, &mut got);
+        s.out = got;
+    }
+
+    fn run_with(&self, rows: Range<usize>, x: &Activations, out: &Out, k: Kernels, s: &mut Scratch, got: &mut Vec<f32>) {
         let cols = self.cols;
         let tokens = x.tokens();
         let tile = if tokens > 1 { TILE } else { 1 };
@@ -538,7 +550,7 @@ impl QMatrix {
                             for t in 0..tokens {
                                 let tok = x.token32(t);
                                 for i in 0..n {
-                                    let w = LegacyRow { vals: &vals[i * cols..(i + 1) * cols], scales: &scales[i * padded..i * padded + blocks] };
+                                    let w = LegacyRow { vals: &vals[i * cols..(i + 1) * cols], scales: &scales[i * padded..i * padded + blocks], mins: &[] };
                                     let mut acc = dot(w, &tok);
                                     if has_min {
                                         acc += min_term(i, &tok);
@@ -548,23 +560,20 @@ impl QMatrix {
                             }
                         }
                         LegacyDot::Tile(tile_fn) => {
-                            let row = |i: usize| LegacyRow { vals: &ivals[i * pcols..(i + 1) * pcols], scales: &scales[i * padded..(i + 1) * padded] };
-                            for t0 in (0..tokens).step_by(2) {
-                                let nt = (tokens - t0).min(2);
-                                let toks = [x.token32(t0), x.token32(t0 + nt - 1)];
-                                for i0 in (0..n).step_by(2) {
-                                    let nr = (n - i0).min(2);
-                                    let mut got = [0f32; 4];
-                                    (tile_fn.dot)(&[row(i0), row(i0 + nr - 1)][..nr], &toks[..nt], &mut got);
-                                    for (r, i) in (i0..i0 + nr).enumerate() {
-                                        for (k, tok) in toks[..nt].iter().enumerate() {
-                                            let mut acc = got[2 * r + k];
-                                            if has_min {
-                                                acc += min_term(i, tok);
-                                            }
-                                            out.write((t0 + k) * self.rows + r0 + i, acc);
-                                        }
-                                    }
+                            // (Entries past `n` repeat the last row; only `n` are passed.)
+                            let w: [LegacyRow<'_>; TILE] = std::array::from_fn(|i| {
+                                let i = i.min(n - 1);
+                                LegacyRow {
+                                    vals: &ivals[i * pcols..(i + 1) * pcols],
+                                    scales: &scales[i * padded..(i + 1) * padded],
+                                    mins: if has_min { &mins[i * blocks..(i + 1) * blocks] } else { &[] },
+                                }
+                            });
+                            got.resize(n * tokens, 0.0);
+                            (tile_fn.dot)(&w[..n], x, &mut got[..n * tokens]);
+                            for t in 0..tokens {
+                                for i in 0..n {
+                                    out.write(t * self.rows + r0 + i, got[t * n + i]);
                                 }
                             }
                         }
@@ -593,19 +602,16 @@ impl QMatrix {
                             }
                         }
                         KDot::Tile(tile_fn) => {
-                            let row = |i: usize| KRow { vals: &s.ivals[i * cols..(i + 1) * cols], ..s.k_row(i, cols, group) };
-                            for t0 in (0..tokens).step_by(2) {
-                                let nt = (tokens - t0).min(2);
-                                let toks = [x.token_k(t0), x.token_k(t0 + nt - 1)];
-                                for i0 in (0..n).step_by(2) {
-                                    let nr = (n - i0).min(2);
-                                    let mut got = [0f32; 4];
-                                    (tile_fn.dot)(&[row(i0), row(i0 + nr - 1)][..nr], &toks[..nt], &mut got);
-                                    for r in 0..nr {
-                                        for k in 0..nt {
-                                            out.write((t0 + k) * self.rows + r0 + i0 + r, got[2 * r + k]);
-                                        }
-                                    }
+                            // (Entries past `n` repeat the last row; only `n` are passed.)
+                            let w: [KRow<'_>; TILE] = std::array::from_fn(|i| {
+                                let i = i.min(n - 1);
+                                KRow { vals: &s.ivals[i * cols..(i + 1) * cols], ..s.k_row(i, cols, group) }
+                            });
+                            got.resize(n * tokens, 0.0);
+                            (tile_fn.dot)(&w[..n], x, &mut got[..n * tokens]);
+                            for t in 0..tokens {
+                                for i in 0..n {
+                                    out.write(t * self.rows + r0 + i, got[t * n + i]);
                                 }
                             }
                         }
@@ -619,6 +625,42 @@ impl QMatrix {
     #[inline]
     fn row(&self, r: usize) -> &[u8] {
         &self.data[r * self.row_bytes..(r + 1) * self.row_bytes]
+    }
+
+    /// Unpacks every row as a prompt's matrix product does (interleaving
+    /// them where the backend's tiles want it) and returns a checksum of the
+    /// values: for the benchmark, which times this part alone.
+    #[doc(hidden)]
+    pub fn unpack_all_with(&self, backend: Backend) -> i64 {
+        let cols = self.cols;
+        with_scratch(|s| match (kernels(self.dtype, backend), self.layout().family) {
+            (Kernels::K { unpack, dot, .. }, Family::K { group, .. }) => {
+                s.k(1, cols, group);
+                let mut sum = 0i64;
+                for r in 0..self.rows {
+                    unpack(self.row(r), s.k_row_mut(0, cols, group));
+                    if let KDot::Tile(t) = dot {
+                        (t.interleave)(&s.vals[..cols], &mut s.ivals[..cols]);
+                    }
+                    sum += i64::from(s.ivals[r % cols.max(1)]) + i64::from(s.isc[0]);
+                }
+                sum
+            }
+            (Kernels::Legacy { unpack, dot, .. }, Family::Legacy { .. }) => {
+                let (padded, blocks) = ((cols / 32).next_multiple_of(4), cols / 32);
+                let mut sum = 0i64;
+                let (vals, ivals, scales, mins) = s.legacy(1, cols);
+                for r in 0..self.rows {
+                    unpack(self.row(r), LegacyRowMut { vals: &mut *vals, scales: &mut scales[..blocks], mins: &mut *mins });
+                    if let LegacyDot::Tile(t) = dot {
+                        (t.interleave)(vals, &mut ivals[..padded * 32]);
+                    }
+                    sum += i64::from(ivals[r % cols.max(1)]);
+                }
+                sum
+            }
+            _ => 0,
+        })
     }
 
     /// Row `r` dequantized into `out` (`cols` values), bit for bit as candle

@@ -15,7 +15,7 @@
 
 use core::arch::wasm32::*;
 
-use super::activations::{Token32, TokenK};
+use super::activations::{Activations, Token32, TokenK};
 use super::scalar::{KRow, LegacyRow};
 use super::simd128::{self, IDot};
 use super::{GgmlDType, Kernels};
@@ -63,15 +63,16 @@ macro_rules! relaxed_fn {
     };
 }
 
-relaxed_fn!(legacy0(w: &[LegacyRow<'_>], t: &[Token32<'_>], out: &mut [f32; 4]) -> () = simd128::legacy_tile::<Relaxed, 0>(w, t, out));
-relaxed_fn!(legacy8(w: &[LegacyRow<'_>], t: &[Token32<'_>], out: &mut [f32; 4]) -> () = simd128::legacy_tile::<Relaxed, 8>(w, t, out));
-relaxed_fn!(legacy16(w: &[LegacyRow<'_>], t: &[Token32<'_>], out: &mut [f32; 4]) -> () = simd128::legacy_tile::<Relaxed, 16>(w, t, out));
-relaxed_fn!(k16_0_min(w: &[KRow<'_>], t: &[TokenK<'_>], out: &mut [f32; 4]) -> () = simd128::k_tile::<Relaxed, 16, 0, true>(w, t, out));
-relaxed_fn!(k16_4(w: &[KRow<'_>], t: &[TokenK<'_>], out: &mut [f32; 4]) -> () = simd128::k_tile::<Relaxed, 16, 4, false>(w, t, out));
-relaxed_fn!(k32_0_min(w: &[KRow<'_>], t: &[TokenK<'_>], out: &mut [f32; 4]) -> () = simd128::k_tile::<Relaxed, 32, 0, true>(w, t, out));
-relaxed_fn!(k16_32(w: &[KRow<'_>], t: &[TokenK<'_>], out: &mut [f32; 4]) -> () = simd128::k_tile::<Relaxed, 16, 32, false>(w, t, out));
+relaxed_fn!(legacy_min(w: &[LegacyRow<'_>], x: &Activations, out: &mut [f32]) -> () = simd128::legacy_tiles::<Relaxed, 0, true>(w, x, out));
+relaxed_fn!(legacy8(w: &[LegacyRow<'_>], x: &Activations, out: &mut [f32]) -> () = simd128::legacy_tiles::<Relaxed, 8, false>(w, x, out));
+relaxed_fn!(legacy16(w: &[LegacyRow<'_>], x: &Activations, out: &mut [f32]) -> () = simd128::legacy_tiles::<Relaxed, 16, false>(w, x, out));
+relaxed_fn!(k16_0_min(w: &[KRow<'_>], x: &Activations, out: &mut [f32]) -> () = simd128::k_tiles::<Relaxed, 16, 0, true>(w, x, out));
+relaxed_fn!(k16_4(w: &[KRow<'_>], x: &Activations, out: &mut [f32]) -> () = simd128::k_tiles::<Relaxed, 16, 4, false>(w, x, out));
+relaxed_fn!(k32_0_min(w: &[KRow<'_>], x: &Activations, out: &mut [f32]) -> () = simd128::k_tiles::<Relaxed, 32, 0, true>(w, x, out));
+relaxed_fn!(k16_32(w: &[KRow<'_>], x: &Activations, out: &mut [f32]) -> () = simd128::k_tiles::<Relaxed, 16, 32, false>(w, x, out));
 relaxed_fn!(packed_q4_0(row: &[u8], t: &Token32<'_>) -> f32 = simd128::packed_q4::<Relaxed, false>(row, t));
 relaxed_fn!(packed_q4_1(row: &[u8], t: &Token32<'_>) -> f32 = simd128::packed_q4::<Relaxed, true>(row, t));
+relaxed_fn!(packed_q8_0(row: &[u8], t: &Token32<'_>) -> f32 = simd128::packed_q8_0::<Relaxed>(row, t));
 relaxed_fn!(packed_q4k(row: &[u8], t: &TokenK<'_>) -> f32 = simd128::packed_q4k::<Relaxed>(row, t));
 relaxed_fn!(packed_q6k(row: &[u8], t: &TokenK<'_>) -> f32 = simd128::packed_q6k::<Relaxed>(row, t));
 
@@ -80,9 +81,10 @@ pub(crate) fn kernels(dtype: GgmlDType) -> Kernels {
     simd128::kernels_with(
         dtype,
         simd128::Instances {
-            legacy: [legacy0, legacy8, legacy16],
+            legacy: [legacy_min, legacy8, legacy16],
             k: [k16_0_min, k16_4, k32_0_min, k16_32],
             packed_q4: [packed_q4_0, packed_q4_1],
+            packed_q8_0,
             packed_k: [packed_q4k, packed_q6k],
         },
     )

@@ -22,6 +22,10 @@ pub(crate) struct LegacyRow<'a> {
     pub vals: &'a [i8],
     /// Scale per 32.
     pub scales: &'a [f32],
+    /// Minimum per 32 (the tiled SIMD dot products add the minimum term;
+    /// empty for the types without one).
+    #[cfg_attr(not(all(target_arch = "wasm32", target_feature = "simd128")), allow(dead_code))]
+    pub mins: &'a [f32],
 }
 
 /// Where a legacy row is unpacked.

@@ -10,7 +10,7 @@
 
 use core::arch::wasm32::*;
 
-use super::activations::{Token32, TokenK};
+use super::activations::{Activations, Token32, TokenK};
 use super::layout::{f16_at, k4_scale_bytes, q3k_scales, QK_K};
 use super::scalar::{self, KRow, KRowMut, LegacyRow, LegacyRowMut};
 use super::{GgmlDType, KDot, KPackedFn, KTile, KTileFn, Kernels, LegacyDot, LegacyPackedFn, LegacyTile, LegacyTileFn};
@@ -244,13 +244,16 @@ pub(crate) fn interleave<const G: usize>(src: &[i8], dst: &mut [i8]) {
     }
 }
 
+/// Tokens per tile: `out[TILE_TOKENS · row + token]`.
+pub(crate) const TILE_TOKENS: usize = 4;
+
 /// Up to two unpacked legacy rows (values [`interleave`]d by 32, scales
-/// padded with zeros to whole runs of four) dot up to two tokens: `out[2r +
-/// t]` is what [`scalar::dot_legacy`] gives for row `r` and token `t`, bit for
+/// padded with zeros to whole runs of four) dot up to four tokens:
+/// `out[TILE_TOKENS·r + t]` is what [`scalar::dot_legacy`] gives for row `r` and token `t`, bit for
 /// bit: the lanes of a run's integer sums are its four blocks, so the f32
 /// steps are the scalar code's four lanes.
 #[inline(always)]
-fn tile_legacy<D: IDot, const OFFSET: i32, const R: usize, const T: usize>(w: [LegacyRow<'_>; R], t: [Token32<'_>; T], out: &mut [f32; 4]) {
+fn tile_legacy<D: IDot, const OFFSET: i32, const R: usize, const T: usize>(w: [LegacyRow<'_>; R], t: [Token32<'_>; T], out: &mut [f32; 8]) {
     let blocks = t[0].d.len();
     let runs = blocks.div_ceil(4);
     assert!(t.iter().all(|t| t.d.len() == blocks && t.qsum.len() == blocks && t.qi.len() >= 128 * runs));
@@ -290,30 +293,61 @@ fn tile_legacy<D: IDot, const OFFSET: i32, const R: usize, const T: usize>(w: [L
     }
     for r in 0..R {
         for k in 0..T {
-            out[2 * r + k] = hsum_f32(acc[r][k]);
+            out[TILE_TOKENS * r + k] = hsum_f32(acc[r][k]);
         }
     }
 }
 
-/// [`tile_legacy`] for `w.len()` rows and `t.len()` tokens (1 or 2 each).
+/// Every token of `x` against every unpacked legacy row of `w` (values
+/// [`interleave`]d, scales padded to whole runs of four), in tiles of two
+/// rows by four tokens: `out[t · w.len() + i]` is what [`scalar::dot_legacy`]
+/// gives for row `i` and token `t`, plus with `MIN` the minimum term
+/// ([`fdot`] of the row's minimums and the token's `d·Σq`), bit for bit.
 #[inline(always)]
-pub(crate) fn legacy_tile<D: IDot, const OFFSET: i32>(w: &[LegacyRow<'_>], t: &[Token32<'_>], out: &mut [f32; 4]) {
-    match (w, t) {
-        ([a, b], [x, y]) => tile_legacy::<D, OFFSET, 2, 2>([*a, *b], [*x, *y], out),
-        ([a, b], [x]) => tile_legacy::<D, OFFSET, 2, 1>([*a, *b], [*x], out),
-        ([a], [x, y]) => tile_legacy::<D, OFFSET, 1, 2>([*a], [*x, *y], out),
-        ([a], [x]) => tile_legacy::<D, OFFSET, 1, 1>([*a], [*x], out),
-        _ => unreachable!("tiles are 1 or 2 rows by 1 or 2 tokens"),
+pub(crate) fn legacy_tiles<D: IDot, const OFFSET: i32, const MIN: bool>(w: &[LegacyRow<'_>], x: &Activations, out: &mut [f32]) {
+    let (n, tokens) = (w.len(), x.tokens());
+    assert!(out.len() >= n * tokens);
+    macro_rules! go {
+        ($r:literal, $t:literal, $i0:expr, $toks:expr, $got:expr) => {
+            tile_legacy::<D, OFFSET, $r, $t>(core::array::from_fn(|i| w[$i0 + i]), core::array::from_fn(|i| $toks[i]), $got)
+        };
+    }
+    for t0 in (0..tokens).step_by(TILE_TOKENS) {
+        let nt = (tokens - t0).min(TILE_TOKENS);
+        let toks: [Token32<'_>; TILE_TOKENS] = core::array::from_fn(|k| x.token32(t0 + k.min(nt - 1)));
+        for i0 in (0..n).step_by(2) {
+            let nr = (n - i0).min(2);
+            let mut got = [0f32; 8];
+            match (nr, nt) {
+                (2, 4) => go!(2, 4, i0, toks, &mut got),
+                (2, 3) => go!(2, 3, i0, toks, &mut got),
+                (2, 2) => go!(2, 2, i0, toks, &mut got),
+                (2, 1) => go!(2, 1, i0, toks, &mut got),
+                (1, 4) => go!(1, 4, i0, toks, &mut got),
+                (1, 3) => go!(1, 3, i0, toks, &mut got),
+                (1, 2) => go!(1, 2, i0, toks, &mut got),
+                _ => go!(1, 1, i0, toks, &mut got),
+            }
+            for r in 0..nr {
+                for (k, tok) in toks[..nt].iter().enumerate() {
+                    let mut v = got[TILE_TOKENS * r + k];
+                    if MIN {
+                        v += fdot(w[i0 + r].mins, tok.sum32);
+                    }
+                    out[(t0 + k) * n + i0 + r] = v;
+                }
+            }
+        }
     }
 }
 
 /// Up to two unpacked K-quant rows (values [`interleave`]d by `G`) dot up to
-/// two tokens: `out[2r + t]` is what [`scalar::dot_k`] gives, bit for bit.
+/// four tokens: `out[TILE_TOKENS·r + t]` is what [`scalar::dot_k`] gives, bit for bit.
 #[inline(always)]
 fn tile_k<D: IDot, const G: usize, const OFFSET: i32, const MIN: bool, const R: usize, const T: usize>(
     w: [KRow<'_>; R],
     t: [TokenK<'_>; T],
-    out: &mut [f32; 4],
+    out: &mut [f32; 8],
 ) {
     let per = QK_K / G;
     let z = i32x4_splat(0);
@@ -331,7 +365,7 @@ fn tile_k<D: IDot, const G: usize, const OFFSET: i32, const MIN: bool, const R: 
         for j in 0..per / 4 {
             let at = sb * QK_K + j * 4 * G;
             let mut s = [[D::lanes_zero(); T]; R];
-            for i in 0..G / 4 {
+            for i in 0..core::hint::black_box(G / 4) {
                 // SAFETY: `at + 16i + 16 ≤ 256·supers`, within every `qi` and `vals` (checked above).
                 let q: [v128; T] = core::array::from_fn(|k| unsafe { ld_at(qi[k], at + 16 * i) });
                 for r in 0..R {
@@ -362,20 +396,45 @@ fn tile_k<D: IDot, const G: usize, const OFFSET: i32, const MIN: bool, const R: 
     }
     for r in 0..R {
         for k in 0..T {
-            out[2 * r + k] = acc[r][k];
+            out[TILE_TOKENS * r + k] = acc[r][k];
         }
     }
 }
 
-/// [`tile_k`] for `w.len()` rows and `t.len()` tokens (1 or 2 each).
+/// Every token of `x` against every unpacked K-quant row of `w` (values
+/// [`interleave`]d by `G`), in tiles of two rows by four tokens:
+/// `out[t · w.len() + i]` is what [`scalar::dot_k`] gives, bit for bit.
 #[inline(always)]
-pub(crate) fn k_tile<D: IDot, const G: usize, const OFFSET: i32, const MIN: bool>(w: &[KRow<'_>], t: &[TokenK<'_>], out: &mut [f32; 4]) {
-    match (w, t) {
-        ([a, b], [x, y]) => tile_k::<D, G, OFFSET, MIN, 2, 2>([*a, *b], [*x, *y], out),
-        ([a, b], [x]) => tile_k::<D, G, OFFSET, MIN, 2, 1>([*a, *b], [*x], out),
-        ([a], [x, y]) => tile_k::<D, G, OFFSET, MIN, 1, 2>([*a], [*x, *y], out),
-        ([a], [x]) => tile_k::<D, G, OFFSET, MIN, 1, 1>([*a], [*x], out),
-        _ => unreachable!("tiles are 1 or 2 rows by 1 or 2 tokens"),
+pub(crate) fn k_tiles<D: IDot, const G: usize, const OFFSET: i32, const MIN: bool>(w: &[KRow<'_>], x: &Activations, out: &mut [f32]) {
+    let (n, tokens) = (w.len(), x.tokens());
+    assert!(out.len() >= n * tokens);
+    macro_rules! go {
+        ($r:literal, $t:literal, $i0:expr, $toks:expr, $got:expr) => {
+            tile_k::<D, G, OFFSET, MIN, $r, $t>(core::array::from_fn(|i| w[$i0 + i]), core::array::from_fn(|i| $toks[i]), $got)
+        };
+    }
+    for t0 in (0..tokens).step_by(TILE_TOKENS) {
+        let nt = (tokens - t0).min(TILE_TOKENS);
+        let toks: [TokenK<'_>; TILE_TOKENS] = core::array::from_fn(|k| x.token_k(t0 + k.min(nt - 1)));
+        for i0 in (0..n).step_by(2) {
+            let nr = (n - i0).min(2);
+            let mut got = [0f32; 8];
+            match (nr, nt) {
+                (2, 4) => go!(2, 4, i0, toks, &mut got),
+                (2, 3) => go!(2, 3, i0, toks, &mut got),
+                (2, 2) => go!(2, 2, i0, toks, &mut got),
+                (2, 1) => go!(2, 1, i0, toks, &mut got),
+                (1, 4) => go!(1, 4, i0, toks, &mut got),
+                (1, 3) => go!(1, 3, i0, toks, &mut got),
+                (1, 2) => go!(1, 2, i0, toks, &mut got),
+                _ => go!(1, 1, i0, toks, &mut got),
+            }
+            for r in 0..nr {
+                for k in 0..nt {
+                    out[(t0 + k) * n + i0 + r] = got[TILE_TOKENS * r + k];
+                }
+            }
+        }
     }
 }
 
@@ -465,6 +524,62 @@ pub(crate) fn packed_q4<D: IDot, const MIN: bool>(row: &[u8], t: &Token32<'_>) -
     }
     let tail: f32 = tail[..blocks - whole].iter().zip(&t.sum32[whole..]).map(|(x, y)| x * y).sum();
     dot + (hsum_f32(f32x4_add(f32x4_add(macc[0], macc[1]), f32x4_add(macc[2], macc[3]))) + tail)
+}
+
+/// The partial sums of one Q8_0 block (32 signed bytes `w`) against 32
+/// activations `q`, with 7-bit operands only: each byte `b` is
+/// `16·h + l` with `l = b & 15` and `h + 8 = (b >> 4) ^ 8` (both 0..=15),
+/// so `Σ w·q = 16·Σ (h + 8)·q + Σ l·q - 128·Σq`; the last term is left to
+/// the caller (its sums are per block).
+#[inline(always)]
+fn q8_block<D: IDot>(w: *const u8, q: *const i8) -> v128 {
+    let (m4, eight) = (u8x16_splat(0x0F), u8x16_splat(8));
+    // SAFETY: the caller passes a block's 32 weight bytes and 32 activations.
+    let (w0, w1, q0, q1) = unsafe { (ld_at(w, 0), ld_at(w, 16), ld_at(q, 0), ld_at(q, 16)) };
+    let high = |w: v128| v128_xor(u16x8_shr(v128_and(w, u8x16_splat(0xF0)), 4), eight);
+    let low = D::dot2(q0, v128_and(w0, m4), q1, v128_and(w1, m4), i32x4_splat(0));
+    let high = D::dot2(q0, high(w0), q1, high(w1), i32x4_splat(0));
+    i32x4_add(low, i32x4_shl(high, 4))
+}
+
+/// A packed Q8_0 row dot a token: what unpacking then
+/// [`scalar::dot_legacy`] gives, bit for bit (the integer block sums are
+/// the same; see [`q8_block`]).
+#[inline(always)]
+pub(crate) fn packed_q8_0<D: IDot>(row: &[u8], t: &Token32<'_>) -> f32 {
+    let blocks = row.len() / 34;
+    assert!(t.q.len() >= 32 * blocks && t.d.len() >= blocks && t.qsum.len() >= blocks);
+    let (w, q) = (row.as_ptr(), t.q.as_ptr());
+    let mut acc = f32x4_splat(0.0);
+    let steps = blocks / 4;
+    for n in 0..steps {
+        let b = 4 * n;
+        // SAFETY: blocks `b..b + 4` of the row and the token (checked above).
+        let p = unsafe {
+            [
+                q8_block::<D>(w.add(34 * b + 2), q.add(32 * b)),
+                q8_block::<D>(w.add(34 * (b + 1) + 2), q.add(32 * (b + 1))),
+                q8_block::<D>(w.add(34 * (b + 2) + 2), q.add(32 * (b + 2))),
+                q8_block::<D>(w.add(34 * (b + 3) + 2), q.add(32 * (b + 3))),
+            ]
+        };
+        let isum = i32x4_sub(hsum_i32x4(p[0], p[1], p[2], p[3]), i32x4_shl(ld(&t.qsum[b..b + 4]), 7));
+        acc = accumulate(acc, isum, f32x4_mul(f16x4_at(&row[34 * b..], 34, 0), ld(&t.d[b..b + 4])));
+    }
+    let b = 4 * steps;
+    if b < blocks {
+        let mut part = [i32x4_splat(0); 3];
+        let (mut sd, mut qs) = ([0f32; 4], [0i32; 4]);
+        for k in 0..blocks - b {
+            // SAFETY: block `b + k < blocks` (checked above).
+            part[k] = unsafe { q8_block::<D>(w.add(34 * (b + k) + 2), q.add(32 * (b + k))) };
+            sd[k] = f16_at(row, 34 * (b + k)) * t.d[b + k];
+            qs[k] = t.qsum[b + k];
+        }
+        let isum = i32x4_sub(hsum_i32x4(part[0], part[1], part[2], i32x4_splat(0)), i32x4_shl(ld(&qs), 7));
+        acc = accumulate(acc, isum, ld(&sd));
+    }
+    hsum_f32(acc)
 }
 
 /// The scales (or minimums) `bytes[4j..4j + 4]` as i32x4.
@@ -764,13 +879,15 @@ pub(crate) fn unpack_f16(src: &[u8], out: &mut [f32]) {
     }
 }
 
-/// The tiled dot products of the legacy types (offsets 0, 8, 16), and of
+/// The tiled dot products of the legacy types (Q4_1/Q5_1 with minimums,
+/// offset 8, offset 16), and of
 /// Q2_K, Q3_K, Q4_K/Q5_K, Q6_K; and the packed kernels of Q4_0, Q4_1, and of
 /// Q4_K, Q6_K: each backend's instances.
 pub(crate) struct Instances {
     pub legacy: [LegacyTileFn; 3],
     pub k: [KTileFn; 4],
     pub packed_q4: [LegacyPackedFn; 2],
+    pub packed_q8_0: LegacyPackedFn,
     pub packed_k: [KPackedFn; 2],
 }
 
@@ -778,9 +895,9 @@ pub(crate) struct Instances {
 /// `i`.
 pub(crate) fn kernels_with(dtype: GgmlDType, i: Instances) -> Kernels {
     use GgmlDType as T;
-    let [legacy0, legacy8, legacy16] = i.legacy;
     let [k16_0_min, k16_4, k32_0_min, k16_32] = i.k;
     let l = |unpack, dot, packed| Kernels::Legacy { unpack, fdot, packed, dot: LegacyDot::Tile(LegacyTile { interleave: interleave::<32>, dot }) };
+    let [legacy_min, legacy8, legacy16] = i.legacy;
     let kq = |unpack, dot, packed, group| Kernels::K {
         unpack,
         packed,
@@ -788,11 +905,11 @@ pub(crate) fn kernels_with(dtype: GgmlDType, i: Instances) -> Kernels {
     };
     match dtype {
         T::Q4_0 => l(unpack_q4_0, legacy8, Some(i.packed_q4[0])),
-        T::Q4_1 => l(unpack_q4_1, legacy0, Some(i.packed_q4[1])),
+        T::Q4_1 => l(unpack_q4_1, legacy_min, Some(i.packed_q4[1])),
         T::Q5_0 => l(unpack_q5_0, legacy16, None),
-        T::Q5_1 => l(unpack_q5_1, legacy0, None),
+        T::Q5_1 => l(unpack_q5_1, legacy_min, None),
         // Q8_0's weights are signed bytes: always the widening dot product.
-        T::Q8_0 => l(unpack_q8_0, legacy_tile::<Widening, 0>, None),
+        T::Q8_0 => l(unpack_q8_0, legacy_tiles::<Widening, 0, false>, Some(i.packed_q8_0)),
         T::Q2K => kq(unpack_q2k, k16_0_min, None, 16),
         T::Q3K => kq(unpack_q3k, k16_4, None, 16),
         T::Q4K => kq(unpack_q4k, k32_0_min, Some(i.packed_k[0]), 32),
@@ -808,14 +925,15 @@ pub(crate) fn kernels(dtype: GgmlDType) -> Kernels {
     kernels_with(
         dtype,
         Instances {
-            legacy: [legacy_tile::<Widening, 0>, legacy_tile::<Widening, 8>, legacy_tile::<Widening, 16>],
+            legacy: [legacy_tiles::<Widening, 0, true>, legacy_tiles::<Widening, 8, false>, legacy_tiles::<Widening, 16, false>],
             k: [
-                k_tile::<Widening, 16, 0, true>,
-                k_tile::<Widening, 16, 4, false>,
-                k_tile::<Widening, 32, 0, true>,
-                k_tile::<Widening, 16, 32, false>,
+                k_tiles::<Widening, 16, 0, true>,
+                k_tiles::<Widening, 16, 4, false>,
+                k_tiles::<Widening, 32, 0, true>,
+                k_tiles::<Widening, 16, 32, false>,
             ],
             packed_q4: [packed_q4::<Widening, false>, packed_q4::<Widening, true>],
+            packed_q8_0: packed_q8_0::<Widening>,
             packed_k: [packed_q4k::<Widening>, packed_q6k::<Widening>],
         },
     )

@@ -171,9 +171,9 @@ fn row_dot_in_order(dtype: GgmlDType, row: &[u8], x: &[f32], q: &[i8], d: &[f32]
 /// A Q4_K or Q6_K row (raw bytes) dot a token quantized per 256 (`q`, `d`
 /// per super-block) in the kernels' documented order: per super-block the
 /// exact integer sums, then `v = f32(isc)·(d·dx)`, minus `f32(imin)·(dmin·dx)`
-/// for Q4_K, added to `acc` super-block by super-block.
+/// for Q4_K, super-block `s` added to `acc[s % 4]`, then [`hsum4`].
 fn k_row_dot_in_order(dtype: GgmlDType, row: &[u8], q: &[i8], dx: &[f32]) -> f32 {
-    let mut acc = 0f32;
+    let mut acc = [0f32; 4];
     let bytes = if dtype == GgmlDType::Q4K { 144 } else { 210 };
     for (s, (blk, &dx)) in row.chunks(bytes).zip(dx).enumerate() {
         let x = &q[256 * s..256 * (s + 1)];
@@ -220,9 +220,9 @@ fn k_row_dot_in_order(dtype: GgmlDType, row: &[u8], q: &[i8], dx: &[f32]) -> f32
             }
             isc as i32 as f32 * (f16(blk, 208) * dx)
         };
-        acc += v;
+        acc[s % 4] += v;
     }
-    acc
+    hsum4(acc)
 }
 
 /// The native matmul is exactly (bit for bit) the documented f32 order that
@@ -263,7 +263,7 @@ fn matmul_follows_the_shared_f32_order() {
 fn k_quant_matmul_follows_the_shared_order() {
     let rows = 7;
     for dtype in [GgmlDType::Q4K, GgmlDType::Q6K] {
-        for cols in [256, 768, 2048] {
+        for cols in [256, 768, 1280, 2048] {
             let w = Rng(cols as u64 + 1).values(rows * cols);
             let t = Tensor::from_vec(w, (rows, cols), &Device::Cpu).unwrap();
             let data = QTensor::quantize(&t, dtype).unwrap().data().unwrap().to_vec();

@@ -181,8 +181,8 @@ pub(crate) type LegacyDotFn = fn(LegacyRow<'_>, &Token32<'_>) -> f32;
 pub(crate) type KDotFn = fn(KRow<'_>, &TokenK<'_>) -> f32;
 /// Dots a packed legacy row with a token (with the minimum term).
 pub(crate) type LegacyPackedFn = fn(&[u8], &Token32<'_>) -> f32;
-/// Dots a packed K-quant row with a token.
-pub(crate) type KPackedFn = fn(&[u8], &TokenK<'_>) -> f32;
+/// Dots packed K-quant rows (`out.len()` of them, back to back) with a token.
+pub(crate) type KPackedFn = fn(&[u8], &TokenK<'_>, &mut [f32]);
 /// Dots unpacked, interleaved legacy rows with every token
 /// (`out[token · rows + row]`), with the minimum term.
 pub(crate) type LegacyTileFn = fn(&[LegacyRow<'_>], &Activations, &mut [f32]);
@@ -523,8 +523,14 @@ impl QMatrix {
             }
             Kernels::K { packed: Some(packed), .. } if tokens == 1 => {
                 let tok = x.token_k(0);
-                for r in rows {
-                    out.write(r, packed(self.row(r), &tok));
+                // Blocks of rows (a few KiB of results), each in one call.
+                for r0 in rows.clone().step_by(64) {
+                    let n = 64.min(rows.end - r0);
+                    got.resize(n, 0.0);
+                    packed(&self.data[r0 * self.row_bytes..(r0 + n) * self.row_bytes], &tok, &mut got[..n]);
+                    for (i, &v) in got[..n].iter().enumerate() {
+                        out.write(r0 + i, v);
+                    }
                 }
             }
             Kernels::Legacy { unpack, dot, fdot, .. } => {

@@ -73,8 +73,8 @@ relaxed_fn!(k16_32(w: &[KRow<'_>], x: &Activations, out: &mut [f32]) -> () = sim
 relaxed_fn!(packed_q4_0(row: &[u8], t: &Token32<'_>) -> f32 = simd128::packed_q4::<Relaxed, false>(row, t));
 relaxed_fn!(packed_q4_1(row: &[u8], t: &Token32<'_>) -> f32 = simd128::packed_q4::<Relaxed, true>(row, t));
 relaxed_fn!(packed_q8_0(row: &[u8], t: &Token32<'_>) -> f32 = simd128::packed_q8_0::<Relaxed>(row, t));
-relaxed_fn!(packed_q4k(row: &[u8], t: &TokenK<'_>) -> f32 = simd128::packed_q4k::<Relaxed>(row, t));
-relaxed_fn!(packed_q6k(row: &[u8], t: &TokenK<'_>) -> f32 = simd128::packed_q6k::<Relaxed>(row, t));
+relaxed_fn!(packed_q4k(rows: &[u8], t: &TokenK<'_>, out: &mut [f32]) -> () = simd128::packed_q4k::<Relaxed>(rows, t, out));
+relaxed_fn!(packed_q6k(rows: &[u8], t: &TokenK<'_>, out: &mut [f32]) -> () = simd128::packed_q6k::<Relaxed>(rows, t, out));
 
 /// The relaxed-SIMD kernels of `dtype`.
 pub(crate) fn kernels(dtype: GgmlDType) -> Kernels {

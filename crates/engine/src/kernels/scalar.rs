@@ -322,12 +322,14 @@ pub(crate) fn dot_legacy<const OFFSET: i32>(w: LegacyRow<'_>, t: &Token32<'_>) -
 ///
 /// Per super-block, exactly in i32: `isc = Σ_g sc[g]·(Σ_{i∈g} u[i]·q[i] -
 /// OFFSET·Σ_{i∈g} q[i])` and, with minimums, `imin = Σ_g m[g]·Σ_{i∈g} q[i]`
-/// (|isc| < 2^29 for every type). Then in f32, super-block by super-block
-/// from `acc = +0`: `v = f32(isc) · (d · dx)`, with minimums
-/// `v = v - f32(imin) · (dmin · dx)`, and `acc += v`. No fused multiply-add.
+/// (|isc| < 2^29 for every type). Then in f32: `v = f32(isc) · (d · dx)`,
+/// with minimums `v = v - f32(imin) · (dmin · dx)`, added to one of four
+/// accumulators from +0, super-block `s` into `acc[s % 4]` in order, and
+/// the four summed as [`hsum4`] does. No fused multiply-add. (Four lanes
+/// let the SIMD code take four super-blocks' f32 steps at once.)
 pub(crate) fn dot_k<const G: usize, const OFFSET: i32, const MIN: bool>(w: KRow<'_>, t: &TokenK<'_>) -> f32 {
     let per = QK_K / G;
-    let mut acc = 0f32;
+    let mut acc = [0f32; 4];
     for (s, &dx) in t.d.iter().enumerate() {
         let (mut isc, mut imin) = (0i32, 0i32);
         for g in 0..per {
@@ -339,9 +341,9 @@ pub(crate) fn dot_k<const G: usize, const OFFSET: i32, const MIN: bool>(w: KRow<
             }
         }
         let v = isc as f32 * (w.d[s] * dx);
-        acc += if MIN { v - imin as f32 * (w.dmin[s] * dx) } else { v };
+        acc[s % 4] += if MIN { v - imin as f32 * (w.dmin[s] * dx) } else { v };
     }
-    acc
+    hsum4(acc)
 }
 
 /// f32 dot product in `simd128`'s order, bit for bit: four f32x4

@@ -77,6 +77,22 @@ pub(crate) fn hsum_i32x4(v0: v128, v1: v128, v2: v128, v3: v128) -> v128 {
     i32x4_add(i32x4_shuffle::<0, 1, 4, 5>(a, b), i32x4_shuffle::<2, 3, 6, 7>(a, b))
 }
 
+/// The 4×4 transpose of four vectors' 32-bit lanes: lane `j` of output `i`
+/// is lane `i` of input `j`.
+#[inline(always)]
+fn transpose4(v: [v128; 4]) -> [v128; 4] {
+    let t0 = i32x4_shuffle::<0, 4, 1, 5>(v[0], v[1]);
+    let t1 = i32x4_shuffle::<2, 6, 3, 7>(v[0], v[1]);
+    let t2 = i32x4_shuffle::<0, 4, 1, 5>(v[2], v[3]);
+    let t3 = i32x4_shuffle::<2, 6, 3, 7>(v[2], v[3]);
+    [
+        i32x4_shuffle::<0, 1, 4, 5>(t0, t2),
+        i32x4_shuffle::<2, 3, 6, 7>(t0, t2),
+        i32x4_shuffle::<0, 1, 4, 5>(t1, t3),
+        i32x4_shuffle::<2, 3, 6, 7>(t1, t3),
+    ]
+}
+
 /// One accumulation step: `acc + f32(isum) · sd`, lane by lane.
 #[inline(always)]
 fn accumulate(acc: v128, isum: v128, sd: v128) -> v128 {
@@ -194,13 +210,6 @@ fn group_sums<const G: usize>(t: &TokenK<'_>, s: usize, j: usize) -> v128 {
         let (v0, v1) = (ld(&t.bsum16[s * 16 + 8 * j..]), ld(&t.bsum16[s * 16 + 8 * j + 4..]));
         i32x4_add(i32x4_shuffle::<0, 2, 4, 6>(v0, v1), i32x4_shuffle::<1, 3, 5, 7>(v0, v1))
     }
-}
-
-/// One super-block's f32 step of [`scalar::dot_k`].
-#[inline(always)]
-fn k_step<const MIN: bool>(acc: f32, isc: i32, imin: i32, d: f32, dmin: f32, dx: f32) -> f32 {
-    let v = isc as f32 * (d * dx);
-    acc + if MIN { v - imin as f32 * (dmin * dx) } else { v }
 }
 
 /// Adds four groups' sums to the super-block's integer accumulators:
@@ -359,7 +368,12 @@ fn tile_k<D: IDot, const G: usize, const OFFSET: i32, const MIN: bool, const R: 
         w.vals.len() >= QK_K * supers && w.sc.len() >= groups && w.d.len() >= supers && (!MIN || (w.m.len() >= groups && w.dmin.len() >= supers))
     }));
     let (qi, vals) = (qi.map(<[i8]>::as_ptr), w.map(|w| w.vals.as_ptr()));
-    let mut acc = [[0f32; T]; R];
+    // The f32 steps of four tokens at once (`v[r][sb % 4]`, lane `k` for
+    // token `k`), then, every four super-blocks, transposed into each
+    // token's four accumulators (lane `s` for super-block `s % 4`, as the
+    // scalar code's `acc[s % 4]`). Lanes past `T` compute unused values.
+    let mut acc = [[f32x4_splat(0.0); T]; R];
+    let mut v = [[f32x4_splat(0.0); 4]; R];
     for sb in 0..supers {
         let mut ints = [[(z, z); T]; R];
         for j in 0..per / 4 {
@@ -386,17 +400,35 @@ fn tile_k<D: IDot, const G: usize, const OFFSET: i32, const MIN: bool, const R: 
                 }
             }
         }
+        let dx = f32x4(t[0].d[sb], t[1.min(T - 1)].d[sb], t[2.min(T - 1)].d[sb], t[3.min(T - 1)].d[sb]);
         for r in 0..R {
-            let (d, dmin) = (w[r].d[sb], if MIN { w[r].dmin[sb] } else { 0.0 });
-            for k in 0..T {
-                let imin = if MIN { hsum_i32(ints[r][k].1) } else { 0 };
-                acc[r][k] = k_step::<MIN>(acc[r][k], hsum_i32(ints[r][k].0), imin, d, dmin, t[k].d[sb]);
+            let lane = |k: usize, m: bool| if k < T { if m { ints[r][k].1 } else { ints[r][k].0 } } else { z };
+            let isc = hsum_i32x4(lane(0, false), lane(1, false), lane(2, false), lane(3, false));
+            let step = f32x4_mul(f32x4_convert_i32x4(isc), f32x4_mul(f32x4_splat(w[r].d[sb]), dx));
+            v[r][sb % 4] = if MIN {
+                let imin = hsum_i32x4(lane(0, true), lane(1, true), lane(2, true), lane(3, true));
+                f32x4_sub(step, f32x4_mul(f32x4_convert_i32x4(imin), f32x4_mul(f32x4_splat(w[r].dmin[sb]), dx)))
+            } else {
+                step
+            };
+        }
+        if sb % 4 == 3 || sb + 1 == supers {
+            for r in 0..R {
+                // A last group of fewer than four super-blocks adds +0 to the
+                // other lanes: no change (a lane starting at +0 is never -0).
+                for l in sb % 4 + 1..4 {
+                    v[r][l] = f32x4_splat(0.0);
+                }
+                let by_token = transpose4(v[r]);
+                for k in 0..T {
+                    acc[r][k] = f32x4_add(acc[r][k], by_token[k]);
+                }
             }
         }
     }
     for r in 0..R {
         for k in 0..T {
-            out[TILE_TOKENS * r + k] = acc[r][k];
+            out[TILE_TOKENS * r + k] = hsum_f32(acc[r][k]);
         }
     }
 }
@@ -593,73 +625,148 @@ fn u8x4_to_i32x4(v: v128, j: usize) -> v128 {
     }
 }
 
-/// A packed Q4_K row dot a token: what unpacking then [`dot_k`] gives.
+/// One Q4_K super-block (144 bytes at `blk`) against 256 activations at
+/// `x`: the integer sums `(Σ_g sc·S_g, Σ_g m·Σq)` by lanes (the caller sums
+/// the lanes), `bs` the token's group sums `Σq` of groups 0..4 and 4..8.
+///
+/// # Safety
+///
+/// `blk` points at a whole super-block and `x` at 256 activations.
 #[inline(always)]
-pub(crate) fn packed_q4k<D: IDot>(row: &[u8], t: &TokenK<'_>) -> f32 {
-    let m4 = u8x16_splat(0x0F);
-    let z = i32x4_splat(0);
-    let mut acc = 0f32;
-    for (s, (blk, &dx)) in row.chunks_exact(144).zip(t.d).enumerate() {
-        let scales = ld(&k4_scale_bytes(&blk[4..16]));
-        let x = &t.q[s * QK_K..];
-        let mut p = [z; 8];
-        for c in 0..4 {
-            let (q0, q1) = (ld(&blk[16 + 32 * c..]), ld(&blk[32 + 32 * c..]));
-            let xc = &x[64 * c..];
-            p[2 * c] = D::dot2(ld(xc), v128_and(q0, m4), ld(&xc[16..]), v128_and(q1, m4), z);
-            let (h0, h1) = (u16x8_shr(v128_and(q0, u8x16_splat(0xF0)), 4), u16x8_shr(v128_and(q1, u8x16_splat(0xF0)), 4));
-            p[2 * c + 1] = D::dot2(ld(&xc[32..]), h0, ld(&xc[48..]), h1, z);
+unsafe fn q4k_ints<D: IDot>(blk: *const u8, x: *const i8, bs: [v128; 2]) -> (v128, v128) {
+    let (m4, mh, z) = (u8x16_splat(0x0F), u8x16_splat(0xF0), i32x4_splat(0));
+    // SAFETY: the 12 scale bytes are bytes 4..16 of the block.
+    let scales = ld(&k4_scale_bytes(unsafe { core::slice::from_raw_parts(blk.add(4), 12) }));
+    let mut p = [z; 8];
+    for c in 0..4 {
+        // SAFETY: bytes 16 + 32c .. + 32 of the block, activations 64c .. + 64.
+        unsafe {
+            let (q0, q1) = (ld_at(blk, 16 + 32 * c), ld_at(blk, 32 + 32 * c));
+            let xc = x.add(64 * c);
+            p[2 * c] = D::dot2(ld_at(xc, 0), v128_and(q0, m4), ld_at(xc, 16), v128_and(q1, m4), z);
+            let (h0, h1) = (u16x8_shr(v128_and(q0, mh), 4), u16x8_shr(v128_and(q1, mh), 4));
+            p[2 * c + 1] = D::dot2(ld_at(xc, 32), h0, ld_at(xc, 48), h1, z);
         }
-        let mut ints = (z, z);
-        for j in 0..2 {
-            let s4 = hsum_i32x4(p[4 * j], p[4 * j + 1], p[4 * j + 2], p[4 * j + 3]);
-            ints = k_groups::<0, true>(ints, s4, group_sums::<32>(t, s, j), u8x4_to_i32x4(scales, j), u8x4_to_i32x4(scales, 2 + j));
-        }
-        acc = k_step::<true>(acc, hsum_i32(ints.0), hsum_i32(ints.1), f16_at(blk, 0), f16_at(blk, 2), dx);
     }
-    acc
+    let mut ints = (z, z);
+    for j in 0..2 {
+        let s4 = hsum_i32x4(p[4 * j], p[4 * j + 1], p[4 * j + 2], p[4 * j + 3]);
+        ints = k_groups::<0, true>(ints, s4, bs[j], u8x4_to_i32x4(scales, j), u8x4_to_i32x4(scales, 2 + j));
+    }
+    ints
 }
 
-/// A packed Q6_K row dot a token: what unpacking then [`dot_k`] gives.
+/// One Q6_K super-block (210 bytes at `blk`) against 256 activations at
+/// `x`: `Σ_g sc·(S_g - 32·Σq)` by lanes, `bs` the group sums `Σq` of the
+/// sixteen groups, four by four.
+///
+/// # Safety
+///
+/// `blk` points at a whole super-block and `x` at 256 activations.
 #[inline(always)]
-pub(crate) fn packed_q6k<D: IDot>(row: &[u8], t: &TokenK<'_>) -> f32 {
-    let (m4, m30) = (u8x16_splat(0x0F), u8x16_splat(0x30));
-    let z = i32x4_splat(0);
-    let mut acc = 0f32;
-    for (s, (blk, &dx)) in row.chunks_exact(210).zip(t.d).enumerate() {
-        let x = &t.q[s * QK_K..];
-        let sc = ld(&blk[192..208]);
-        let (sc_lo, sc_hi) = (i16x8_extend_low_i8x16(sc), i16x8_extend_high_i8x16(sc));
-        let scales = [
-            i32x4_extend_low_i16x8(sc_lo),
-            i32x4_extend_high_i16x8(sc_lo),
-            i32x4_extend_low_i16x8(sc_hi),
-            i32x4_extend_high_i16x8(sc_hi),
-        ];
-        let mut ints = (z, z);
-        for n in 0..2 {
-            // Group 8n + 2k + h: weights 128n + 32k + 16h.., plane k.
-            let mut p = [z; 8];
-            for h in 0..2 {
-                let (a, b, hq) = (ld(&blk[64 * n + 16 * h..]), ld(&blk[64 * n + 32 + 16 * h..]), ld(&blk[128 + 32 * n + 16 * h..]));
+unsafe fn q6k_ints<D: IDot>(blk: *const u8, x: *const i8, bs: [v128; 4]) -> v128 {
+    let (m4, m30, z) = (u8x16_splat(0x0F), u8x16_splat(0x30), i32x4_splat(0));
+    // SAFETY: the block's 16 scales are its bytes 192..208.
+    let sc = unsafe { ld_at(blk, 192) };
+    let (sc_lo, sc_hi) = (i16x8_extend_low_i8x16(sc), i16x8_extend_high_i8x16(sc));
+    let scales = [i32x4_extend_low_i16x8(sc_lo), i32x4_extend_high_i16x8(sc_lo), i32x4_extend_low_i16x8(sc_hi), i32x4_extend_high_i16x8(sc_hi)];
+    let mut ints = (z, z);
+    for n in 0..2 {
+        // Group 8n + 2k + h: weights 128n + 32k + 16h.., plane k.
+        let mut p = [z; 8];
+        for h in 0..2 {
+            // SAFETY: bytes of the block's ql and qh, activations of the super-block.
+            unsafe {
+                let (a, b, hq) = (ld_at(blk, 64 * n + 16 * h), ld_at(blk, 64 * n + 32 + 16 * h), ld_at(blk, 128 + 32 * n + 16 * h));
                 let u = [
                     v128_or(v128_and(a, m4), v128_and(i16x8_shl(hq, 4), m30)),
                     v128_or(v128_and(b, m4), v128_and(i16x8_shl(hq, 2), m30)),
                     v128_or(v128_and(u16x8_shr(a, 4), m4), v128_and(hq, m30)),
                     v128_or(v128_and(u16x8_shr(b, 4), m4), v128_and(u16x8_shr(hq, 2), m30)),
                 ];
-                for (k, u) in u.into_iter().enumerate() {
-                    p[2 * k + h] = D::dot(ld(&x[128 * n + 32 * k + 16 * h..]), u, z);
-                }
-            }
-            for j in 0..2 {
-                let s4 = hsum_i32x4(p[4 * j], p[4 * j + 1], p[4 * j + 2], p[4 * j + 3]);
-                ints = k_groups::<32, false>(ints, s4, group_sums::<16>(t, s, 2 * n + j), scales[2 * n + j], z);
+                p[h] = D::dot(ld_at(x, 128 * n + 16 * h), u[0], z);
+                p[2 + h] = D::dot(ld_at(x, 128 * n + 32 + 16 * h), u[1], z);
+                p[4 + h] = D::dot(ld_at(x, 128 * n + 64 + 16 * h), u[2], z);
+                p[6 + h] = D::dot(ld_at(x, 128 * n + 96 + 16 * h), u[3], z);
             }
         }
-        acc = k_step::<false>(acc, hsum_i32(ints.0), 0, f16_at(blk, 208), 0.0, dx);
+        for j in 0..2 {
+            let s4 = hsum_i32x4(p[4 * j], p[4 * j + 1], p[4 * j + 2], p[4 * j + 3]);
+            ints = k_groups::<32, false>(ints, s4, bs[2 * n + j], scales[2 * n + j], z);
+        }
     }
-    acc
+    ints.0
+}
+
+/// Packed K-quant rows (`rows`: `out.len()` rows of `supers` super-blocks)
+/// dot a token: `out[r]` is what unpacking then [`scalar::dot_k`] gives for
+/// row `r`, bit for bit. Rows are read one after the other (in memory
+/// order: reading several rows side by side is slower from memory); the
+/// integer sums of four super-blocks are transposed into one vector, and
+/// their f32 steps taken with one super-block per lane, lane `s % 4` as
+/// the scalar code's `acc[s % 4]`. `Q6` picks Q6_K (else Q4_K): both are
+/// written here rather than passed in, since a closure could not inline the
+/// relaxed backend's instruction.
+#[inline(always)]
+fn packed_k_rows<D: IDot, const Q6: bool>(rows: &[u8], t: &TokenK<'_>, out: &mut [f32]) {
+    let (bytes, min, d_at, dmin_at) = if Q6 { (210, false, 208, 208) } else { (144, true, 0, 2) };
+    let q = t.q.as_ptr();
+    let n = out.len();
+    let supers = t.d.len();
+    assert!(rows.len() == n * supers * bytes && t.q.len() >= QK_K * supers && t.bsum16.len() >= 16 * supers);
+    let z = i32x4_splat(0);
+    for (row, o) in rows.chunks_exact(supers * bytes).zip(out.iter_mut()) {
+        let mut acc = f32x4_splat(0.0);
+        for s0 in (0..supers).step_by(4) {
+            let count = (supers - s0).min(4);
+            let mut sums = [(z, z); 4];
+            for (j, sum) in sums.iter_mut().enumerate().take(count) {
+                let sb = s0 + j;
+                // SAFETY: super-block `sb` of the row and of the token (checked above).
+                let (blk, x) = unsafe { (row.as_ptr().add(sb * bytes), q.add(QK_K * sb)) };
+                if Q6 {
+                    let bs: [v128; 4] = core::array::from_fn(|g| group_sums::<16>(t, sb, g));
+                    // SAFETY: a whole block and its super-block's activations.
+                    sum.0 = unsafe { q6k_ints::<D>(blk, x, bs) };
+                } else {
+                    let bs = [group_sums::<32>(t, sb, 0), group_sums::<32>(t, sb, 1)];
+                    // SAFETY: as above.
+                    *sum = unsafe { q4k_ints::<D>(blk, x, bs) };
+                }
+            }
+            // The lanes past `count` take 0 · (0 · 0): +0 added, no change.
+            let (mut d, mut dmin, mut dx) = ([0u32; 4], [0u32; 4], [0f32; 4]);
+            for j in 0..count {
+                let b = &row[(s0 + j) * bytes..];
+                d[j] = u32::from(u16::from_le_bytes([b[d_at], b[d_at + 1]]));
+                dmin[j] = u32::from(u16::from_le_bytes([b[dmin_at], b[dmin_at + 1]]));
+                dx[j] = t.d[s0 + j];
+            }
+            let dx = ld(&dx);
+            let isc = hsum_i32x4(sums[0].0, sums[1].0, sums[2].0, sums[3].0);
+            let v = f32x4_mul(f32x4_convert_i32x4(isc), f32x4_mul(f16x4_to_f32x4(ld(&d)), dx));
+            let v = if min {
+                let imin = hsum_i32x4(sums[0].1, sums[1].1, sums[2].1, sums[3].1);
+                f32x4_sub(v, f32x4_mul(f32x4_convert_i32x4(imin), f32x4_mul(f16x4_to_f32x4(ld(&dmin)), dx)))
+            } else {
+                v
+            };
+            acc = f32x4_add(acc, v);
+        }
+        *o = hsum_f32(acc);
+    }
+}
+
+/// Packed Q4_K rows dot a token: see [`packed_k_rows`].
+#[inline(always)]
+pub(crate) fn packed_q4k<D: IDot>(rows: &[u8], t: &TokenK<'_>, out: &mut [f32]) {
+    packed_k_rows::<D, false>(rows, t, out);
+}
+
+/// Packed Q6_K rows dot a token: see [`packed_k_rows`].
+#[inline(always)]
+pub(crate) fn packed_q6k<D: IDot>(rows: &[u8], t: &TokenK<'_>, out: &mut [f32]) {
+    packed_k_rows::<D, true>(rows, t, out);
 }
 
 /// See [`scalar::fdot`], whose f32 operations this performs in the same order.

@@ -45,7 +45,9 @@ impl fmt::Display for BenchResult {
 /// at `[1536 x 576]` and `[4096 x 4096]`, 1, 16 and 32 tokens (`[576 x 1536]`
 /// for the K-quants, whose rows must be a multiple of 256); then Q4_K and
 /// Q6_K at `[32768 x 4096]`, 1 token: 75 and 110 MB, more than the caches
-/// hold, read from memory as a 7B model's weights are.
+/// hold, read from memory as a 7B model's weights are; then the shapes of a
+/// 7B layer's gate and down projections split across two workers, for one
+/// and 14 tokens.
 pub fn default_cases() -> Vec<(GgmlDType, usize, usize, usize)> {
     let mut cases = Vec::new();
     for (rows, cols) in [(1536usize, 576usize), (4096, 4096)] {
@@ -59,6 +61,13 @@ pub fn default_cases() -> Vec<(GgmlDType, usize, usize, usize)> {
     }
     for dtype in [GgmlDType::Q4K, GgmlDType::Q6K] {
         cases.push((dtype, 32768, 4096, 1));
+    }
+    // One of two workers' slices of Mistral-7B's gate (or up) and down
+    // projections, for a 14-token prompt and for one token.
+    for (dtype, rows, cols) in [(GgmlDType::Q4K, 7168, 4096), (GgmlDType::Q4K, 4096, 1792), (GgmlDType::Q6K, 4096, 1792)] {
+        for tokens in [1, 14] {
+            cases.push((dtype, rows, cols, tokens));
+        }
     }
     cases
 }

@@ -187,7 +187,7 @@ async function probeBandwidth() {
 async function runSprig(model, { workers = 0, url = null, context = null, question = QUESTION, maxTokens = MAX_TOKENS, timeout = 300_000 } = {}) {
   const page = context ? await context.newPage() : await browser.newPage();
   const profile = [];
-  page.on('console', (m) => { if (m.text().startsWith('sprig profile:')) profile.push(m.text()); });
+  page.on('console', (m) => { if (/^sprig (profile|timing):/.test(m.text())) profile.push(m.text()); });
   try {
     await page.goto(sprigServer.url + '/');
     await page.getByTestId('settings').click();

@@ -497,13 +497,13 @@ async fn delete_model(id: String) {
 /// of the host while a step runs (with a model split across workers each step
 /// waits for the others), and a Stop arriving meanwhile takes effect at the
 /// next token.
-async fn run_reply(prepared: Prepared) {
+async fn run_reply(prepared: Prepared, received: f64) {
     match TEAM.with(|t| t.borrow_mut().take()) {
         None => {
-            drive_reply(&prepared, &mut Alone).await;
+            drive_reply(&prepared, &mut Alone, received).await;
         }
         Some(mut team) => {
-            if drive_reply(&prepared, &mut team.mesh).await {
+            if drive_reply(&prepared, &mut team.mesh, received).await {
                 // A failed exchange leaves the workers out of step: unload,
                 // so the next attempt starts from a fresh load.
                 team.mesh.broadcast_error("rank 0 gave up on this model");
@@ -515,10 +515,14 @@ async fn run_reply(prepared: Prepared) {
     }
 }
 
-/// Posts a reply's events until it ends; returns whether it ended in an error.
-async fn drive_reply<C: Collective>(prepared: &Prepared, collective: &mut C) -> bool {
+/// Posts a reply's events until it ends; returns whether it ended in an
+/// error. `received`: when the request arrived (`Date.now()`), for the
+/// timings logged for benchmarks and tuning.
+async fn drive_reply<C: Collective>(prepared: &Prepared, collective: &mut C, received: f64) -> bool {
     let Some((mut session, _, _)) = HOST.with(|h| h.borrow_mut().lend()) else { return false };
+    let prefill_start = js_sys::Date::now();
     let event = start_reply(&mut session, prepared, collective).await;
+    let prefill_end = js_sys::Date::now();
     // For benchmarks and tuning: where the forward passes went.
     web_sys::console::debug_1(&format!("sprig profile: prefill {}", session.take_profile()).into());
     let started = matches!(event, Event::Started { .. });
@@ -527,6 +531,7 @@ async fn drive_reply<C: Collective>(prepared: &Prepared, collective: &mut C) -> 
     if !started {
         return true;
     }
+    let mut first_token = true;
     loop {
         let Some((mut session, turn, dropped)) = HOST.with(|h| h.borrow_mut().lend()) else { return false };
         let (events, finished) = step_reply(&mut session, turn, dropped, collective).await;
@@ -535,7 +540,20 @@ async fn drive_reply<C: Collective>(prepared: &Prepared, collective: &mut C) -> 
         }
         HOST.with(|h| h.borrow_mut().give_back(session, finished));
         let failed = events.iter().any(|e| matches!(e, Event::Error { .. }));
+        let first = std::mem::replace(&mut first_token, false) && !events.is_empty();
         events.into_iter().for_each(post);
+        if first {
+            let now = js_sys::Date::now();
+            web_sys::console::debug_1(
+                &format!(
+                    "sprig timing: prompt ready {:.0} ms, prefill {:.0} ms, first token posted {:.0} ms after the request",
+                    prefill_start - received,
+                    prefill_end - prefill_start,
+                    now - received
+                )
+                .into(),
+            );
+        }
         if finished {
             return failed;
         }
@@ -570,8 +588,9 @@ fn on_request(request: Request, file: Option<File>) {
                 post(error(ErrorKind::Busy, "the model is still loading"));
                 return;
             }
+            let received = js_sys::Date::now();
             match HOST.with(|h| h.borrow_mut().prepare(turn, &messages, &settings)) {
-                Ok(prepared) => spawn_local(run_reply(prepared)),
+                Ok(prepared) => spawn_local(run_reply(prepared, received)),
                 Err(event) => post(event),
             }
         }

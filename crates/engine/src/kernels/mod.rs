@@ -179,8 +179,9 @@ pub(crate) type KUnpackFn = fn(&[u8], KRowMut<'_>);
 pub(crate) type LegacyDotFn = fn(LegacyRow<'_>, &Token32<'_>) -> f32;
 /// Dots an unpacked K-quant row with a token.
 pub(crate) type KDotFn = fn(KRow<'_>, &TokenK<'_>) -> f32;
-/// Dots a packed legacy row with a token (with the minimum term).
-pub(crate) type LegacyPackedFn = fn(&[u8], &Token32<'_>) -> f32;
+/// Dots packed legacy rows (`out.len()` of them, back to back) with a token
+/// (with the minimum term).
+pub(crate) type LegacyPackedFn = fn(&[u8], &Token32<'_>, &mut [f32]);
 /// Dots packed K-quant rows (`out.len()` of them, back to back) with a token.
 pub(crate) type KPackedFn = fn(&[u8], &TokenK<'_>, &mut [f32]);
 /// Dots unpacked, interleaved legacy rows with every token
@@ -517,8 +518,13 @@ impl QMatrix {
             }
             Kernels::Legacy { packed: Some(packed), .. } if tokens == 1 => {
                 let tok = x.token32(0);
-                for r in rows {
-                    out.write(r, packed(self.row(r), &tok));
+                for r0 in rows.clone().step_by(64) {
+                    let n = 64.min(rows.end - r0);
+                    got.resize(n, 0.0);
+                    packed(&self.data[r0 * self.row_bytes..(r0 + n) * self.row_bytes], &tok, &mut got[..n]);
+                    for (i, &v) in got[..n].iter().enumerate() {
+                        out.write(r0 + i, v);
+                    }
                 }
             }
             Kernels::K { packed: Some(packed), .. } if tokens == 1 => {

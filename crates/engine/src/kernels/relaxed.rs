@@ -70,9 +70,9 @@ relaxed_fn!(k16_0_min(w: &[KRow<'_>], x: &Activations, out: &mut [f32]) -> () = 
 relaxed_fn!(k16_4(w: &[KRow<'_>], x: &Activations, out: &mut [f32]) -> () = simd128::k_tiles::<Relaxed, 16, 4, false>(w, x, out));
 relaxed_fn!(k32_0_min(w: &[KRow<'_>], x: &Activations, out: &mut [f32]) -> () = simd128::k_tiles::<Relaxed, 32, 0, true>(w, x, out));
 relaxed_fn!(k16_32(w: &[KRow<'_>], x: &Activations, out: &mut [f32]) -> () = simd128::k_tiles::<Relaxed, 16, 32, false>(w, x, out));
-relaxed_fn!(packed_q4_0(row: &[u8], t: &Token32<'_>) -> f32 = simd128::packed_q4::<Relaxed, false>(row, t));
-relaxed_fn!(packed_q4_1(row: &[u8], t: &Token32<'_>) -> f32 = simd128::packed_q4::<Relaxed, true>(row, t));
-relaxed_fn!(packed_q8_0(row: &[u8], t: &Token32<'_>) -> f32 = simd128::packed_q8_0::<Relaxed>(row, t));
+relaxed_fn!(packed_q4_0(rows: &[u8], t: &Token32<'_>, out: &mut [f32]) -> () = simd128::packed_legacy_rows::<Relaxed, 0>(rows, t, out));
+relaxed_fn!(packed_q4_1(rows: &[u8], t: &Token32<'_>, out: &mut [f32]) -> () = simd128::packed_legacy_rows::<Relaxed, 1>(rows, t, out));
+relaxed_fn!(packed_q8_0(rows: &[u8], t: &Token32<'_>, out: &mut [f32]) -> () = simd128::packed_legacy_rows::<Relaxed, 8>(rows, t, out));
 relaxed_fn!(packed_q4k(rows: &[u8], t: &TokenK<'_>, out: &mut [f32]) -> () = simd128::packed_q4k::<Relaxed>(rows, t, out));
 relaxed_fn!(packed_q6k(rows: &[u8], t: &TokenK<'_>, out: &mut [f32]) -> () = simd128::packed_q6k::<Relaxed>(rows, t, out));
 

@@ -286,7 +286,8 @@ fn tile_legacy<D: IDot, const OFFSET: i32, const R: usize, const T: usize>(w: [L
         let b = 4 * n;
         for k in 0..T {
             let (d, qsum) = if b + 4 <= blocks {
-                (ld(&t[k].d[b..b + 4]), ld(&t[k].qsum[b..b + 4]))
+                // SAFETY: `b + 4 ≤ blocks` = the length of `d` and `qsum` (checked above).
+                unsafe { (ld_at(t[k].d.as_ptr(), b), ld_at(t[k].qsum.as_ptr(), b)) }
             } else {
                 let (mut d, mut qs) = ([0f32; 4], [0i32; 4]);
                 d[..blocks - b].copy_from_slice(&t[k].d[b..]);
@@ -295,7 +296,8 @@ fn tile_legacy<D: IDot, const OFFSET: i32, const R: usize, const T: usize>(w: [L
             };
             for r in 0..R {
                 // Missing blocks of a last run have zero scales: 0 · 0 added.
-                let sd = f32x4_mul(ld(&w[r].scales[b..b + 4]), d);
+                // SAFETY: `b + 4 ≤ 4·runs ≤` the length of `scales` (checked above).
+                let sd = f32x4_mul(unsafe { ld_at(w[r].scales.as_ptr(), b) }, d);
                 acc[r][k] = accumulate(acc[r][k], offset::<OFFSET>(D::lanes(s[r][k]), qsum), sd);
             }
         }
@@ -612,6 +614,22 @@ pub(crate) fn packed_q8_0<D: IDot>(row: &[u8], t: &Token32<'_>) -> f32 {
         acc = accumulate(acc, isum, ld(&sd));
     }
     hsum_f32(acc)
+}
+
+/// Packed legacy rows (`out.len()` rows back to back) dot a token, row by
+/// row: Q4_0 (`KIND` 0), Q4_1 (1) or Q8_0 (8), each as its one-row kernel.
+/// (The kind is a constant rather than a closure so that the relaxed
+/// backend's instruction inlines.)
+#[inline(always)]
+pub(crate) fn packed_legacy_rows<D: IDot, const KIND: u8>(rows: &[u8], t: &Token32<'_>, out: &mut [f32]) {
+    let row_bytes = rows.len() / out.len().max(1);
+    for (row, o) in rows.chunks_exact(row_bytes.max(1)).zip(out.iter_mut()) {
+        *o = match KIND {
+            0 => packed_q4::<D, false>(row, t),
+            1 => packed_q4::<D, true>(row, t),
+            _ => packed_q8_0::<D>(row, t),
+        };
+    }
 }
 
 /// The scales (or minimums) `bytes[4j..4j + 4]` as i32x4.
@@ -1039,8 +1057,8 @@ pub(crate) fn kernels(dtype: GgmlDType) -> Kernels {
                 k_tiles::<Widening, 32, 0, true>,
                 k_tiles::<Widening, 16, 32, false>,
             ],
-            packed_q4: [packed_q4::<Widening, false>, packed_q4::<Widening, true>],
-            packed_q8_0: packed_q8_0::<Widening>,
+            packed_q4: [packed_legacy_rows::<Widening, 0>, packed_legacy_rows::<Widening, 1>],
+            packed_q8_0: packed_legacy_rows::<Widening, 8>,
             packed_k: [packed_q4k::<Widening>, packed_q6k::<Widening>],
         },
     )

@@ -343,12 +343,16 @@ impl Session {
     /// compiles wasm in two tiers, a quick baseline first and optimized code
     /// for the functions that have run a while, so without this the first
     /// reply after a load would run partly on baseline code. Every worker
-    /// holding a split model takes part through `collective`.
+    /// holding a split model takes part through `collective`. The chat
+    /// template and the tokenizer run once too (a tokenizer compiles its
+    /// pre-tokenizing expressions on first use).
     ///
     /// # Errors
     /// [`SessionError::Model`] when a forward pass fails.
     pub async fn warm_up_with<C: Collective>(&mut self, collective: &mut C) -> Result<(), SessionError> {
         self.turn = None;
+        // A failing template fails the first question the same way: not here.
+        let _ = self.chat_prompt(&[ChatMessage::new(Role::User, "Hello, how are you?".to_string())]);
         if self.model.config().context_length < 3 {
             return Ok(());
         }

@@ -201,6 +201,9 @@ pub(crate) type FloatFn = fn(&[u8], &mut [f32]);
 pub(crate) struct LegacyTile {
     /// Puts unpacked values in the order `dot` reads.
     pub interleave: InterleaveFn,
+    /// Unpacks a row straight into that order (values in whole runs of
+    /// four blocks), where the type has such an unpacker.
+    pub unpack: Option<LegacyUnpackFn>,
     /// The dot product.
     pub dot: LegacyTileFn,
 }
@@ -210,6 +213,9 @@ pub(crate) struct LegacyTile {
 pub(crate) struct KTile {
     /// Puts unpacked values in the order `dot` reads.
     pub interleave: InterleaveFn,
+    /// Unpacks a row straight into that order, where the type has such an
+    /// unpacker.
+    pub unpack: Option<KUnpackFn>,
     /// The dot product.
     pub dot: KTileFn,
 }
@@ -310,6 +316,19 @@ impl Scratch {
         self.imin.resize(n * groups, 0);
         self.d.resize(n * supers, 0.0);
         self.dmin.resize(n * supers, 0.0);
+    }
+
+    /// Where K-quant row `i` is unpacked by a tile's own unpacker (values in
+    /// the tile's order).
+    fn k_row_mut_reordered(&mut self, i: usize, cols: usize, group: usize) -> KRowMut<'_> {
+        let (g, s) = (cols / group, cols / QK_K);
+        KRowMut {
+            vals: &mut self.ivals[i * cols..(i + 1) * cols],
+            sc: &mut self.isc[i * g..(i + 1) * g],
+            m: &mut self.imin[i * g..(i + 1) * g],
+            d: &mut self.d[i * s..(i + 1) * s],
+            dmin: &mut self.dmin[i * s..(i + 1) * s],
+        }
     }
 
     /// Unpacked K-quant row `i` (of rows of `cols`, `group`-wide groups).
@@ -550,11 +569,18 @@ impl QMatrix {
                     for i in 0..n {
                         let row_scales = &mut scales[i * padded..(i + 1) * padded];
                         let (v, m) = (&mut vals[i * cols..(i + 1) * cols], &mut mins[i * blocks..(i + 1) * blocks]);
-                        unpack(self.row(r0 + i), LegacyRowMut { vals: v, scales: &mut row_scales[..blocks], mins: m });
-                        row_scales[blocks..].fill(0.0);
-                        if let LegacyDot::Tile(t) = dot {
-                            (t.interleave)(v, &mut ivals[i * pcols..(i + 1) * pcols]);
+                        match dot {
+                            LegacyDot::Tile(LegacyTile { unpack: Some(fused), .. }) => {
+                                let iv = &mut ivals[i * pcols..(i + 1) * pcols];
+                                fused(self.row(r0 + i), LegacyRowMut { vals: iv, scales: &mut row_scales[..blocks], mins: m });
+                            }
+                            LegacyDot::Tile(t) => {
+                                unpack(self.row(r0 + i), LegacyRowMut { vals: &mut *v, scales: &mut row_scales[..blocks], mins: m });
+                                (t.interleave)(v, &mut ivals[i * pcols..(i + 1) * pcols]);
+                            }
+                            LegacyDot::Row(_) => unpack(self.row(r0 + i), LegacyRowMut { vals: v, scales: &mut row_scales[..blocks], mins: m }),
                         }
+                        row_scales[blocks..].fill(0.0);
                     }
                     let min_term = |i: usize, tok: &Token32<'_>| if has_min { fdot(&mins[i * blocks..(i + 1) * blocks], tok.sum32) } else { 0.0 };
                     match dot {
@@ -598,10 +624,14 @@ impl QMatrix {
                 for r0 in rows.clone().step_by(tile) {
                     let n = tile.min(rows.end - r0);
                     for i in 0..n {
-                        unpack(self.row(r0 + i), s.k_row_mut(i, cols, group));
-                        if let KDot::Tile(t) = dot {
-                            let (vals, ivals) = (&s.vals[i * cols..(i + 1) * cols], &mut s.ivals[i * cols..(i + 1) * cols]);
-                            (t.interleave)(vals, ivals);
+                        match dot {
+                            KDot::Tile(KTile { unpack: Some(fused), .. }) => fused(self.row(r0 + i), s.k_row_mut_reordered(i, cols, group)),
+                            KDot::Tile(t) => {
+                                unpack(self.row(r0 + i), s.k_row_mut(i, cols, group));
+                                let (vals, ivals) = (&s.vals[i * cols..(i + 1) * cols], &mut s.ivals[i * cols..(i + 1) * cols]);
+                                (t.interleave)(vals, ivals);
+                            }
+                            KDot::Row(_) => unpack(self.row(r0 + i), s.k_row_mut(i, cols, group)),
                         }
                     }
                     match dot {
@@ -650,9 +680,13 @@ impl QMatrix {
                 s.k(1, cols, group);
                 let mut sum = 0i64;
                 for r in 0..self.rows {
-                    unpack(self.row(r), s.k_row_mut(0, cols, group));
-                    if let KDot::Tile(t) = dot {
-                        (t.interleave)(&s.vals[..cols], &mut s.ivals[..cols]);
+                    match dot {
+                        KDot::Tile(KTile { unpack: Some(fused), .. }) => fused(self.row(r), s.k_row_mut_reordered(0, cols, group)),
+                        KDot::Tile(t) => {
+                            unpack(self.row(r), s.k_row_mut(0, cols, group));
+                            (t.interleave)(&s.vals[..cols], &mut s.ivals[..cols]);
+                        }
+                        KDot::Row(_) => unpack(self.row(r), s.k_row_mut(0, cols, group)),
                     }
                     sum += i64::from(s.ivals[r % cols.max(1)]) + i64::from(s.isc[0]);
                 }
@@ -663,9 +697,15 @@ impl QMatrix {
                 let mut sum = 0i64;
                 let (vals, ivals, scales, mins) = s.legacy(1, cols);
                 for r in 0..self.rows {
-                    unpack(self.row(r), LegacyRowMut { vals: &mut *vals, scales: &mut scales[..blocks], mins: &mut *mins });
-                    if let LegacyDot::Tile(t) = dot {
-                        (t.interleave)(vals, &mut ivals[..padded * 32]);
+                    match dot {
+                        LegacyDot::Tile(LegacyTile { unpack: Some(fused), .. }) => {
+                            fused(self.row(r), LegacyRowMut { vals: &mut ivals[..padded * 32], scales: &mut scales[..blocks], mins: &mut *mins });
+                        }
+                        LegacyDot::Tile(t) => {
+                            unpack(self.row(r), LegacyRowMut { vals: &mut *vals, scales: &mut scales[..blocks], mins: &mut *mins });
+                            (t.interleave)(vals, &mut ivals[..padded * 32]);
+                        }
+                        LegacyDot::Row(_) => unpack(self.row(r), LegacyRowMut { vals: &mut *vals, scales: &mut scales[..blocks], mins: &mut *mins }),
                     }
                     sum += i64::from(ivals[r % cols.max(1)]);
                 }

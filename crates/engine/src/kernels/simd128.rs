@@ -13,7 +13,7 @@ use core::arch::wasm32::*;
 use super::activations::{Activations, Token32, TokenK};
 use super::layout::{f16_at, k4_scale_bytes, q3k_scales, QK_K};
 use super::scalar::{self, KRow, KRowMut, LegacyRow, LegacyRowMut};
-use super::{GgmlDType, KDot, KPackedFn, KTile, KTileFn, Kernels, LegacyDot, LegacyPackedFn, LegacyTile, LegacyTileFn};
+use super::{GgmlDType, KDot, KPackedFn, KTile, KTileFn, KUnpackFn, Kernels, LegacyDot, LegacyPackedFn, LegacyTile, LegacyTileFn, LegacyUnpackFn};
 
 /// Loads 16 bytes from the start of `s`.
 #[inline(always)]
@@ -801,6 +801,99 @@ pub(crate) fn fdot(a: &[f32], b: &[f32]) -> f32 {
     hsum_f32(f32x4_add(f32x4_add(acc[0], acc[1]), f32x4_add(acc[2], acc[3]))) + tail
 }
 
+/// Q4_0 (`MIN` false) or Q4_1 (`MIN` true) unpacked straight into the
+/// tiles' order ([`interleave`] by 32, whole runs of four blocks, a last
+/// run padded with zeros): the nibbles of four blocks, low halves then high
+/// halves, transposed in 32-bit lanes. Scales (and minimums) as
+/// [`scalar::unpack_q4_0`] / [`scalar::unpack_q4_1`] write them.
+fn unpack_q4_tiled<const MIN: bool>(src: &[u8], out: LegacyRowMut<'_>) {
+    let (bytes, qs_at) = if MIN { (20, 4) } else { (18, 2) };
+    let blocks = src.len() / bytes;
+    let (m4, mh) = (u8x16_splat(0x0F), u8x16_splat(0xF0));
+    assert!(out.vals.len() >= 128 * blocks.div_ceil(4) && out.scales.len() >= blocks && (!MIN || out.mins.len() >= blocks));
+    for (n, run) in out.vals.chunks_exact_mut(128).enumerate().take(blocks.div_ceil(4)) {
+        let q: [v128; 4] = core::array::from_fn(|j| {
+            let b = 4 * n + j;
+            if b < blocks {
+                ld(&src[bytes * b + qs_at..bytes * b + qs_at + 16])
+            } else {
+                i32x4_splat(0)
+            }
+        });
+        let lo = transpose4(q.map(|q| v128_and(q, m4)));
+        let hi = transpose4(q.map(|q| u16x8_shr(v128_and(q, mh), 4)));
+        for (i, v) in lo.into_iter().chain(hi).enumerate() {
+            st(&mut run[16 * i..16 * i + 16], v);
+        }
+    }
+    for (b, blk) in src.chunks_exact(bytes).enumerate() {
+        out.scales[b] = f16_at(blk, 0);
+        if MIN {
+            out.mins[b] = f16_at(blk, 2);
+        }
+    }
+}
+
+/// Q4_K unpacked straight into the tiles' order ([`interleave`] by 32):
+/// the low and high nibbles of two chunks of 32 bytes are four groups,
+/// transposed in 32-bit lanes; scales as [`scalar::unpack_q4k`] writes them.
+fn unpack_q4k_tiled(src: &[u8], out: KRowMut<'_>) {
+    let (m4, mh) = (u8x16_splat(0x0F), u8x16_splat(0xF0));
+    let sb = out.d.iter_mut().zip(out.dmin.iter_mut());
+    let groups = out.sc.chunks_exact_mut(8).zip(out.m.chunks_exact_mut(8));
+    for (((blk, v), (sc, mn)), (d, dmin)) in src.chunks_exact(144).zip(out.vals.chunks_exact_mut(QK_K)).zip(groups).zip(sb) {
+        k4_header(blk, sc, mn, d, dmin);
+        // Quad j: groups 4j..4j + 4 are the low and high nibbles of chunks 2j and 2j + 1.
+        for (j, v) in v.chunks_exact_mut(128).enumerate() {
+            let (a, b) = (&blk[16 + 64 * j..48 + 64 * j], &blk[48 + 64 * j..80 + 64 * j]);
+            let (a0, a1, b0, b1) = (ld(&a[..16]), ld(&a[16..]), ld(b), ld(&b[16..]));
+            let lo = |x: v128| v128_and(x, m4);
+            let hi = |x: v128| u16x8_shr(v128_and(x, mh), 4);
+            let first = transpose4([lo(a0), hi(a0), lo(b0), hi(b0)]);
+            let second = transpose4([lo(a1), hi(a1), lo(b1), hi(b1)]);
+            for (i, x) in first.into_iter().chain(second).enumerate() {
+                st(&mut v[16 * i..16 * i + 16], x);
+            }
+        }
+    }
+}
+
+/// Q6_K unpacked straight into the tiles' order ([`interleave`] by 16):
+/// each quad of groups is four 16-byte vectors of values, transposed in
+/// 32-bit lanes; scales as [`scalar::unpack_q6k`] writes them.
+fn unpack_q6k_tiled(src: &[u8], out: KRowMut<'_>) {
+    let (m4, m30) = (u8x16_splat(0x0F), u8x16_splat(0x30));
+    let rows = src.chunks_exact(210).zip(out.vals.chunks_exact_mut(QK_K)).zip(out.sc.chunks_exact_mut(16)).zip(out.d.iter_mut());
+    for (((blk, v), sc), d) in rows {
+        *d = f16_at(blk, 208);
+        let scales = ld(&blk[192..208]);
+        let (sc_lo, sc_hi) = (i16x8_extend_low_i8x16(scales), i16x8_extend_high_i8x16(scales));
+        st(&mut sc[..4], i32x4_extend_low_i16x8(sc_lo));
+        st(&mut sc[4..8], i32x4_extend_high_i16x8(sc_lo));
+        st(&mut sc[8..12], i32x4_extend_low_i16x8(sc_hi));
+        st(&mut sc[12..], i32x4_extend_high_i16x8(sc_hi));
+        for n in 0..2 {
+            // u[k][h]: group 8n + 2k + h (weights 128n + 32k + 16h..).
+            let mut u = [[i32x4_splat(0); 2]; 4];
+            for h in 0..2 {
+                let (a, b, hq) = (ld(&blk[64 * n + 16 * h..]), ld(&blk[64 * n + 32 + 16 * h..]), ld(&blk[128 + 32 * n + 16 * h..]));
+                u[0][h] = v128_or(v128_and(a, m4), v128_and(i16x8_shl(hq, 4), m30));
+                u[1][h] = v128_or(v128_and(b, m4), v128_and(i16x8_shl(hq, 2), m30));
+                u[2][h] = v128_or(v128_and(u16x8_shr(a, 4), m4), v128_and(hq, m30));
+                u[3][h] = v128_or(v128_and(u16x8_shr(b, 4), m4), v128_and(u16x8_shr(hq, 2), m30));
+            }
+            // Quads 2n and 2n + 1: groups 8n + 4p .. + 4, that is planes 2p and 2p + 1.
+            for p in 0..2 {
+                let quad = transpose4([u[2 * p][0], u[2 * p][1], u[2 * p + 1][0], u[2 * p + 1][1]]);
+                let at = 128 * n + 64 * p;
+                for (i, x) in quad.into_iter().enumerate() {
+                    st(&mut v[at + 16 * i..at + 16 * i + 16], x);
+                }
+            }
+        }
+    }
+}
+
 /// Q4_0, see [`scalar::unpack_q4_0`].
 pub(crate) fn unpack_q4_0(src: &[u8], out: LegacyRowMut<'_>) {
     let m4 = u8x16_splat(0x0F);
@@ -1021,25 +1114,35 @@ pub(crate) struct Instances {
 pub(crate) fn kernels_with(dtype: GgmlDType, i: Instances) -> Kernels {
     use GgmlDType as T;
     let [k16_0_min, k16_4, k32_0_min, k16_32] = i.k;
-    let l = |unpack, dot, packed| Kernels::Legacy { unpack, fdot, packed, dot: LegacyDot::Tile(LegacyTile { interleave: interleave::<32>, dot }) };
+    let l = |unpack, dot, packed| Kernels::Legacy { unpack, fdot, packed, dot: LegacyDot::Tile(LegacyTile { interleave: interleave::<32>, unpack: None, dot }) };
+    let fused = |k: Kernels, tiled: LegacyUnpackFn| match k {
+        Kernels::Legacy { unpack, fdot, packed, dot: LegacyDot::Tile(t) } => {
+            Kernels::Legacy { unpack, fdot, packed, dot: LegacyDot::Tile(LegacyTile { unpack: Some(tiled), ..t }) }
+        }
+        other => other,
+    };
     let [legacy_min, legacy8, legacy16] = i.legacy;
     let kq = |unpack, dot, packed, group| Kernels::K {
         unpack,
         packed,
-        dot: KDot::Tile(KTile { interleave: if group == 16 { interleave::<16> } else { interleave::<32> }, dot }),
+        dot: KDot::Tile(KTile { interleave: if group == 16 { interleave::<16> } else { interleave::<32> }, unpack: None, dot }),
+    };
+    let k_fused = |k: Kernels, tiled: KUnpackFn| match k {
+        Kernels::K { unpack, packed, dot: KDot::Tile(t) } => Kernels::K { unpack, packed, dot: KDot::Tile(KTile { unpack: Some(tiled), ..t }) },
+        other => other,
     };
     match dtype {
-        T::Q4_0 => l(unpack_q4_0, legacy8, Some(i.packed_q4[0])),
-        T::Q4_1 => l(unpack_q4_1, legacy_min, Some(i.packed_q4[1])),
+        T::Q4_0 => fused(l(unpack_q4_0, legacy8, Some(i.packed_q4[0])), unpack_q4_tiled::<false>),
+        T::Q4_1 => fused(l(unpack_q4_1, legacy_min, Some(i.packed_q4[1])), unpack_q4_tiled::<true>),
         T::Q5_0 => l(unpack_q5_0, legacy16, None),
         T::Q5_1 => l(unpack_q5_1, legacy_min, None),
         // Q8_0's weights are signed bytes: always the widening dot product.
         T::Q8_0 => l(unpack_q8_0, legacy_tiles::<Widening, 0, false>, Some(i.packed_q8_0)),
         T::Q2K => kq(unpack_q2k, k16_0_min, None, 16),
         T::Q3K => kq(unpack_q3k, k16_4, None, 16),
-        T::Q4K => kq(unpack_q4k, k32_0_min, Some(i.packed_k[0]), 32),
+        T::Q4K => k_fused(kq(unpack_q4k, k32_0_min, Some(i.packed_k[0]), 32), unpack_q4k_tiled),
         T::Q5K => kq(unpack_q5k, k32_0_min, None, 32),
-        T::Q6K => kq(unpack_q6k, k16_32, Some(i.packed_k[1]), 16),
+        T::Q6K => k_fused(kq(unpack_q6k, k16_32, Some(i.packed_k[1]), 16), unpack_q6k_tiled),
         T::F16 => Kernels::Float { float: unpack_f16, fdot },
         _ => Kernels::Float { float: scalar::unpack_f32, fdot },
     }

@@ -204,3 +204,25 @@ fn bench() {
         }
     }
 }
+
+/// The forward pass's SIMD exponential (softmax, SwiGLU) gives the scalar
+/// one's bits, over the whole range and at its edges.
+#[wasm_bindgen_test]
+fn simd_exp_and_swiglu_are_identical() {
+    use core::arch::wasm32::*;
+    use sprig_engine::model::math;
+    let mut xs: Vec<f32> = (-2_100_000..2_100_000).map(|i| i as f32 * 5e-5).collect();
+    xs.extend([88.72, 88.73, -104.0, -104.1, 0.0, -0.0, f32::INFINITY, f32::NEG_INFINITY, f32::NAN, f32::MIN_POSITIVE, 1e-40, -87.5, 88.0]);
+    for &x in &xs {
+        let got = f32x4_extract_lane::<0>(math::simd::exp4(f32x4_splat(x)));
+        assert_eq!(bits(got), bits(math::exp(x)), "exp({x:e})");
+    }
+    let g: Vec<f32> = Rng(5).values(1027).iter().map(|v| v * 20.0).collect();
+    let u = Rng(6).values(1027);
+    let (mut a, mut b) = (g.clone(), g.clone());
+    math::swiglu(&mut a, &u);
+    for (g, u) in b.iter_mut().zip(&u) {
+        *g = *g / (1.0 + math::exp(-*g)) * u;
+    }
+    assert_eq!(a.iter().map(|&v| bits(v)).collect::<Vec<_>>(), b.iter().map(|&v| bits(v)).collect::<Vec<_>>());
+}

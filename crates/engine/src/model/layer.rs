@@ -59,6 +59,8 @@ pub struct Layer {
 pub struct Scratch {
     h: Vec<f32>,
     act: Activations,
+    /// The activations of the tokens whose outputs are computed, when not all.
+    act_out: Activations,
     q: Vec<f32>,
     k: Vec<f32>,
     v: Vec<f32>,
@@ -121,6 +123,12 @@ impl Attention {
     ///
     /// # Errors
     /// Kernel errors (shapes that do not fit).
+    ///
+    /// With `last_only`, every token's keys and values still join the cache
+    /// but only the last token's output is computed (`out` holds one token
+    /// per segment): what the last layer of a prompt needs, since nothing
+    /// reads the other tokens' outputs there.
+    #[allow(clippy::too_many_arguments)]
     pub fn forward(
         &self,
         x: &[f32],
@@ -129,32 +137,43 @@ impl Attention {
         s: &mut Scratch,
         out: &mut [f32],
         profile: &mut Profile,
+        last_only: bool,
     ) -> Result<(), KernelError> {
         let (seq, hd) = (input.seq, self.head_dim);
         let n = self.norm.len();
+        // The tokens whose outputs are computed: the last `rows`.
+        let rows = if last_only { 1 } else { seq };
+        let skip = seq - rows;
         profile.lap(Stage::Other);
         norm_rows(x, &self.norm, input.eps, sized(&mut s.h, seq * n));
         s.act.quantize(&s.h, seq, n)?;
         profile.lap(Stage::Other);
         let (qw, kw) = (self.heads * hd, self.kv_heads * hd);
-        let q = sized(&mut s.q, seq * qw);
-        self.wq.matmul(&s.act, q)?;
+        let q = sized(&mut s.q, rows * qw);
+        if last_only {
+            s.act_out.quantize(&s.h[skip * n..], rows, n)?;
+            self.wq.matmul(&s.act_out, q)?;
+        } else {
+            self.wq.matmul(&s.act, q)?;
+        }
         let k = sized(&mut s.k, seq * kw);
         self.wk.matmul(&s.act, k)?;
         let v = sized(&mut s.v, seq * kw);
         self.wv.matmul(&s.act, v)?;
         profile.lap(Stage::Qkv);
+        for i in 0..rows {
+            input.rope.apply(&mut q[i * qw..(i + 1) * qw], input.pos + skip + i);
+        }
         for i in 0..seq {
-            input.rope.apply(&mut q[i * qw..(i + 1) * qw], input.pos + i);
             input.rope.apply(&mut k[i * kw..(i + 1) * kw], input.pos + i);
         }
         cache.append(k, v);
         let n_rep = self.heads / self.kv_heads;
         let scale = 1.0 / (hd as f32).sqrt();
-        let att = sized(&mut s.att, seq * qw);
+        let att = sized(&mut s.att, rows * qw);
         att.fill(0.0);
-        for i in 0..seq {
-            let at = input.pos + i;
+        for i in 0..rows {
+            let at = input.pos + skip + i;
             // Keys older than the window of this token are never attended.
             let first = input.window.map_or(0, |w| (at + 1).saturating_sub(w));
             let scores = sized(&mut s.scores, at + 1 - first);
@@ -172,7 +191,7 @@ impl Attention {
             }
         }
         profile.lap(Stage::Attention);
-        project(att, seq, &self.wo, &mut s.act, &mut s.segment, out)?;
+        project(att, rows, &self.wo, &mut s.act, &mut s.segment, out)?;
         profile.lap(Stage::Wo);
         Ok(())
     }

@@ -16,7 +16,8 @@ mod config;
 mod kv_cache;
 mod layer;
 mod loader;
-mod math;
+#[doc(hidden)]
+pub mod math;
 mod partition;
 mod profile;
 mod rope;
@@ -422,21 +423,34 @@ impl Model {
         self.x.extend_from_slice(&blocks[..step]);
         blocks[step..].chunks_exact(step).for_each(|b| math::add(&mut self.x, b));
         let input = StepInput { seq, pos, rope: &self.rope, eps: self.config.rms_eps as f32, window: self.config.sliding_window };
+        let n_layer = self.layers.len();
         for (i, (layer, cache)) in self.layers.iter().zip(self.caches.iter_mut()).enumerate() {
+            // The last layer of a prompt computes only the last token's
+            // output (all tokens' keys and values still join the cache):
+            // nothing reads the others'. Every worker does the same.
+            let last_only = i + 1 == n_layer && seq > 1;
+            let step = if last_only { e } else { seq * e };
             self.local.resize(layer.attention.wo.len() * step, 0.0);
-            layer.attention.forward(&self.x, cache, &input, &mut self.scratch, &mut self.local, &mut self.profile).map_err(kernel(|| format!("layer {i} attention")))?;
+            layer
+                .attention
+                .forward(&self.x, cache, &input, &mut self.scratch, &mut self.local, &mut self.profile, last_only)
+                .map_err(kernel(|| format!("layer {i} attention")))?;
             let parts = exchange(collective, split, &self.local, &mut self.gathered, self.segments * step, &mut self.exchange_ms).await?;
             self.profile.lap(Stage::Exchange);
+            if last_only {
+                self.x.drain(..(seq - 1) * e);
+            }
             // Segment order, whoever computed them: the same sum as one worker's.
             parts.chunks_exact(step).for_each(|p| math::add(&mut self.x, p));
+            let ffn_input = StepInput { seq: step / e, ..input };
             self.local.resize(layer.ffn.down.len() * step, 0.0);
-            layer.ffn.forward(&self.x, &input, &mut self.scratch, &mut self.local, &mut self.profile).map_err(kernel(|| format!("layer {i} feed-forward")))?;
+            layer.ffn.forward(&self.x, &ffn_input, &mut self.scratch, &mut self.local, &mut self.profile).map_err(kernel(|| format!("layer {i} feed-forward")))?;
             let parts = exchange(collective, split, &self.local, &mut self.gathered, self.segments * step, &mut self.exchange_ms).await?;
             self.profile.lap(Stage::Exchange);
             parts.chunks_exact(step).for_each(|p| math::add(&mut self.x, p));
         }
         self.last.resize(e, 0.0);
-        math::rms_norm(&self.x[(seq - 1) * e..], &self.output_norm, input.eps, &mut self.last);
+        math::rms_norm(&self.x[self.x.len() - e..], &self.output_norm, input.eps, &mut self.last);
         self.head_act.quantize(&self.last, 1, e).map_err(kernel(|| "output norm".into()))?;
         self.profile.lap(Stage::Other);
         let table = self.output.as_ref().unwrap_or(&self.embedding);

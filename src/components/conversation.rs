@@ -77,7 +77,10 @@ fn MessageBubble(
                         {move || entry().and_then(|e| e.stats).map(|s| view! {
                             <span class="muted" data-testid="reply-stats"
                                 data-prefill-exchange-ms=format!("{:.0}", s.prefill_exchange_ms)
-                                data-decode-exchange-ms=format!("{:.0}", s.decode_exchange_ms)>{stats_line(&s)}</span>
+                                data-decode-exchange-ms=format!("{:.0}", s.decode_exchange_ms)
+                                data-memory-bytes=s.memory_bytes.to_string()
+                                data-weight-bytes=s.weight_bytes.to_string()
+                                data-cache-bytes=s.cache_bytes.to_string()>{stats_line(&s)}</span>
                         })}
                         <button class="link" aria-label="Copy this reply" data-testid="copy"
                             on:click=move |_| copy_to_clipboard(entry().map(|e| e.content).unwrap_or_default())>"Copy"</button>

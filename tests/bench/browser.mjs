@@ -227,6 +227,7 @@ async function runSprig(model, { workers = 0, url = null, context = null, questi
       prefill: Number(await stats.getAttribute('data-prefill-exchange-ms')),
       decode: Number(await stats.getAttribute('data-decode-exchange-ms')),
     };
+    const memory = Object.fromEntries(await Promise.all(['memory', 'weight', 'cache'].map(async (k) => [k, Number(await stats.getAttribute(`data-${k}-bytes`))])));
     const m = /^(\d+) tokens · ([\d.]+) tok\/s · prompt (\d+) tokens \((\d+) new, ([\d.]+) tok\/s\)/.exec(text);
     if (!m) throw new Error(`unexpected stats: ${text}`);
     const { t0, marks } = await page.evaluate(() => window.__bench);
@@ -239,7 +240,7 @@ async function runSprig(model, { workers = 0, url = null, context = null, questi
       prompt: Number(m[4]), promptTotal: Number(m[3]), n,
       ttft: first[0] - t0, decodeMs: lastMark[0] - first[0],
       own: `own: prefill ${m[5]}, decode ${m[2]} tok/s`,
-      marks: marks.length, text: reply, ready, exchangeMs, profile,
+      marks: marks.length, text: reply, ready, exchangeMs, profile, memory,
     };
   } finally {
     await page.close();
@@ -398,6 +399,7 @@ async function bench7b(dir, gbPerS) {
       `${(bytes / 1e9).toFixed(2)} GB of weights read per token; 1 worker cannot hold it (wasm32: 4 GiB)`);
     console.log('| workers | load | wasm memory per worker | renderer peak | prefill tok/s | decode tok/s | TTFT s | decode / bound |');
     console.log('|---|---|---|---|---|---|---|---|');
+    const runs7b = [];
     for (const k of [2, 3, 2]) {
       const r = await withPeakMemory(() => runSprig(null, { workers: k, url: `${server.url}/manifest.json`, context, question: 'Why is the sky blue?', maxTokens: MAX_TOKENS_7B, timeout: 1_800_000 }));
       const f = fig(r);
@@ -410,12 +412,35 @@ async function bench7b(dir, gbPerS) {
       console.log(`  (rank 0 exchanging: prefill ${r.exchangeMs.prefill.toFixed(0)} ms of ${f.ttft.toFixed(0)}, ` +
         `decode ${(r.exchangeMs.decode / Math.max(1, r.n - 1)).toFixed(1)} ms per token of ${(r.decodeMs / Math.max(1, r.n - 1)).toFixed(0)}; ${r.own})`);
       if (process.env.PROFILE) console.log(`  rank 0 ${r.profile.join(' | ')}`);
+      runs7b.push(r);
     }
+    await printMemory(runs7b.at(-1), (q) => runSprig(null, { workers: 2, url: `${server.url}/manifest.json`, context, question: q, maxTokens: 2, timeout: 1_800_000 }));
   } finally {
     await context.close();
     await server.close();
     await rm(profile, { recursive: true, force: true });
   }
+}
+
+const gib = (b) => `${(b / 2 ** 30).toFixed(2)} GiB`;
+
+/**
+ * The memory criterion: a worker's wasm memory against its weights plus its
+ * KV cache, which a worker allocates at load for 4,096 positions (at most
+ * the model's context), so that a conversation up to that long allocates no
+ * more cache. After a prompt of more than the 256 tokens a forward pass takes
+ * at once, every buffer of a prompt has reached its largest size too: what
+ * the coordinating worker's memory is then is its peak at any context up to
+ * 4,096 tokens. `run` asks a question in the loaded model's page.
+ */
+async function printMemory(loaded, run) {
+  const question = `${'Tell me everything about the history of the blue sky and the ocean. '.repeat(22)}Why?`;
+  const r = await run(question);
+  const { memory, weight, cache } = r.memory;
+  console.log(`memory (coordinating worker, after a ${r.promptTotal}-token prompt): wasm memory ${gib(memory)}; ` +
+    `weights ${gib(weight)} + KV cache for 4,096 positions ${gib(cache)} = ${gib(weight + cache)}; ` +
+    `ratio ${(memory / (weight + cache)).toFixed(3)} (criterion ≤ 1.1); every worker at load: ` +
+    `${/memory (.*)$/.exec(loaded.ready.trim())?.[1] ?? '?'}`);
 }
 
 try {
@@ -424,6 +449,8 @@ try {
   console.log(`wasm memory read bandwidth: ${gbPerS.toFixed(2)} GB/s (one worker thread, ${PROBE_BYTES >> 20} MiB, best of 5 reads)`);
   if (!process.env.ONLY_7B) {
     for (const model of MODELS) await benchModel(model, gbPerS);
+    const demo = MODELS[0];
+    await printMemory(await runSprig(demo, { maxTokens: 2 }), (q) => runSprig(demo, { question: q, maxTokens: 2 }));
     await benchWorkers(MODELS[0]);
   }
   const big = process.env.SPRIG_BENCH_7B;

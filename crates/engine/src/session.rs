@@ -371,6 +371,15 @@ impl Session {
         Ok(())
     }
 
+    /// Allocates the model's KV cache for `positions` positions (see
+    /// [`Model::reserve_cache`]).
+    ///
+    /// # Errors
+    /// [`SessionError::Model`] when the memory cannot hold it.
+    pub fn reserve_context(&mut self, positions: usize) -> Result<(), SessionError> {
+        Ok(self.model.reserve_cache(positions)?)
+    }
+
     /// Where the model's forward passes spent their time since the last call.
     pub fn take_profile(&mut self) -> crate::model::Profile {
         self.model.take_profile()

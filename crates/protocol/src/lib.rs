@@ -310,6 +310,16 @@ pub struct ReplyStats {
     /// Milliseconds of the decoding spent exchanging with the other workers.
     #[serde(default)]
     pub decode_exchange_ms: f64,
+    /// The coordinating worker's wasm memory after the reply (it only grows,
+    /// so this is its peak so far), in bytes; 0 when unknown.
+    #[serde(default)]
+    pub memory_bytes: u64,
+    /// Bytes of weights that worker holds.
+    #[serde(default)]
+    pub weight_bytes: u64,
+    /// Bytes that worker's KV cache takes.
+    #[serde(default)]
+    pub cache_bytes: u64,
 }
 
 /// What a worker tells the UI.
@@ -496,6 +506,9 @@ mod tests {
                 dropped_messages: 0,
                 prefill_exchange_ms: 0.5,
                 decode_exchange_ms: 0.25,
+                memory_bytes: 3 << 30,
+                weight_bytes: 2 << 30,
+                cache_bytes: 1 << 29,
             },
         });
         let json = serde_json::to_string(&ev).unwrap();

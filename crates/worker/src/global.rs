@@ -534,7 +534,12 @@ async fn drive_reply<C: Collective>(prepared: &Prepared, collective: &mut C, rec
     let mut first_token = true;
     loop {
         let Some((mut session, turn, dropped)) = HOST.with(|h| h.borrow_mut().lend()) else { return false };
-        let (events, finished) = step_reply(&mut session, turn, dropped, collective).await;
+        let (mut events, finished) = step_reply(&mut session, turn, dropped, collective).await;
+        for event in &mut events {
+            if let Event::Done { stats, .. } = event {
+                stats.memory_bytes = memory_bytes();
+            }
+        }
         if finished {
             web_sys::console::debug_1(&format!("sprig profile: decode {}", session.take_profile()).into());
         }

@@ -37,6 +37,11 @@ struct Reply {
     dropped: usize,
 }
 
+/// Positions of the KV cache allocated when a model loads (at most its
+/// context): a conversation up to this long allocates no more memory, and a
+/// model whose cache would not fit fails at load, not mid-reply.
+pub const RESERVED_CONTEXT: usize = 4096;
+
 /// The loaded model (if any) and the reply in progress (if any).
 #[derive(Debug, Default)]
 pub struct Host {
@@ -126,10 +131,13 @@ impl Host {
                 post(Event::Progress { stage: LoadStage::Load, done: p.bytes_done, total: Some(p.bytes_total), rate: None, eta_s: None });
             }
         };
-        let session = match Session::load_partition(&mut file, partition, &mut on_progress) {
+        let mut session = match Session::load_partition(&mut file, partition, &mut on_progress) {
             Ok(s) => s,
             Err(e) => return error(ErrorKind::BadModel, format!("cannot load the model: {e}")),
         };
+        if let Err(e) = session.reserve_context(RESERVED_CONTEXT) {
+            return error(ErrorKind::BadModel, format!("cannot load the model: {e}; more model workers (Settings) would each hold less"));
+        }
         let quantization = info
             .tensor_types
             .iter()
@@ -312,6 +320,9 @@ pub async fn step_reply<C: Collective>(session: &mut Session, turn: u64, dropped
                     dropped_messages: dropped,
                     prefill_exchange_ms: stats.prefill_exchange_ms,
                     decode_exchange_ms: stats.decode_exchange_ms,
+                    memory_bytes: 0,
+                    weight_bytes: session.model().weight_bytes() as u64,
+                    cache_bytes: session.model().cache_bytes() as u64,
                 },
             });
             (events, true)

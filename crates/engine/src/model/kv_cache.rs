@@ -39,6 +39,27 @@ impl LayerCache {
         2 * self.k.len() * BLOCK * self.width * std::mem::size_of::<f32>()
     }
 
+    /// Allocates room for `positions` positions in all, so that the cache
+    /// does not allocate again until it holds more.
+    ///
+    /// # Errors
+    /// [`std::collections::TryReserveError`] when the memory cannot hold it
+    /// (nothing is allocated past what was).
+    pub fn reserve(&mut self, positions: usize) -> Result<(), std::collections::TryReserveError> {
+        let blocks = positions.div_ceil(BLOCK);
+        let size = BLOCK * self.width;
+        while self.k.len() < blocks && size > 0 {
+            let (mut k, mut v) = (Vec::new(), Vec::new());
+            k.try_reserve_exact(size)?;
+            v.try_reserve_exact(size)?;
+            k.resize(size, 0.0);
+            v.resize(size, 0.0);
+            self.k.push(k.into_boxed_slice());
+            self.v.push(v.into_boxed_slice());
+        }
+        Ok(())
+    }
+
     /// Forgets every position from `len` on.
     pub fn truncate(&mut self, len: usize) {
         self.len = self.len.min(len);
@@ -98,5 +119,10 @@ mod tests {
         assert_eq!(c.value(11), &[-7.0; 4]);
         // The blocks stay for the positions that come next.
         assert_eq!(c.allocated_bytes(), 2 * 2 * 256 * 4 * 4);
+        c.reserve(600).unwrap();
+        assert_eq!(c.allocated_bytes(), 2 * 3 * 256 * 4 * 4);
+        assert_eq!(c.len(), 12);
+        c.reserve(10).unwrap();
+        assert_eq!(c.allocated_bytes(), 2 * 3 * 256 * 4 * 4);
     }
 }

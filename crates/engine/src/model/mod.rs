@@ -88,6 +88,12 @@ pub enum ModelError {
     /// A forward pass with no tokens.
     #[error("a forward pass needs at least one token")]
     NoTokens,
+    /// The memory cannot hold the key/value cache asked for.
+    #[error("not enough memory for the key/value cache of {positions} positions")]
+    CacheMemory {
+        /// Positions asked for.
+        positions: usize,
+    },
 }
 
 fn kernel(context: impl FnOnce() -> String) -> impl FnOnce(KernelError) -> ModelError {
@@ -336,6 +342,20 @@ impl Model {
     /// Where the forward passes since the last call spent their time.
     pub fn take_profile(&mut self) -> Profile {
         std::mem::take(&mut self.profile)
+    }
+
+    /// Allocates the KV cache for `positions` positions (at most the
+    /// model's context), so that a conversation up to that length allocates
+    /// no more of it.
+    ///
+    /// # Errors
+    /// [`ModelError::CacheMemory`] when the memory cannot hold it.
+    pub fn reserve_cache(&mut self, positions: usize) -> Result<(), ModelError> {
+        let positions = positions.min(self.config.context_length);
+        for cache in &mut self.caches {
+            cache.reserve(positions).map_err(|_| ModelError::CacheMemory { positions })?;
+        }
+        Ok(())
     }
 
     /// Bytes allocated for the KV cache.

@@ -4,7 +4,8 @@
 //!
 //! Every pair of workers shares a `MessageChannel`. At each exchange point
 //! every worker posts its block of partial sums to every other one (the
-//! buffer is transferred, not copied) and reads theirs in rank order; the
+//! buffer is transferred, not copied, and the buffers received are reused
+//! for the blocks sent back) and reads theirs in rank order; the
 //! model adds them up in segment order, so every worker holds exactly what
 //! one worker running the whole model would. Rank 0 also tells the others
 //! which tokens each forward pass runs. Nothing here needs `SharedArrayBuffer`, so neither
@@ -20,7 +21,7 @@ use std::future::poll_fn;
 use std::rc::Rc;
 use std::task::{Poll, Waker};
 
-use js_sys::{Array, Float32Array, Object, Reflect, Uint32Array};
+use js_sys::{Array, ArrayBuffer, Float32Array, Object, Reflect, Uint32Array};
 use sprig_engine::model::{Collective, CollectiveError};
 use wasm_bindgen::prelude::*;
 use web_sys::{MessageChannel, MessageEvent, MessagePort, Worker};
@@ -71,6 +72,11 @@ impl Inbox {
 pub struct Link {
     port: MessagePort,
     inbox: Inbox,
+    /// Buffers of blocks received from the other worker, reused for the
+    /// blocks sent to it: a block's buffer goes back and forth instead of a
+    /// new one (hundreds of KiB during a prompt) being made for every
+    /// exchange and left to the garbage collector.
+    spare: RefCell<Vec<ArrayBuffer>>,
     _on_message: Closure<dyn FnMut(MessageEvent)>,
 }
 
@@ -80,7 +86,31 @@ impl Link {
         let on_message = inbox.handler();
         // Setting onmessage also starts the port.
         port.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
-        Self { port, inbox, _on_message: on_message }
+        Self { port, inbox, spare: RefCell::new(Vec::new()), _on_message: on_message }
+    }
+
+    /// Sends `values` as a `block` message, in a spare buffer when one is
+    /// big enough, transferring it.
+    fn send_block(&self, values: &[f32]) -> Result<(), CollectiveError> {
+        let bytes = values.len() * 4;
+        let reused = {
+            let mut spare = self.spare.borrow_mut();
+            let at = spare.iter().position(|b| b.byte_length() as usize >= bytes);
+            at.map(|i| spare.swap_remove(i))
+        };
+        let buffer = reused.unwrap_or_else(|| ArrayBuffer::new(bytes as u32));
+        let data = Float32Array::new_with_byte_offset_and_length(&buffer, 0, values.len() as u32);
+        data.copy_from(values);
+        self.send(&message("block", &[("data", &data)]), &[buffer.into()])
+    }
+
+    /// Keeps the buffer of a received block for a later [`Link::send_block`].
+    fn keep(&self, data: &Float32Array) {
+        let mut spare = self.spare.borrow_mut();
+        // Two are enough for the blocks in flight; more would only hold memory.
+        if spare.len() < 2 {
+            spare.push(data.buffer());
+        }
     }
 
     /// Posts `message`, transferring `transfer`.
@@ -163,9 +193,7 @@ impl Collective for Mesh {
 
     async fn all_gather(&mut self, mine: &[f32], all: &mut Vec<f32>) -> Result<(), CollectiveError> {
         for l in self.links.iter().flatten() {
-            let data = Float32Array::new_with_length(mine.len() as u32);
-            data.copy_from(mine);
-            l.send(&message("block", &[("data", &data)]), &[data.buffer().into()])?;
+            l.send_block(mine)?;
         }
         all.clear();
         for (r, link) in self.links.iter().enumerate() {
@@ -180,6 +208,7 @@ impl Collective for Mesh {
                     let at = all.len();
                     all.resize(at + data.length() as usize, 0.0);
                     data.copy_to(&mut all[at..]);
+                    link.keep(&data);
                 }
                 "error" => return Err(CollectiveError(format!("worker {r} failed: {}", js_text(&field(&m, "message"))))),
                 _ => return Err(CollectiveError(format!("worker {r} sent an unexpected message: {}", js_text(&m)))),

@@ -43,6 +43,12 @@ const MAX_TOKENS = Number(process.env.MAX_TOKENS ?? 64);
 const QUESTION = 'Explain in a few sentences why the sky is blue.';
 const PROBE_BYTES = 256 * 1024 * 1024;
 const MAX_TOKENS_7B = Number(process.env.MAX_TOKENS_7B ?? 8);
+// The baseline of the 7B figures: a dist/ of an earlier commit
+// (scripts/bench-browser builds BASELINE's), run alternately with this one.
+const BASE_DIST = process.env.SPRIG_BASE_DIST || null;
+const BASELINE = process.env.BASELINE || 'baseline';
+// What issue 13 measured before its work, on the machine it was filed on.
+const ISSUE_7B = { prefill: 2.11, decode: 1.19 };
 const CORES = availableParallelism();
 
 // The models: Sprig loads the demo through its catalog (the manifest in
@@ -184,12 +190,12 @@ async function probeBandwidth() {
  * start), else a fresh one is used. Returns the timings, the reply, the stats
  * line and the ready line (load times, memory per worker).
  */
-async function runSprig(model, { workers = 0, url = null, context = null, question = QUESTION, maxTokens = MAX_TOKENS, timeout = 300_000 } = {}) {
+async function runSprig(model, { workers = 0, url = null, context = null, question = QUESTION, maxTokens = MAX_TOKENS, timeout = 300_000, app = sprigServer.url } = {}) {
   const page = context ? await context.newPage() : await browser.newPage();
   const profile = [];
   page.on('console', (m) => { if (/^sprig (profile|timing):/.test(m.text())) profile.push(m.text()); });
   try {
-    await page.goto(sprigServer.url + '/');
+    await page.goto(app + '/');
     await page.getByTestId('settings').click();
     for (const [id, v] of Object.entries({ workers, temperature: 0, 'repeat-penalty': 1, 'max-tokens': maxTokens })) {
       await page.getByTestId(id).fill(String(v));
@@ -400,20 +406,49 @@ async function bench7b(dir, gbPerS) {
     console.log('| workers | load | wasm memory per worker | renderer peak | prefill tok/s | decode tok/s | TTFT s | decode / bound |');
     console.log('|---|---|---|---|---|---|---|---|');
     const runs7b = [];
-    for (const k of [2, 3, 2]) {
-      const r = await withPeakMemory(() => runSprig(null, { workers: k, url: `${server.url}/manifest.json`, context, question: 'Why is the sky blue?', maxTokens: MAX_TOKENS_7B, timeout: 1_800_000 }));
+    const row = (label, k, r) => {
       const f = fig(r);
       const load = /(downloaded in [\d.]+ s, loaded in [\d.]+ s|loaded from this device in [\d.]+ s)/.exec(r.ready)?.[1] ?? '?';
       const memory = /workers, memory (.*)$/.exec(r.ready.trim())?.[1] ?? /worker memory (.*)$/.exec(r.ready.trim())?.[1] ?? '?';
       // K workers each read 1/K of the weights, on K cores at the probed rate.
       const bound = gbPerS * 1e9 * Math.min(k, CORES) / bytes;
-      console.log(`| ${k} | ${load} | ${memory} | +${mib(f.peak)} | ${f.prefill.toFixed(2)} | ${f.decode.toFixed(2)} | ${(f.ttft / 1000).toFixed(1)} | ` +
+      console.log(`| ${label}${k} | ${load} | ${memory} | +${mib(f.peak)} | ${f.prefill.toFixed(2)} | ${f.decode.toFixed(2)} | ${(f.ttft / 1000).toFixed(1)} | ` +
         `${(100 * f.decode / bound).toFixed(0)} % of ${bound.toFixed(1)} tok/s (${Math.min(k, CORES)} cores) |`);
       console.log(`  (rank 0 exchanging: prefill ${r.exchangeMs.prefill.toFixed(0)} ms of ${f.ttft.toFixed(0)}, ` +
         `decode ${(r.exchangeMs.decode / Math.max(1, r.n - 1)).toFixed(1)} ms per token of ${(r.decodeMs / Math.max(1, r.n - 1)).toFixed(0)}; ${r.own})`);
       if (process.env.PROFILE) console.log(`  rank 0 ${r.profile.join(' | ')}`);
+      return f;
+    };
+    const ask = (k, app) => withPeakMemory(() => runSprig(null, { workers: k, url: `${server.url}/manifest.json`, context, app, question: 'Why is the sky blue?', maxTokens: MAX_TOKENS_7B, timeout: 1_800_000 }));
+    for (const k of [2, 3]) {
+      const r = await ask(k);
+      row('', k, r);
       runs7b.push(r);
     }
+    // K = 2 against the baseline's K = 2, alternating runs.
+    const baseServer = BASE_DIST ? await startServer({ root: BASE_DIST }) : null;
+    const figs = { now: [], base: [] };
+    try {
+      for (let run = 1; run <= RUNS; run++) {
+        const r = await ask(2);
+        figs.now.push(row('', 2, r));
+        runs7b.push(r);
+        if (baseServer) figs.base.push(row(`${BASELINE} `, 2, await ask(2, baseServer.url)));
+      }
+    } finally {
+      await baseServer?.close();
+    }
+    const med = (name, key) => median(figs[name].map((f) => f[key]));
+    const bound2 = gbPerS * 1e9 * Math.min(2, CORES) / bytes;
+    console.log(`\n7B mix, 2 workers, medians of ${RUNS} runs${baseServer ? ` alternating with ${BASELINE}` : ''} (${MAX_TOKENS_7B} greedy tokens, a 14-token question):`);
+    console.log(`| | prefill tok/s | decode tok/s | TTFT s | decode / bound |`);
+    console.log('|---|---|---|---|---|');
+    console.log(`| this build | ${med('now', 'prefill').toFixed(2)} | ${med('now', 'decode').toFixed(2)} | ${(med('now', 'ttft') / 1000).toFixed(2)} | ${(100 * med('now', 'decode') / bound2).toFixed(0)} % |`);
+    if (baseServer) {
+      console.log(`| ${BASELINE} | ${med('base', 'prefill').toFixed(2)} | ${med('base', 'decode').toFixed(2)} | ${(med('base', 'ttft') / 1000).toFixed(2)} | ${(100 * med('base', 'decode') / bound2).toFixed(0)} % |`);
+      console.log(`| ratio | ${(med('now', 'prefill') / med('base', 'prefill')).toFixed(2)} | ${(med('now', 'decode') / med('base', 'decode')).toFixed(2)} | ${(med('now', 'ttft') / med('base', 'ttft')).toFixed(2)} | |`);
+    }
+    console.log(`| ratio to issue 13's ${ISSUE_7B.prefill} / ${ISSUE_7B.decode} tok/s | ${(med('now', 'prefill') / ISSUE_7B.prefill).toFixed(2)} | ${(med('now', 'decode') / ISSUE_7B.decode).toFixed(2)} | | |`);
     await printMemory(runs7b.at(-1), (q) => runSprig(null, { workers: 2, url: `${server.url}/manifest.json`, context, question: q, maxTokens: 2, timeout: 1_800_000 }));
   } finally {
     await context.close();

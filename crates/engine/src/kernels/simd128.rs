@@ -272,7 +272,10 @@ fn tile_legacy<D: IDot, const OFFSET: i32, const R: usize, const T: usize>(w: [L
     for n in 0..runs {
         let at = 128 * n;
         let mut s = [[D::lanes_zero(); T]; R];
-        for i in 0..8 {
+        // Kept a loop (not unrolled, as in `tile_k`): unrolled, LLVM hoists
+        // the loads of all eight steps, and V8, allocating registers for
+        // the wasm as written, spills the tile's accumulators.
+        for i in 0..core::hint::black_box(8) {
             // SAFETY: `at + 16i + 16 ≤ 128·runs`, within every `qi` and `vals` (checked above).
             let q: [v128; T] = core::array::from_fn(|k| unsafe { ld_at(qi[k], at + 16 * i) });
             for r in 0..R {
@@ -484,11 +487,17 @@ fn f16x4_to_f32x4(h: v128) -> v128 {
     v128_or(v128_bitselect(special, finite, is_special), sign)
 }
 
-/// The f16 at byte `at` of four consecutive `bytes`-byte blocks, as f32x4.
+/// The first four bytes of four consecutive `bytes`-byte blocks from `p`,
+/// one block per u32 lane (a Q4_0/Q4_1 block's `d`, and Q4_1's `m`, as the
+/// low and high halves).
+///
+/// # Safety
+/// `p + 3·bytes + 4` bytes must be readable.
 #[inline(always)]
-fn f16x4_at(src: &[u8], bytes: usize, at: usize) -> v128 {
-    let h = |k: usize| u32::from(u16::from_le_bytes([src[bytes * k + at], src[bytes * k + at + 1]]));
-    f16x4_to_f32x4(u32x4(h(0), h(1), h(2), h(3)))
+unsafe fn headers4(p: *const u8, bytes: usize) -> v128 {
+    // SAFETY: within the four blocks (the caller's guarantee).
+    let h = |k: usize| u32::from_le(unsafe { p.add(bytes * k).cast::<u32>().read_unaligned() });
+    u32x4(h(0), h(1), h(2), h(3))
 }
 
 /// The partial sums of one Q4_0/Q4_1 block: its 16 bytes of nibbles `qs`
@@ -500,6 +509,18 @@ fn q4_block<D: IDot>(qs: &[u8], q: &[i8]) -> v128 {
     D::dot2(ld(&q[..16]), lo, ld(&q[16..32]), hi, i32x4_splat(0))
 }
 
+/// [`q4_block`] at raw pointers.
+///
+/// # Safety
+/// 16 bytes at `qs` and 32 at `q` must be readable.
+#[inline(always)]
+unsafe fn q4_block_at<D: IDot>(qs: *const u8, q: *const i8) -> v128 {
+    // SAFETY: the caller's guarantee.
+    let (v, q0, q1) = unsafe { (ld_at(qs, 0), ld_at(q, 0), ld_at(q, 16)) };
+    let (lo, hi) = (v128_and(v, u8x16_splat(0x0F)), u16x8_shr(v128_and(v, u8x16_splat(0xF0)), 4));
+    D::dot2(q0, lo, q1, hi, i32x4_splat(0))
+}
+
 /// A packed Q4_0 (`MIN` false: `d·(u - 8)`) or Q4_1 (`MIN` true: `d·u + m`)
 /// row dot a token: what unpacking then [`dot_legacy`] (plus, for Q4_1,
 /// [`scalar::fdot`] of the minimums and the blocks' `d·Σq`) gives, bit for bit.
@@ -508,6 +529,8 @@ pub(crate) fn packed_q4<D: IDot, const MIN: bool>(row: &[u8], t: &Token32<'_>) -
     let bytes = if MIN { 20 } else { 18 };
     let qs_at = if MIN { 4 } else { 2 };
     let blocks = row.len() / bytes;
+    assert!(t.q.len() >= 32 * blocks && t.d.len() >= blocks && t.qsum.len() >= blocks && t.sum32.len() >= blocks);
+    let (w, q) = (row.as_ptr(), t.q.as_ptr());
     let mut acc = f32x4_splat(0.0);
     // The minimum term in `scalar::fdot`'s order: blocks 16c + 4k + l into
     // `macc[k]` lane `l` for whole chunks of 16 blocks, the rest after.
@@ -516,20 +539,30 @@ pub(crate) fn packed_q4<D: IDot, const MIN: bool>(row: &[u8], t: &Token32<'_>) -
     let steps = blocks / 4;
     for n in 0..steps {
         let b = 4 * n;
-        let (src, q) = (&row[bytes * b..bytes * (b + 4)], &t.q[32 * b..32 * (b + 4)]);
-        let mut isum = hsum_i32x4(
-            q4_block::<D>(&src[qs_at..qs_at + 16], &q[..32]),
-            q4_block::<D>(&src[bytes + qs_at..bytes + qs_at + 16], &q[32..64]),
-            q4_block::<D>(&src[2 * bytes + qs_at..2 * bytes + qs_at + 16], &q[64..96]),
-            q4_block::<D>(&src[3 * bytes + qs_at..3 * bytes + qs_at + 16], &q[96..128]),
-        );
+        // SAFETY: blocks `b..b + 4` of the row and the token (checked above:
+        // `b + 4 ≤ blocks`).
+        let (mut isum, hdr, d) = unsafe {
+            let at = |k: usize| w.add(bytes * (b + k) + qs_at);
+            let isum = hsum_i32x4(
+                q4_block_at::<D>(at(0), q.add(32 * b)),
+                q4_block_at::<D>(at(1), q.add(32 * (b + 1))),
+                q4_block_at::<D>(at(2), q.add(32 * (b + 2))),
+                q4_block_at::<D>(at(3), q.add(32 * (b + 3))),
+            );
+            (isum, headers4(w.add(bytes * b), bytes), ld_at(t.d.as_ptr(), b))
+        };
+        // `d`, the low halves (the conversion reads only those).
+        let scales = f16x4_to_f32x4(hdr);
         if !MIN {
-            isum = i32x4_sub(isum, i32x4_shl(ld(&t.qsum[b..b + 4]), 3));
+            // SAFETY: as above.
+            isum = i32x4_sub(isum, i32x4_shl(unsafe { ld_at(t.qsum.as_ptr(), b) }, 3));
         }
-        let scales = f16x4_at(src, bytes, 0);
-        acc = accumulate(acc, isum, f32x4_mul(scales, ld(&t.d[b..b + 4])));
+        acc = accumulate(acc, isum, f32x4_mul(scales, d));
         if MIN && b < whole {
-            macc[n % 4] = f32x4_add(macc[n % 4], f32x4_mul(f16x4_at(src, bytes, 2), ld(&t.sum32[b..b + 4])));
+            // `m`, the high halves of the same headers.
+            // SAFETY: as above.
+            let s32 = unsafe { ld_at(t.sum32.as_ptr(), b) };
+            macc[n % 4] = f32x4_add(macc[n % 4], f32x4_mul(f16x4_to_f32x4(u32x4_shr(hdr, 16)), s32));
         }
     }
     let b = 4 * steps;
@@ -598,7 +631,9 @@ pub(crate) fn packed_q8_0<D: IDot>(row: &[u8], t: &Token32<'_>) -> f32 {
             ]
         };
         let isum = i32x4_sub(hsum_i32x4(p[0], p[1], p[2], p[3]), i32x4_shl(ld(&t.qsum[b..b + 4]), 7));
-        acc = accumulate(acc, isum, f32x4_mul(f16x4_at(&row[34 * b..], 34, 0), ld(&t.d[b..b + 4])));
+        // SAFETY: as above.
+        let (hdr, d) = unsafe { (headers4(w.add(34 * b), 34), ld_at(t.d.as_ptr(), b)) };
+        acc = accumulate(acc, isum, f32x4_mul(f16x4_to_f32x4(hdr), d));
     }
     let b = 4 * steps;
     if b < blocks {

@@ -15,12 +15,33 @@ use crate::components::update_prompt::UpdatePrompt;
 use crate::controller::Controller;
 use crate::embed::{EmbedApp, EmbedConfig};
 
+/// Whether this page runs inside another page's frame.
+fn framed() -> bool {
+    let w = window();
+    match w.top() {
+        Ok(Some(top)) => !js_sys::Object::is(top.as_ref(), w.as_ref()),
+        // No top window to compare with: assume the worst.
+        _ => true,
+    }
+}
+
 /// The Sprig application.
 #[component]
 pub fn App() -> impl IntoView {
     if let Some(config) = EmbedConfig::from_location() {
         provide_context(Controller::ephemeral());
         return view! { <EmbedApp config /> }.into_any();
+    }
+    if framed() {
+        // The full app (its store, conversations and settings) is not for
+        // another site to frame: only the widget view may be.
+        return view! {
+            <div class="app framed" data-testid="framed">
+                <p>"Sprig does not run inside another site's page. "
+                    <a href="./" target="_top" rel="noopener">"Open Sprig in its own tab"</a>"."</p>
+            </div>
+        }
+        .into_any();
     }
     let ctl = Controller::new();
     provide_context(ctl);

@@ -127,6 +127,8 @@ pub enum DownloadState {
     NeedsDownload,
     /// The last attempt failed.
     Failed(String),
+    /// The store's record of it is damaged: it can only be deleted.
+    Damaged(String),
 }
 
 impl DownloadState {
@@ -142,6 +144,7 @@ impl DownloadState {
             Self::Ready { loaded: false } => "Ready · stored on this device".into(),
             Self::NeedsDownload => "Needs download (the browser cleared its copy)".into(),
             Self::Failed(reason) => format!("Failed: {reason}"),
+            Self::Damaged(problem) => format!("Damaged: {problem}. Delete it to free its space."),
         }
     }
 
@@ -156,6 +159,7 @@ impl DownloadState {
             Self::Ready { .. } => "ready",
             Self::NeedsDownload => "needs-download",
             Self::Failed(_) => "failed",
+            Self::Damaged(_) => "damaged",
         }
     }
 }
@@ -184,6 +188,7 @@ pub fn download_state(stored: Option<&StoredModel>, active: Option<&ModelState>,
     match stored {
         Some(m) if m.status == StoreStatus::Complete => DownloadState::Ready { loaded },
         Some(m) if m.status == StoreStatus::NeedsDownload => DownloadState::NeedsDownload,
+        Some(m) if m.status == StoreStatus::Damaged => DownloadState::Damaged(m.problem.clone().unwrap_or_else(|| "its record cannot be read".into())),
         Some(m) => DownloadState::Paused { percent: percent(m.stored_bytes, m.total_size) },
         None if was_complete => DownloadState::NeedsDownload,
         None => DownloadState::NotCached,
@@ -254,6 +259,7 @@ mod tests {
             total_size: 200,
             stored_bytes,
             status,
+            problem: None,
         }
     }
 
@@ -265,6 +271,9 @@ mod tests {
         assert_eq!(download_state(Some(&stored(StoreStatus::Complete, 200)), None, true, true), D::Ready { loaded: true });
         assert_eq!(download_state(Some(&stored(StoreStatus::Partial, 50)), None, false, false), D::Paused { percent: 25.0 });
         assert_eq!(download_state(Some(&stored(StoreStatus::NeedsDownload, 0)), None, false, true), D::NeedsDownload);
+        let damaged = StoredModel { problem: Some("its record (meta.json) gives shard 1 a size of 9007199254740992 bytes".into()), ..stored(StoreStatus::Damaged, 0) };
+        assert_eq!(download_state(Some(&damaged), None, false, true), D::Damaged(damaged.problem.clone().unwrap()));
+        assert!(D::Damaged("x".into()).label().contains("Delete it"));
         let loading = ModelState::Loading { stage: LoadStage::Download, done: 30, total: Some(60), since_ms: 0.0, now_ms: 1.0, rate: None, eta_s: None };
         assert_eq!(download_state(None, Some(&loading), false, false), D::Downloading { percent: 50.0, verifying: false });
         let verifying = ModelState::Loading { stage: LoadStage::Verify, done: 60, total: Some(60), since_ms: 0.0, now_ms: 1.0, rate: None, eta_s: None };

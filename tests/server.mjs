@@ -303,6 +303,12 @@ export async function startServer({ root, port = 0, host = '127.0.0.1', cors = f
       etag,
       'last-modified': lastModified,
     };
+    // Pages: only the widget view (`?embed=1`) may be framed, by any site;
+    // the full app by none (the app refuses to run framed in any case).
+    if (extname(file) === '.html') {
+      const embed = new URL(req.url, 'http://host').searchParams.get('embed') === '1';
+      headers['content-security-policy'] = `frame-ancestors ${embed ? '*' : "'none'"}`;
+    }
     // The Range is ignored (whole file, 200) when faults say so, or when If-Range
     // names another version of the file than this one.
     const useRange = !fault?.ignoreRange && ifRangeHolds(req.headers['if-range'], etag, lastModified);

@@ -3,7 +3,7 @@
 //! cancel, delete), plus the site's storage figures.
 
 use leptos::prelude::*;
-use sprig_protocol::{ModelSource, StoredModel};
+use sprig_protocol::{ModelSource, StoreStatus, StoredModel};
 
 use crate::controller::{absolute, remembered_complete, stored_for, Controller};
 use crate::state::{bytes, download_state, DownloadState, ModelState, CATALOG};
@@ -28,7 +28,9 @@ fn rows(stored: &[StoredModel]) -> Vec<Row> {
         .collect();
     for m in stored {
         if let ModelSource::Manifest { url } | ModelSource::Url { url } = &m.source {
-            if !rows.iter().any(|r| r.url == *url) {
+            // A damaged entry may have no source left: each has its own row.
+            let shown = rows.iter().any(|r| r.stored.as_ref().is_some_and(|s| s.id == m.id));
+            if !shown && (m.status == StoreStatus::Damaged || !rows.iter().any(|r| r.url == *url)) {
                 rows.push(Row { name: m.name.clone(), url: url.clone(), size: m.total_size, stored: Some(m.clone()) });
             }
         }
@@ -78,7 +80,7 @@ pub fn ModelsPanel() -> impl IntoView {
                             <button data-testid="models-pause" on:click=move |_| ctl.pause()>"Pause"</button>
                             <button data-testid="models-cancel" on:click=move |_| ctl.cancel()>"Cancel"</button>
                         }.into_any(),
-                        DownloadState::Ready { loaded: true } | DownloadState::Loading => ().into_any(),
+                        DownloadState::Ready { loaded: true } | DownloadState::Loading | DownloadState::Damaged(_) => ().into_any(),
                         st => {
                             let source = source.clone();
                             let label = match st {

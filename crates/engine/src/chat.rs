@@ -196,8 +196,57 @@ fn split_placeholders(out: &str) -> Vec<Rendered<'_>> {
     parts
 }
 
+/// The step budget of one chat-template rendering (minijinja's fuel, about
+/// one unit per instruction): a real template over a long conversation uses
+/// a few tens of thousands; a hostile one (nested loops) stops here, in well
+/// under a second, instead of hanging the worker.
+pub const TEMPLATE_FUEL: u64 = 2_000_000;
+
+/// The longest text a chat template may render, in bytes (message contents
+/// are placeholders in it, so a real prompt's template text is small).
+pub const TEMPLATE_OUTPUT_BYTES: usize = 1 << 20;
+
+/// A writer that refuses to grow past [`TEMPLATE_OUTPUT_BYTES`].
+struct CappedOutput {
+    out: Vec<u8>,
+    over: bool,
+}
+
+impl std::io::Write for CappedOutput {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.out.len() + buf.len() > TEMPLATE_OUTPUT_BYTES {
+            self.over = true;
+            return Err(std::io::Error::other("the chat template's output is too long"));
+        }
+        self.out.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Renders the template `source` for `ctx` within [`TEMPLATE_FUEL`] steps
+/// and [`TEMPLATE_OUTPUT_BYTES`] of output.
+fn render_bounded(env: &minijinja::Environment<'_>, ctx: minijinja::Value) -> Result<String, ChatError> {
+    let tmpl = env.get_template("chat").map_err(|e| ChatError::Template(e.to_string()))?;
+    let mut out = CappedOutput { out: Vec::new(), over: false };
+    if let Err(e) = tmpl.render_captured_to(ctx, &mut out) {
+        return Err(ChatError::Template(if out.over {
+            format!("its output passed {TEMPLATE_OUTPUT_BYTES} bytes")
+        } else if e.kind() == minijinja::ErrorKind::OutOfFuel {
+            format!("it ran past its budget of {TEMPLATE_FUEL} steps (a loop that does not end in time)")
+        } else {
+            e.to_string()
+        }));
+    }
+    String::from_utf8(out.out).map_err(|e| ChatError::Template(format!("its output is not UTF-8: {e}")))
+}
+
 fn template(source: &str, tokenizer: &Tokenizer, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<Vec<u32>, ChatError> {
     let mut env = minijinja::Environment::new();
+    env.set_fuel(Some(TEMPLATE_FUEL));
     env.set_trim_blocks(true);
     env.set_lstrip_blocks(true);
     env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
@@ -217,8 +266,7 @@ fn template(source: &str, tokenizer: &Tokenizer, messages: &[ChatMessage], add_g
         bos_token => token(tokenizer.bos()),
         eos_token => token(tokenizer.eos()),
     };
-    let tmpl = env.get_template("chat").map_err(|e| ChatError::Template(e.to_string()))?;
-    let out = tmpl.render(ctx).map_err(|e| ChatError::Template(e.to_string()))?;
+    let out = render_bounded(&env, ctx)?;
 
     // Control tokens come only from the template's own text; text between two
     // control tokens is encoded in one piece, message content included.

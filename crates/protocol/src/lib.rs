@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 pub mod codec;
 pub mod manifest;
 
-pub use manifest::{Manifest, ManifestError};
+pub use manifest::{Manifest, ManifestError, MAX_MANIFEST_BYTES, MAX_MODEL_BYTES, MAX_SHARDS};
 
 /// Version of the message format. Bump it on any incompatible change.
 pub const PROTOCOL_VERSION: u32 = 4;
@@ -98,6 +98,10 @@ pub enum StoreStatus {
     /// It was complete but the browser evicted (some of) its data: loading
     /// downloads it again.
     NeedsDownload,
+    /// Its record cannot be read or claims what cannot be (a store written
+    /// by an older version from a hostile manifest, a damaged file): it can
+    /// only be deleted. [`StoredModel::problem`] says why.
+    Damaged,
 }
 
 /// A model in the browser's model store.
@@ -115,6 +119,9 @@ pub struct StoredModel {
     pub stored_bytes: u64,
     /// Whether it is complete.
     pub status: StoreStatus,
+    /// Why a [`StoreStatus::Damaged`] entry is damaged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
 }
 
 /// Who said a message.

@@ -3,9 +3,17 @@
 //! only after its chunk's data was flushed, so a record never claims more than
 //! the store holds.
 
+use sprig_protocol::MAX_MODEL_BYTES;
+
 /// Size of the chunks a download is fetched and stored in (one HTTP Range
 /// request each).
 pub const CHUNK: u64 = 4 << 20;
+
+/// A file size no [`ChunkMap`] is made for: larger than the largest model
+/// Sprig stores ([`MAX_MODEL_BYTES`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a file of {0} bytes is larger than the {MAX_MODEL_BYTES} bytes (64 GiB) Sprig stores")]
+pub struct TooLarge(pub u64);
 
 /// The stored/missing state of each chunk of a file of known size.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,18 +24,27 @@ pub struct ChunkMap {
 
 impl ChunkMap {
     /// Nothing stored yet, for a file of `size` bytes.
-    pub fn new(size: u64) -> Self {
-        Self { size, stored: vec![false; size.div_ceil(CHUNK) as usize] }
+    ///
+    /// # Errors
+    /// [`TooLarge`] past [`MAX_MODEL_BYTES`], before anything is allocated.
+    pub fn new(size: u64) -> Result<Self, TooLarge> {
+        if size > MAX_MODEL_BYTES {
+            return Err(TooLarge(size));
+        }
+        Ok(Self { size, stored: vec![false; size.div_ceil(CHUNK) as usize] })
     }
 
     /// Reads the on-disk record (one byte per chunk). Bytes other than 1, and
     /// missing bytes (a record cut short), read as "not stored".
-    pub fn from_record(size: u64, record: &[u8]) -> Self {
-        let mut map = Self::new(size);
+    ///
+    /// # Errors
+    /// As [`ChunkMap::new`].
+    pub fn from_record(size: u64, record: &[u8]) -> Result<Self, TooLarge> {
+        let mut map = Self::new(size)?;
         for (i, s) in map.stored.iter_mut().enumerate() {
             *s = record.get(i) == Some(&1);
         }
-        map
+        Ok(map)
     }
 
     /// The file's size.
@@ -110,27 +127,34 @@ mod tests {
 
     #[test]
     fn ranges_cover_the_file_exactly() {
-        let map = ChunkMap::new(2 * CHUNK + 5);
+        let map = ChunkMap::new(2 * CHUNK + 5).unwrap();
         assert_eq!(map.len(), 3);
         assert_eq!(map.range(0), (0, CHUNK));
         assert_eq!(map.range(2), (2 * CHUNK, 2 * CHUNK + 5));
-        assert_eq!(ChunkMap::new(0).len(), 0);
-        assert!(ChunkMap::new(0).complete());
-        assert_eq!(ChunkMap::new(CHUNK).len(), 1);
+        assert_eq!(ChunkMap::new(0).unwrap().len(), 0);
+        assert!(ChunkMap::new(0).unwrap().complete());
+        assert_eq!(ChunkMap::new(CHUNK).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn sizes_past_the_largest_model_are_refused_before_allocating() {
+        assert_eq!(ChunkMap::new(1 << 53), Err(TooLarge(1 << 53)));
+        assert_eq!(ChunkMap::from_record(u64::MAX, &[1]), Err(TooLarge(u64::MAX)));
+        assert_eq!(ChunkMap::new(MAX_MODEL_BYTES).unwrap().len(), (MAX_MODEL_BYTES / CHUNK) as usize);
     }
 
     #[test]
     fn record_round_trip_and_damage() {
-        let mut map = ChunkMap::new(3 * CHUNK);
+        let mut map = ChunkMap::new(3 * CHUNK).unwrap();
         map.mark(0);
         map.mark(2);
         assert_eq!(map.missing(), vec![1]);
         assert_eq!(map.stored_bytes(), 2 * CHUNK);
         assert_eq!(map.stored_prefix(), 1);
         // A record cut short or holding other bytes claims nothing more.
-        assert_eq!(ChunkMap::from_record(3 * CHUNK, &[1, 0, 1]), map);
-        assert_eq!(ChunkMap::from_record(3 * CHUNK, &[1]).missing(), vec![1, 2]);
-        assert_eq!(ChunkMap::from_record(3 * CHUNK, &[7, 1, 1, 1, 1]).missing(), vec![0]);
+        assert_eq!(ChunkMap::from_record(3 * CHUNK, &[1, 0, 1]).unwrap(), map);
+        assert_eq!(ChunkMap::from_record(3 * CHUNK, &[1]).unwrap().missing(), vec![1, 2]);
+        assert_eq!(ChunkMap::from_record(3 * CHUNK, &[7, 1, 1, 1, 1]).unwrap().missing(), vec![0]);
         map.clear();
         assert_eq!(map.stored_bytes(), 0);
     }

@@ -378,7 +378,7 @@ async fn stream_shard(state: &RefCell<State>, si: usize, mut body: WholeBody, pr
     let mut buf: Vec<u8> = Vec::with_capacity(chunk);
     let mut index = 0usize;
     let mut received = 0u64;
-    while let Some(piece) = body.next().await.map_err(|e| if matches!(e, FetchError::Aborted) { DownloadError::Stopped } else { DownloadError::Fetch(e) })? {
+    while let Some(piece) = body.next(size - received).await.map_err(|e| if matches!(e, FetchError::Aborted) { DownloadError::Stopped } else { DownloadError::Fetch(e) })? {
         received += piece.len() as u64;
         if received > size {
             return Err(DownloadError::Protocol { url, message: format!("the server sends more than the {size} bytes expected") });

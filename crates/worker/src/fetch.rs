@@ -81,15 +81,29 @@ async fn request(url: &str, range: Option<String>, signal: Option<&AbortSignal>)
     Ok(resp)
 }
 
-/// Fetches a small text resource (a manifest).
+/// Fetches a small text resource (a manifest) of at most `max` bytes: a
+/// longer one is refused by its `Content-Length` before its body is read,
+/// or by its length before it is copied into wasm memory.
 ///
 /// # Errors
-/// [`FetchError`] for network failures and HTTP errors.
-pub async fn text(url: &str) -> Result<String, FetchError> {
+/// [`FetchError`] for network failures and HTTP errors,
+/// [`FetchError::Body`] for a body longer than `max`.
+pub async fn text(url: &str, max: usize) -> Result<String, FetchError> {
     let net = |e: JsValue| FetchError::Network { url: url.to_string(), message: js_message(&e) };
+    let too_long = |n: f64| FetchError::Body { url: url.to_string(), message: format!("the answer is {n} bytes long; at most {max} are read") };
     let resp = request(url, None, None).await?;
+    if let Some(n) = header(&resp, "content-length").and_then(|v| v.trim().parse::<f64>().ok()) {
+        if n > max as f64 {
+            return Err(too_long(n));
+        }
+    }
     let body = JsFuture::from(resp.text().map_err(net)?).await.map_err(net)?;
-    body.as_string().ok_or_else(|| FetchError::Network { url: url.to_string(), message: "the body is not text".into() })
+    let body: js_sys::JsString = body.dyn_into().map_err(|_| FetchError::Network { url: url.to_string(), message: "the body is not text".into() })?;
+    // UTF-16 units: a lower bound of the UTF-8 length, checked again by the caller.
+    if body.length() as usize > max {
+        return Err(too_long(f64::from(body.length())));
+    }
+    Ok(String::from(body))
 }
 
 /// Resolves `url` against `base` (itself resolved against the worker's location).
@@ -137,11 +151,13 @@ impl WholeBody {
         let _ = self.reader.cancel();
     }
 
-    /// The next piece of the body; `None` at its end.
+    /// The next piece of the body, of at most `room` bytes (checked before
+    /// it is copied into wasm memory); `None` at its end.
     ///
     /// # Errors
-    /// [`FetchError::Body`] when cut, [`FetchError::Aborted`] when stopped.
-    pub async fn next(&mut self) -> Result<Option<Vec<u8>>, FetchError> {
+    /// [`FetchError::Body`] when cut or when a piece is longer than `room`,
+    /// [`FetchError::Aborted`] when stopped.
+    pub async fn next(&mut self, room: u64) -> Result<Option<Vec<u8>>, FetchError> {
         let result = JsFuture::from(self.reader.read()).await.map_err(|e| {
             if self.signal.aborted() { FetchError::Aborted } else { FetchError::Body { url: self.url.clone(), message: js_message(&e) } }
         })?;
@@ -149,7 +165,11 @@ impl WholeBody {
             return Ok(None);
         }
         let value = js_sys::Reflect::get(&result, &"value".into()).map_err(|e| FetchError::Body { url: self.url.clone(), message: js_message(&e) })?;
-        Ok(Some(Uint8Array::new(&value).to_vec()))
+        let piece = Uint8Array::new(&value);
+        if u64::from(piece.length()) > room {
+            return Err(FetchError::Body { url: self.url.clone(), message: format!("the server sends more than the {room} bytes still expected") });
+        }
+        Ok(Some(piece.to_vec()))
     }
 }
 
@@ -157,9 +177,18 @@ fn header(resp: &Response, name: &str) -> Option<String> {
     resp.headers().get(name).ok().flatten()
 }
 
-/// Parses the total of a `Content-Range: bytes a-b/total` header.
-pub fn content_range_total(value: &str) -> Option<u64> {
-    value.rsplit_once('/').and_then(|(_, t)| t.trim().parse().ok())
+/// Parses a `Content-Range: bytes first-last/total` header (`total` may be
+/// `*`, unknown): `(first, last, total)`.
+pub fn content_range(value: &str) -> Option<(u64, u64, Option<u64>)> {
+    let rest = value.trim().strip_prefix("bytes")?.trim_start();
+    let (span, total) = rest.split_once('/')?;
+    let (first, last) = span.trim().split_once('-')?;
+    let (first, last): (u64, u64) = (first.trim().parse().ok()?, last.trim().parse().ok()?);
+    let total = match total.trim() {
+        "*" => None,
+        t => Some(t.parse().ok()?),
+    };
+    (first <= last && total.is_none_or(|t| last < t)).then_some((first, last, total))
 }
 
 /// Fetches bytes `[start, end)` of `url`.
@@ -178,13 +207,28 @@ pub async fn range(url: &str, start: u64, end: u64, signal: &AbortSignal) -> Res
     if resp.status() != 206 {
         return Err(FetchError::Status { url: url.to_string(), status: resp.status() });
     }
-    let total = header(&resp, "content-range").and_then(|v| content_range_total(&v));
-    let cut = |e: JsValue| if signal.aborted() { FetchError::Aborted } else { FetchError::Body { url: url.to_string(), message: js_message(&e) } };
-    let buf = JsFuture::from(resp.array_buffer().map_err(cut)?).await.map_err(cut)?;
-    let bytes = Uint8Array::new(&buf).to_vec();
-    if bytes.len() as u64 != end - start {
-        return Err(FetchError::Body { url: url.to_string(), message: format!("{} bytes arrived for a range of {}", bytes.len(), end - start) });
+    let bad = |message: String| FetchError::Body { url: url.to_string(), message };
+    // Both ends of the range, before any byte is copied. (A header that
+    // CORS hides reads as absent: the length check below still holds.)
+    let total = match header(&resp, "content-range") {
+        None => None,
+        Some(v) => match content_range(&v) {
+            Some((first, last, total)) if first == start && last + 1 == end => total,
+            Some((first, last, _)) => return Err(bad(format!("the server sent bytes {first}-{last} for a request of {start}-{}", end - 1))),
+            None => return Err(bad(format!("the server's Content-Range `{v}` does not parse"))),
+        },
+    };
+    if let Some(n) = header(&resp, "content-length").and_then(|v| v.trim().parse::<u64>().ok()) {
+        if n != end - start {
+            return Err(bad(format!("the server announced {n} bytes for a range of {}", end - start)));
+        }
     }
+    let cut = |e: JsValue| if signal.aborted() { FetchError::Aborted } else { bad(js_message(&e)) };
+    let buf: js_sys::ArrayBuffer = JsFuture::from(resp.array_buffer().map_err(cut)?).await.map_err(cut)?.unchecked_into();
+    if u64::from(buf.byte_length()) != end - start {
+        return Err(bad(format!("{} bytes arrived for a range of {}", buf.byte_length(), end - start)));
+    }
+    let bytes = Uint8Array::new(&buf).to_vec();
     Ok(RangeReply::Partial { bytes, total, etag })
 }
 

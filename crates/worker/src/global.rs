@@ -7,7 +7,7 @@ use std::rc::Rc;
 
 use sprig_engine::gguf::{ByteSource, SourceReader};
 use sprig_protocol::codec::{decode, encode};
-use sprig_protocol::{ErrorKind, Event, LoadStage, Manifest, ModelSource, Request};
+use sprig_protocol::{ErrorKind, Event, LoadStage, Manifest, ModelSource, Request, MAX_MANIFEST_BYTES, MAX_MODEL_BYTES};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{spawn_local, JsFuture};
 use web_sys::{DedicatedWorkerGlobalScope, File, MessageChannel, MessageEvent};
@@ -162,7 +162,7 @@ async fn check_quota(need: u64, name: &str) -> Result<(), Event> {
 /// complete) from the store: the record to keep and each shard's URL.
 async fn manifest_meta(url: &str, known: Option<StoreMeta>) -> Result<(StoreMeta, Vec<String>), Event> {
     let stored = known.and_then(|m| m.manifest);
-    let json = match fetch::text(url).await {
+    let json = match fetch::text(url, MAX_MANIFEST_BYTES).await {
         Ok(json) => json,
         Err(e) => stored.ok_or_else(|| error(ErrorKind::Network, e.to_string()))?,
     };
@@ -190,7 +190,7 @@ fn manifest_shards(url: &str, json: &str) -> Result<(StoreMeta, Vec<String>), Ev
 
 /// The single "shard" of a plain GGUF URL: its size and ETag from a one-byte
 /// range request. A changed file (other size or ETag) discards a partial copy.
-async fn url_meta(dir: &ModelDir, url: &str, known: Option<StoreMeta>, ctl: &Control) -> Result<StoreMeta, Event> {
+async fn url_meta(dir: Option<&ModelDir>, url: &str, known: Option<StoreMeta>, ctl: &Control) -> Result<StoreMeta, Event> {
     let (size, etag) = match download::fetch_chunk(url, 0, 4, ctl).await.map_err(download_error)? {
         // Refuse a file that is not GGUF before downloading all of it.
         fetch::RangeReply::Partial { bytes, .. } if bytes != b"GGUF" => {
@@ -215,9 +215,18 @@ async fn url_meta(dir: &ModelDir, url: &str, known: Option<StoreMeta>, ctl: &Con
             (size, etag)
         }
     };
+    if size > MAX_MODEL_BYTES {
+        return Err(error(
+            ErrorKind::BadModel,
+            format!("{url}: the server gives the file's size (Content-Range total or Content-Length) as {size} bytes; Sprig stores models of at most {MAX_MODEL_BYTES} bytes (64 GiB)"),
+        ));
+    }
+    if size == 0 {
+        return Err(error(ErrorKind::BadModel, format!("{url}: the server gives the file's size as 0 bytes")));
+    }
     let name = url.rsplit('/').next().filter(|n| !n.is_empty()).unwrap_or(url).split('?').next().unwrap_or(url).to_string();
     let shard = ShardMeta { key: "file".into(), size, sha256: None };
-    if let Some(old) = known {
+    if let (Some(dir), Some(old)) = (dir, known) {
         if old.total_size != size || old.etag != etag {
             for s in &old.shards {
                 dir.discard(s).await.map_err(|e| storage_error(&e))?;
@@ -241,48 +250,67 @@ async fn all_verified(dir: &ModelDir, meta: &StoreMeta) -> bool {
 /// with no network at all when it is complete) and opens its shards.
 async fn fetch_to_store(store: &ModelStore, source: &ModelSource, connections: usize, ctl: &Control) -> Result<(Vec<StoreReader>, u64), Event> {
     let id = model_id(source);
-    let dir = store.model(&id, true).await.map_err(|e| storage_error(&e))?.ok_or_else(|| error(ErrorKind::Storage, "cannot create the model's folder"))?;
-    let known = dir.meta().await.filter(|m| m.source == *source);
-    let warm = match &known {
-        Some(m) if all_verified(&dir, m).await => Some(m.clone()),
-        _ => None,
+    // The folder is created only once the model is checked and fits.
+    let existing = store.model(&id, false).await.map_err(|e| storage_error(&e))?;
+    let known = match &existing {
+        Some(dir) => dir.meta().await.filter(|m| m.source == *source),
+        None => None,
     };
-    let meta = if let Some(meta) = warm {
-        meta
-    } else {
-        let (meta, urls) = match source {
-            ModelSource::Manifest { url } => manifest_meta(url, known).await?,
-            ModelSource::Url { url } => (url_meta(&dir, url, known, ctl).await?, vec![url.clone()]),
-            ModelSource::File { .. } => return Err(error(ErrorKind::BadMessage, "a local file is not downloaded")),
+    if let (Some(dir), Some(m)) = (&existing, &known) {
+        if all_verified(dir, m).await {
+            return Ok((open_shards(dir, m).await?, m.total_size));
+        }
+    }
+    let (meta, urls) = match source {
+        ModelSource::Manifest { url } => manifest_meta(url, known).await?,
+        ModelSource::Url { url } => (url_meta(existing.as_ref(), url, known, ctl).await?, vec![url.clone()]),
+        ModelSource::File { .. } => return Err(error(ErrorKind::BadMessage, "a local file is not downloaded")),
+    };
+    // What is missing, then the quota, before anything is recorded, created
+    // or sized: a model that cannot fit leaves the store as it was.
+    let mut missing = Vec::new();
+    let mut need = 0;
+    for (shard, url) in meta.shards.iter().zip(urls) {
+        let state = match &existing {
+            Some(dir) => Some(dir.shard_state(shard).await.map_err(|e| storage_error(&e))?),
+            None => None,
         };
-        dir.save_meta(&meta).await.map_err(|e| storage_error(&e))?;
-        let mut targets = Vec::new();
-        let mut need = 0;
-        for (shard, url) in meta.shards.iter().zip(urls) {
-            let map = match dir.shard_state(shard).await.map_err(|e| storage_error(&e))? {
-                ShardState::Verified => continue,
-                ShardState::Evicted => {
-                    dir.discard(shard).await.map_err(|e| storage_error(&e))?;
-                    ChunkMap::new(shard.size)
-                }
-                ShardState::Partial(map) => map,
-            };
-            need += shard.size - map.stored_bytes();
-            let writer = dir.writer(shard, map).await.map_err(|e| storage_error(&e))?;
-            targets.push(download::Target { url, writer });
-        }
-        if need > 0 {
-            check_quota(need, &meta.name).await?;
-        }
-        if !targets.is_empty() {
-            let progress = progress_poster();
-            download::run(&dir, targets, connections, ctl, meta.total_size, &progress).await.map_err(|e| match e {
-                DownloadError::Stopped => Event::DownloadStopped { discarded: ctl.stopped().unwrap_or(false) },
-                e => download_error(e),
-            })?;
-        }
-        meta
+        let stored = match &state {
+            Some(ShardState::Verified) => continue,
+            Some(ShardState::Partial(map)) => map.stored_bytes(),
+            Some(ShardState::Evicted) | None => 0,
+        };
+        need += shard.size - stored;
+        missing.push((shard, url, state));
+    }
+    if need > 0 {
+        check_quota(need, &meta.name).await?;
+    }
+    let dir = match existing {
+        Some(dir) => dir,
+        None => store.model(&id, true).await.map_err(|e| storage_error(&e))?.ok_or_else(|| error(ErrorKind::Storage, "cannot create the model's folder"))?,
     };
+    dir.save_meta(&meta).await.map_err(|e| storage_error(&e))?;
+    let mut targets = Vec::new();
+    for (shard, url, state) in missing {
+        let map = match state {
+            Some(ShardState::Partial(map)) => map,
+            Some(ShardState::Evicted) => {
+                dir.discard(shard).await.map_err(|e| storage_error(&e))?;
+                ChunkMap::new(shard.size).map_err(|e| error(ErrorKind::BadModel, e.to_string()))?
+            }
+            _ => ChunkMap::new(shard.size).map_err(|e| error(ErrorKind::BadModel, e.to_string()))?,
+        };
+        let writer = dir.writer(shard, map).await.map_err(|e| storage_error(&e))?;
+        targets.push(download::Target { url, writer });
+    }
+    if !targets.is_empty() {
+        let progress = progress_poster();
+        download::run(&dir, targets, connections, ctl, meta.total_size, &progress).await.map_err(|e| match e {
+            DownloadError::Stopped => Event::DownloadStopped { discarded: ctl.stopped().unwrap_or(false) },
+            e => download_error(e),
+        })?;
+    }
     Ok((open_shards(&dir, &meta).await?, meta.total_size))
 }
 

@@ -23,7 +23,7 @@
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use sprig_protocol::{ModelSource, StoreStatus, StoredModel};
+use sprig_protocol::{ModelSource, StoreStatus, StoredModel, MAX_MODEL_BYTES, MAX_SHARDS};
 
 use sprig_engine::gguf::ByteSource;
 
@@ -49,6 +49,34 @@ pub struct StoreMeta {
     pub etag: Option<String>,
     /// A manifest's text, to load it offline.
     pub manifest: Option<String>,
+}
+
+impl StoreMeta {
+    /// Checks what a record claims before anything is sized from it: one
+    /// to [`MAX_SHARDS`] shards, each with a plain file key and a size of 1
+    /// to [`MAX_MODEL_BYTES`] bytes, adding up to `total_size`.
+    ///
+    /// # Errors
+    /// What is wrong, naming the field.
+    pub fn check(&self) -> Result<(), String> {
+        if self.shards.is_empty() || self.shards.len() > MAX_SHARDS {
+            return Err(format!("lists {} shards (1 to {MAX_SHARDS} are possible)", self.shards.len()));
+        }
+        let mut sum = 0u64;
+        for (i, s) in self.shards.iter().enumerate() {
+            if s.key.is_empty() || s.key.len() > 64 || !s.key.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                return Err(format!("gives shard {} the key {:?}, not a plain file name", i + 1, s.key));
+            }
+            if s.size == 0 || s.size > MAX_MODEL_BYTES {
+                return Err(format!("gives shard {} a size of {} bytes (1 to {MAX_MODEL_BYTES} are possible)", i + 1, s.size));
+            }
+            sum = sum.saturating_add(s.size);
+        }
+        if sum != self.total_size {
+            return Err(format!("gives total_size {}, but its shards add up to {sum}", self.total_size));
+        }
+        Ok(())
+    }
 }
 
 /// One stored shard.
@@ -162,10 +190,18 @@ pub struct ModelDir {
 }
 
 impl ModelDir {
-    /// The recorded description; `None` if absent or unreadable.
+    /// The recorded description; `None` if absent, unreadable or damaged.
     pub async fn meta(&self) -> Option<StoreMeta> {
-        let bytes = self.dir.read(META).await.ok()??;
-        serde_json::from_slice(&bytes).ok()
+        self.read_meta().await.ok().flatten()
+    }
+
+    /// The recorded description: `Ok(None)` if absent, an error saying why
+    /// if it cannot be read or fails [`StoreMeta::check`].
+    async fn read_meta(&self) -> Result<Option<StoreMeta>, String> {
+        let Some(bytes) = self.dir.read(META).await.map_err(|e| e.to_string())? else { return Ok(None) };
+        let meta: StoreMeta = serde_json::from_slice(&bytes).map_err(|e| format!("its record ({META}) does not parse: {e}"))?;
+        meta.check().map_err(|e| format!("its record ({META}) {e}"))?;
+        Ok(Some(meta))
     }
 
     /// Records the description, and deletes the files of shards it no longer lists.
@@ -201,7 +237,7 @@ impl ModelDir {
             }
         }
         let marks = self.dir.read(&shard.chunks()).await?.unwrap_or_default();
-        let mut map = ChunkMap::from_record(shard.size, &marks);
+        let mut map = ChunkMap::from_record(shard.size, &marks).map_err(|e| StoreError::Io { action: "read", what: shard.chunks(), message: e.to_string() })?;
         // A chunk whose bytes are not all there is not stored, whatever the record says.
         let claimed = map.clone();
         map.clear();
@@ -266,9 +302,14 @@ impl ModelDir {
         file.ok_or_else(|| StoreError::Io { action: "open", what: shard.data(), message: "the file is gone".into() })
     }
 
-    /// The model as the Models panel shows it; `None` without a readable `meta.json`.
+    /// The model as the Models panel shows it: `None` without `meta.json`,
+    /// a [`StoreStatus::Damaged`] entry (which can be deleted) when the
+    /// record cannot be used.
     pub async fn describe(&self) -> Option<StoredModel> {
-        let meta = self.meta().await?;
+        let meta = match self.read_meta().await {
+            Ok(meta) => meta?,
+            Err(problem) => return Some(self.damaged(problem).await),
+        };
         let mut stored = 0;
         let mut complete = true;
         let mut evicted = false;
@@ -301,7 +342,20 @@ impl ModelDir {
             total_size: meta.total_size,
             stored_bytes: stored,
             status,
+            problem: None,
         })
+    }
+
+    /// The entry of a model whose record is damaged: what can still be read
+    /// of its name and source, and the problem.
+    async fn damaged(&self, problem: String) -> StoredModel {
+        let value: serde_json::Value = match self.dir.read(META).await {
+            Ok(Some(bytes)) => serde_json::from_slice(&bytes).unwrap_or_default(),
+            _ => serde_json::Value::Null,
+        };
+        let name = value.get("name").and_then(|n| n.as_str()).filter(|n| n.len() <= 200).map_or_else(|| self.id.clone(), str::to_string);
+        let source = value.get("source").and_then(|s| serde_json::from_value(s.clone()).ok()).unwrap_or(ModelSource::Url { url: String::new() });
+        StoredModel { id: self.id.clone(), name, source, total_size: 0, stored_bytes: 0, status: StoreStatus::Damaged, problem: Some(problem) }
     }
 }
 

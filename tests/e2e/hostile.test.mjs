@@ -1,0 +1,194 @@
+// Hostile input, end to end in headless Chromium: a manifest that claims an
+// absurd size, a store entry such a manifest once left behind, chat text that
+// would make the page fetch from elsewhere, and a site framing the app. Each
+// ends with the same page working normally (the demo model chats).
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startServer } from '../server.mjs';
+import { collectErrors, useDistAndBrowser } from './browser.mjs';
+
+const LOAD_TIMEOUT = 180_000;
+const HUGE = 2 ** 53;
+const ZEROS = '0'.repeat(64);
+const env = await useDistAndBrowser();
+
+/** A second origin serving `files` (name → text) with CORS, for the test's duration. */
+async function otherOrigin(files) {
+  const root = await mkdtemp(join(tmpdir(), 'sprig-hostile-'));
+  for (const [name, text] of Object.entries(files)) await writeFile(join(root, name), text);
+  const server = await startServer({ root, cors: true });
+  return { server, close: async () => { await server.close(); await rm(root, { recursive: true, force: true }); } };
+}
+
+async function openModels(page) {
+  const panel = page.getByTestId('models-panel');
+  if (!(await panel.evaluate((d) => d.open))) await panel.locator('summary').click();
+}
+
+/** Loads the demo model (the picker's default) and returns its greedy 8-token reply. */
+async function demoChats(page) {
+  await page.getByTestId('model-select').selectOption({ index: 0 });
+  await page.getByTestId('model-load').click();
+  await page.getByTestId('model-ready').waitFor({ timeout: LOAD_TIMEOUT });
+  await page.getByTestId('settings').click();
+  for (const [id, value] of Object.entries({ temperature: 0, 'max-tokens': 8 })) {
+    await page.getByTestId(id).fill(String(value));
+    await page.getByTestId(id).dispatchEvent('change');
+  }
+  await page.getByTestId('new-chat').click();
+  await page.getByTestId('composer').fill('What is the capital of France?');
+  await page.getByTestId('composer').press('Enter');
+  await page.getByTestId('reply-stats').first().waitFor({ timeout: 120_000 });
+  const reply = await page.locator('[data-testid="message-assistant"] .md').first().textContent();
+  assert.ok(reply.trim().length > 0, 'the demo model answered');
+  return reply;
+}
+
+test('a manifest whose shard claims 2^53 bytes is refused, naming the field; nothing is stored and the demo then chats', async () => {
+  const manifest = { name: 'huge', format: 'gguf', total_size: HUGE, shards: [{ url: 'x.gguf', size: HUGE, sha256: ZEROS }] };
+  const origin = await otherOrigin({ 'manifest.json': JSON.stringify(manifest) });
+  const context = await env.browser.newContext();
+  try {
+    const page = await context.newPage();
+    const errors = collectErrors(page);
+    await page.goto(env.server.url + '/');
+    await page.getByTestId('model-select').selectOption('custom');
+    await page.getByTestId('model-url').fill(`${origin.server.url}/manifest.json`);
+    await page.getByTestId('model-load').click();
+    const failed = page.getByTestId('model-failed');
+    await failed.waitFor({ timeout: 60_000 });
+    assert.match(await failed.textContent(), /total_size is 9007199254740992 bytes/);
+    // Nothing was recorded: the store lists no entry for it, after a reload too.
+    await page.reload();
+    await openModels(page);
+    await page.getByTestId('storage-usage').waitFor();
+    assert.equal(await page.locator('[data-testid="stored-model"][data-state="damaged"]').count(), 0);
+    assert.equal(await page.locator(`[data-testid="stored-model"][data-url="${origin.server.url}/manifest.json"]`).count(), 0);
+    await demoChats(page);
+    assert.deepEqual(errors.filter((e) => /panicked|unreachable|RuntimeError/.test(e)), []);
+  } finally {
+    await context.close();
+    await origin.close();
+  }
+});
+
+test('a store entry that claims 2^53 bytes (left by an older version) is listed as damaged with Delete; after deleting it the demo chats', async () => {
+  const context = await env.browser.newContext();
+  try {
+    const page = await context.newPage();
+    const errors = collectErrors(page);
+    await page.goto(env.server.url + '/');
+    // What Sprig before this check saved for the manifest above.
+    await page.evaluate(async ({ huge, zeros }) => {
+      const root = await navigator.storage.getDirectory();
+      const models = await root.getDirectoryHandle('sprig-models', { create: true });
+      const dir = await models.getDirectoryHandle('bricked', { create: true });
+      const file = await dir.getFileHandle('meta.json', { create: true });
+      const w = await file.createWritable();
+      await w.write(JSON.stringify({
+        name: 'huge', source: { type: 'manifest', url: 'http://127.0.0.1:9/manifest.json' },
+        total_size: huge, shards: [{ key: zeros, size: huge, sha256: zeros }], etag: null, manifest: null,
+      }));
+      await w.close();
+    }, { huge: HUGE, zeros: ZEROS });
+    // Every start lists the store: the page must come up with the list.
+    await page.reload();
+    await openModels(page);
+    const row = page.locator('[data-testid="stored-model"][data-state="damaged"]');
+    await row.waitFor({ timeout: 30_000 });
+    assert.match(await row.getByTestId('model-state').textContent(), /Damaged: .*shard 1 a size of 9007199254740992 bytes.*Delete it/);
+    assert.equal(await row.getByTestId('models-load').count(), 0, 'a damaged entry cannot be loaded');
+    await row.getByTestId('model-delete').click();
+    await row.waitFor({ state: 'detached', timeout: 30_000 });
+    const left = await page.evaluate(async () => {
+      const models = await (await navigator.storage.getDirectory()).getDirectoryHandle('sprig-models');
+      const names = [];
+      for await (const name of models.keys()) names.push(name);
+      return names;
+    });
+    assert.ok(!left.includes('bricked'), `the entry's folder is gone: ${left}`);
+    await demoChats(page);
+    assert.deepEqual(errors.filter((e) => /panicked|unreachable|RuntimeError/.test(e)), []);
+  } finally {
+    await context.close();
+  }
+});
+
+test('a reply cannot make the page fetch from elsewhere: an image becomes a link, nothing is requested', async () => {
+  const origin = await otherOrigin({ 'pixel.png': 'not really a png' });
+  const context = await env.browser.newContext();
+  try {
+    const page = await context.newPage();
+    const requested = [];
+    page.on('request', (r) => { if (r.url().startsWith(origin.server.url)) requested.push(r.url()); });
+    await page.goto(env.server.url + '/');
+    await page.getByTestId('new-chat').click();
+    await page.getByTestId('composer').waitFor();
+    // A reply as a model could write it, saved as the app saves conversations.
+    const img = `${origin.server.url}/pixel.png?q=the-chat`;
+    const reply = `look ![the chat](${img}) <img src="${img}"> <video src="${img}"></video> [widget](/?embed=1&model=x)`;
+    await page.evaluate(async (content) => {
+      const db = await new Promise((resolve, reject) => {
+        const r = indexedDB.open('sprig', 1);
+        r.onupgradeneeded = () => r.result.createObjectStore('conversations');
+        r.onsuccess = () => resolve(r.result);
+        r.onerror = () => reject(r.error);
+      });
+      const c = { id: 'c-hostile', title: 'Hostile reply', updated: Date.now() + 60_000,
+        entries: [{ role: 'user', content: 'hi' }, { role: 'assistant', content }] };
+      await new Promise((resolve, reject) => {
+        const tx = db.transaction('conversations', 'readwrite');
+        tx.objectStore('conversations').put(JSON.stringify(c), c.id);
+        tx.oncomplete = resolve;
+        tx.onerror = () => reject(tx.error);
+      });
+      db.close();
+    }, reply);
+    await page.reload();
+    await page.getByTestId('history-item').filter({ hasText: 'Hostile reply' }).click();
+    const message = page.locator('[data-testid="message-assistant"] .md').first();
+    await message.waitFor();
+    assert.equal(await message.locator('img, video').count(), 0, 'no image or video element');
+    assert.equal(await message.locator(`a[href="${img}"]`).textContent(), 'the chat');
+    assert.equal(await message.locator('a[href*="embed"]').count(), 0, 'no link to the widget view');
+    await page.waitForTimeout(500);
+    assert.deepEqual(requested, []);
+    assert.deepEqual(origin.server.requests.map((r) => r.path), []);
+  } finally {
+    await context.close();
+    await origin.close();
+  }
+});
+
+test('another site cannot frame the full app; the widget view may be framed', async () => {
+  const host = `<!doctype html><iframe id="app" src="${env.server.url}/"></iframe>` +
+    `<iframe id="widget" src="${env.server.url}/?embed=1&title=Framed"></iframe>`;
+  const origin = await otherOrigin({ 'host.html': host });
+  const context = await env.browser.newContext();
+  try {
+    const page = await context.newPage();
+    await page.goto(`${origin.server.url}/host.html`);
+    await page.frameLocator('#widget').getByTestId('embed').waitFor({ timeout: 30_000 });
+    await page.waitForTimeout(1000);
+    assert.equal(await page.frameLocator('#app').getByTestId('new-chat').count(), 0, 'the full app did not start framed');
+    // Served without the frame-ancestors header (a host that does not send
+    // it), the app itself refuses to run framed.
+    const strip = await context.newPage();
+    await strip.route(`${env.server.url}/`, async (route) => {
+      const response = await route.fetch();
+      const headers = { ...response.headers() };
+      delete headers['content-security-policy'];
+      await route.fulfill({ response, headers });
+    });
+    await strip.goto(`${origin.server.url}/host.html`);
+    await strip.frameLocator('#app').getByTestId('framed').waitFor({ timeout: 30_000 });
+    assert.equal(await strip.frameLocator('#app').getByTestId('new-chat').count(), 0);
+  } finally {
+    await context.close();
+    await origin.close();
+  }
+});

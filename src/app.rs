@@ -16,7 +16,7 @@ use crate::controller::Controller;
 use crate::embed::{EmbedApp, EmbedConfig};
 
 /// Whether this page runs inside another page's frame.
-fn framed() -> bool {
+pub(crate) fn framed() -> bool {
     let w = window();
     match w.top() {
         Ok(Some(top)) => !js_sys::Object::is(top.as_ref(), w.as_ref()),

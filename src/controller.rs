@@ -105,6 +105,9 @@ pub enum ReplyEnd {
 
 type ReplyListener = Rc<dyn Fn(u64, ReplyEnd)>;
 
+/// How often a streaming reply is saved, in milliseconds.
+const SAVE_EVERY_MS: f64 = 1_000.0;
+
 /// The app's state and actions; `Copy`, shared through Leptos context.
 #[derive(Clone, Copy)]
 pub struct Controller {
@@ -142,6 +145,9 @@ pub struct Controller {
     turn: StoredValue<u64>,
     /// The text of the reply in progress, whatever happens to the conversation.
     reply_text: StoredValue<String>,
+    /// When the conversation was last saved (ms), to save a streaming reply
+    /// at most every [`SAVE_EVERY_MS`].
+    saved_at: StoredValue<f64>,
     on_reply_end: StoredValue<Vec<ReplyListener>, LocalStorage>,
     /// Whether conversations are restored from and saved to IndexedDB.
     keep_history: bool,
@@ -188,6 +194,7 @@ impl Controller {
             client: StoredValue::new_local(None),
             turn: StoredValue::new(0),
             reply_text: StoredValue::new(String::new()),
+            saved_at: StoredValue::new(0.0),
             on_reply_end: StoredValue::new_local(Vec::new()),
             keep_history,
         };
@@ -274,6 +281,7 @@ impl Controller {
         if conversation.entries.is_empty() {
             return;
         }
+        self.saved_at.set_value(now_ms());
         let (id, title) = (conversation.id.clone(), conversation.title.clone());
         self.history.update(|h| {
             h.retain(|(i, _)| *i != id);
@@ -455,6 +463,8 @@ impl Controller {
                 c.retitle();
             }
         });
+        // Saved at once: a crash or a closed tab must not lose what was typed.
+        self.persist();
         self.generate()
     }
 
@@ -579,6 +589,10 @@ impl Controller {
                             last.content.push_str(&text);
                         }
                     });
+                    // The reply so far, saved now and then as it streams.
+                    if now_ms() - self.saved_at.get_value() >= SAVE_EVERY_MS {
+                        self.persist();
+                    }
                 }
             }
             Event::Done { turn, stats } => {
@@ -613,6 +627,8 @@ impl Controller {
                         }
                     });
                     self.end_reply(ReplyEnd::Failed(message.clone()));
+                    // Keeps the partial reply (or drops the empty one) in the saved copy.
+                    self.persist();
                 }
                 self.error.set(Some(message));
             }

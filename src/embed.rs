@@ -5,22 +5,31 @@
 //! The query carries what the embedding page chose: `model` (a manifest or
 //! GGUF URL, loaded at once: from the model store when it is there),
 //! `title`, `theme` (`auto`, `light`, `dark`), `system` (system prompt),
-//! `max_tokens`, `temperature`, and `parent`, the embedding page's origin.
+//! `max_tokens`, `temperature`, `parent`, the embedding page's origin, and
+//! `nonce`, a random value of embed.js's.
 //!
 //! The bridge accepts a message only when it comes from the parent window
-//! *and* from that origin, and posts only to that origin (never `"*"`):
+//! *and* from that origin, and posts only to that origin (never `"*"`), with
+//! embed.js's `nonce` in every message (embed.js drops messages without it,
+//! so a page framing the widget on its own cannot pass as it):
 //!
 //! | direction | message |
 //! |---|---|
 //! | page → widget | `{type: "sprig:ask", id, text}`: send `text` as the user's message (queued until the model is ready and no reply is running) |
 //! | widget → page | `{type: "sprig:hello", v: 1}`: the bridge listens (posted once, at start) |
-//! | widget → page | `{type: "sprig:ready", model}`: the model is loaded |
+//! | widget → page | `{type: "sprig:ready", model, url}`: the model (its name, and the URL loaded, which embed.js checks is its `data-model`) is loaded |
 //! | widget → page | `{type: "sprig:reply", id, text}`: the whole reply to ask `id` |
 //! | widget → page | `{type: "sprig:error", id?, message}`: ask `id` failed, or (no `id`) the model did |
 //! | widget → page | `{type: "sprig:close"}`: the user closed the chat (× or Escape) |
 //!
 //! Conversations in the widget live only in its page ([`Controller::ephemeral`]):
 //! the embedding site never sees the app's history, nor the app the widget's.
+//! A host's asks join the widget's one conversation, beside what the user
+//! types there: the model reads both, so a host page can have it repeat what
+//! the user wrote in the widget (the README says so under Widget).
+//!
+//! Opened as a top-level page (a link, not embed.js's frame), the widget
+//! downloads nothing before the user clicks "Download and load".
 //!
 //! On another site's page the widget is a third-party frame: browsers that
 //! partition storage give it a store of its own per embedding site; those that
@@ -34,6 +43,7 @@ use std::rc::Rc;
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use sprig_protocol::ModelSource;
 use wasm_bindgen::prelude::*;
 
 use crate::components::banners::Banners;
@@ -84,6 +94,9 @@ pub struct EmbedConfig {
     /// The embedding page's origin, when it is a valid http(s) origin: the
     /// only origin the bridge listens to and posts to. `None`: no bridge.
     pub parent: Option<String>,
+    /// embed.js's random nonce (16 to 64 letters and digits), echoed in
+    /// every bridge message.
+    pub nonce: Option<String>,
     /// A system prompt for every conversation.
     pub system_prompt: Option<String>,
     /// The longest reply, in tokens.
@@ -106,6 +119,7 @@ impl EmbedConfig {
                 "title" if !v.is_empty() => c.title = v.chars().take(80).collect(),
                 "theme" => c.theme = Theme::parse(v),
                 "parent" if is_origin(v) => c.parent = Some(v.to_string()),
+                "nonce" if (16..=64).contains(&v.len()) && v.chars().all(|c| c.is_ascii_alphanumeric()) => c.nonce = Some(v.to_string()),
                 "system" if !v.is_empty() => c.system_prompt = Some(v.to_string()),
                 "max_tokens" => c.max_tokens = v.parse().ok().filter(|n| (1..=4096).contains(n)),
                 "temperature" => c.temperature = v.parse().ok().filter(|t: &f64| (0.0..=2.0).contains(t)),
@@ -193,6 +207,8 @@ pub enum Outbound {
     Ready {
         /// Its name.
         model: String,
+        /// The URL it was loaded from (embed.js checks it is its `data-model`).
+        url: String,
     },
     /// The whole reply to an ask.
     #[serde(rename = "sprig:reply")]
@@ -236,6 +252,8 @@ struct Asks {
 struct Bridge {
     parent: web_sys::Window,
     origin: String,
+    /// embed.js's nonce, echoed in every message.
+    nonce: Option<String>,
     asks: RefCell<Asks>,
 }
 
@@ -247,12 +265,17 @@ impl Bridge {
         if js_sys::Object::is(parent.as_ref(), window().as_ref()) {
             return None; // not in a frame
         }
-        Some(Rc::new(Self { parent, origin, asks: RefCell::default() }))
+        Some(Rc::new(Self { parent, origin, nonce: config.nonce.clone(), asks: RefCell::default() }))
     }
 
     fn post(&self, message: &Outbound) {
         let Ok(json) = serde_json::to_string(message) else { return };
         let Ok(value) = js_sys::JSON::parse(&json) else { return };
+        // embed.js takes only messages carrying the nonce it put in this
+        // frame's address, which another page framing the widget cannot know.
+        if let Some(nonce) = &self.nonce {
+            let _ = js_sys::Reflect::set(&value, &"nonce".into(), &nonce.into());
+        }
         // Delivered only if the parent still shows a page of that origin.
         let _ = self.parent.post_message(&value, &self.origin);
     }
@@ -395,7 +418,11 @@ fn start_bridge(ctl: Controller, bridge: Rc<Bridge>, has_model: bool) {
             let now = match ctl.model.get() {
                 ModelState::Ready(m) => {
                     if was != Some("ready") {
-                        bridge.post(&Outbound::Ready { model: m.name });
+                        let url = match ctl.active.get_untracked() {
+                            Some(ModelSource::Manifest { url } | ModelSource::Url { url }) => url,
+                            _ => String::new(),
+                        };
+                        bridge.post(&Outbound::Ready { model: m.name, url });
                     }
                     "ready"
                 }
@@ -415,6 +442,12 @@ fn start_bridge(ctl: Controller, bridge: Rc<Bridge>, has_model: bool) {
     bridge.post(&Outbound::Hello { v: BRIDGE_VERSION });
 }
 
+/// Whether the widget runs in a frame (as embed.js opens it), not as a
+/// top-level page.
+fn framed_now() -> bool {
+    crate::app::framed()
+}
+
 /// The compact model line: progress while loading, the model's name once ready.
 #[component]
 fn EmbedModelStatus(
@@ -422,9 +455,13 @@ fn EmbedModelStatus(
     model: Option<String>,
     /// Set when the browser denies this page storage.
     blocked: ReadSignal<bool>,
+    /// Starts loading the model (opened as a top-level page, the widget
+    /// waits for a click on it).
+    start: Callback<()>,
 ) -> impl IntoView {
     let ctl = expect_context::<Controller>();
     let has_model = model.is_some();
+    let shown = model.clone().unwrap_or_default();
     let retry = move || {
         if let Some(url) = model.clone() {
             ctl.load(url);
@@ -442,6 +479,14 @@ fn EmbedModelStatus(
                 ModelState::Idle if !has_model => view! {
                     <p class="muted" data-testid="model-none">"No model is configured: the page embedding this chat sets one with data-model."</p>
                 }.into_any(),
+                ModelState::Idle if !framed_now() => {
+                    let url = shown.clone();
+                    view! {
+                        <p class="muted" data-testid="model-consent">"This link asks Sprig to download the model at "
+                            <code>{url}</code>" and run it on this device. "
+                            <button data-testid="model-consent-load" on:click=move |_| start.run(())>"Download and load"</button></p>
+                    }.into_any()
+                }
                 ModelState::Idle => view! { <p class="muted">"Starting…"</p> }.into_any(),
                 ModelState::Loading { stage, done, total, since_ms, now_ms, rate, eta_s } => {
                     let what = match stage {
@@ -506,15 +551,26 @@ pub fn EmbedApp(
     });
     dress_document(&config);
     let (blocked, set_blocked) = signal(false);
-    if let Some(url) = config.model.clone() {
-        leptos::task::spawn_local(async move {
-            if storage_available().await {
-                ctl.load(url); // from the store when it is there; queued until the worker is up
-            } else {
-                set_blocked.set(true);
-                ctl.model.set(ModelState::Failed(STORAGE_BLOCKED.into())); // the bridge tells the page
+    let start = Callback::new({
+        let model = config.model.clone();
+        move |()| {
+            if let Some(url) = model.clone() {
+                leptos::task::spawn_local(async move {
+                    if storage_available().await {
+                        ctl.load(url); // from the store when it is there; queued until the worker is up
+                    } else {
+                        set_blocked.set(true);
+                        ctl.model.set(ModelState::Failed(STORAGE_BLOCKED.into())); // the bridge tells the page
+                    }
+                });
             }
-        });
+        }
+    });
+    // Framed by a page (embed.js), the widget loads its model at once. Opened
+    // as a top-level page (a link from anywhere), it downloads nothing
+    // before a click.
+    if framed_now() {
+        start.run(());
     }
     let bridge = Bridge::connect(&config);
     let framed = bridge.is_some();
@@ -555,7 +611,7 @@ pub fn EmbedApp(
                     <button class="embed-close" data-testid="embed-close" aria-label="Close the chat" title="Close (Esc)" on:click=close>"×"</button>
                 })}
             </header>
-            <EmbedModelStatus model=config.model.clone() blocked />
+            <EmbedModelStatus model=config.model.clone() blocked start />
             <Banners />
             <div class="embed-scroll" node_ref=scroller on:scroll=on_scroll>
                 <ConversationView empty_hint="Ask anything. Enter sends, Shift+Enter starts a new line." />
@@ -600,6 +656,11 @@ mod tests {
         assert_eq!((c.system_prompt.as_deref(), c.max_tokens, c.temperature), (Some("Be brief."), Some(64), Some(0.0)));
         let c = config(&[("embed", "1"), ("theme", "purple"), ("max_tokens", "0"), ("temperature", "9"), ("parent", "*")]).unwrap();
         assert_eq!((c.theme, c.max_tokens, c.temperature, c.parent), (Theme::Auto, None, None, None));
+        let nonce = |v: &str| config(&[("embed", "1"), ("nonce", v)]).unwrap().nonce;
+        assert_eq!(nonce("0123456789abcdef0123").as_deref(), Some("0123456789abcdef0123"));
+        for bad in ["short", "0123456789abcdef'><", &"a".repeat(65)] {
+            assert_eq!(nonce(bad), None, "{bad}");
+        }
     }
 
     #[test]
@@ -627,6 +688,7 @@ mod tests {
     fn outbound_messages_are_tagged() {
         let json = |m: &Outbound| serde_json::to_string(m).unwrap();
         assert_eq!(json(&Outbound::Hello { v: 1 }), r#"{"type":"sprig:hello","v":1}"#);
+        assert_eq!(json(&Outbound::Ready { model: "m".into(), url: "https://s/m.json".into() }), r#"{"type":"sprig:ready","model":"m","url":"https://s/m.json"}"#);
         assert_eq!(json(&Outbound::Reply { id: Value::from(3), text: "Hello".into() }), r#"{"type":"sprig:reply","id":3,"text":"Hello"}"#);
         assert_eq!(json(&Outbound::Error { id: None, message: "x".into() }), r#"{"type":"sprig:error","message":"x"}"#);
         assert_eq!(json(&Outbound::Close), r#"{"type":"sprig:close"}"#);

@@ -303,9 +303,10 @@ export async function startServer({ root, port = 0, host = '127.0.0.1', cors = f
       etag,
       'last-modified': lastModified,
     };
-    // Pages: only the widget view (`?embed=1`) may be framed, by any site;
-    // the full app by none (the app refuses to run framed in any case).
-    if (extname(file) === '.html') {
+    // The app's page: only the widget view (`?embed=1`) may be framed, by any
+    // site; the full app by none (the app refuses to run framed in any case).
+    // Other pages (the tests' host sites) are left alone.
+    if (file.endsWith(`${sep}index.html`)) {
       const embed = new URL(req.url, 'http://host').searchParams.get('embed') === '1';
       headers['content-security-policy'] = `frame-ancestors ${embed ? '*' : "'none'"}`;
     }

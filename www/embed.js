@@ -21,7 +21,12 @@
  * "error" (detail.message), "open", "close".
  *
  * Messages go to the iframe with targetOrigin = Sprig's origin, and are taken
- * from it only when they come from that iframe's window and Sprig's origin.
+ * from it only when they come from that iframe's window and Sprig's origin
+ * and carry the random nonce this script put in the iframe's address; a
+ * "ready" counts only for the model of data-model. The script must run from
+ * its own <script> tag (document.currentScript): otherwise it adds nothing.
+ * The host's asks join the chat's one conversation, which the model reads
+ * whole: a host can have it repeat what the user wrote in the chat.
  */
 (() => {
   'use strict';
@@ -29,10 +34,11 @@
     console.warn('Sprig: embed.js is already on this page');
     return;
   }
-  const script = document.currentScript
-    ?? [...document.querySelectorAll('script[src]')].find((s) => /\/embed\.js(?:[?#]|$)/.test(s.src));
-  if (!script) {
-    console.error('Sprig: cannot find the embed.js script tag');
+  // Only this script's own tag says where Sprig is and which model to load:
+  // guessing (the first …/embed.js on the page) could pick another site's.
+  const script = document.currentScript;
+  if (!script || !script.src) {
+    console.error('Sprig: embed.js must be loaded by its own <script src> tag (document.currentScript is not set); nothing was added');
     return;
   }
   const src = new URL(script.src, location.href);
@@ -52,7 +58,10 @@
   const theme = oneOf(data('theme'), ['auto', 'light', 'dark']);
   const parent = location.origin; // "null" for file: pages and sandboxed frames: no bridge then
 
-  const query = new URLSearchParams({ embed: '1', title, theme, parent });
+  // Echoed by the widget in every message: a page framing the widget itself
+  // cannot know it.
+  const nonce = [...crypto.getRandomValues(new Uint8Array(16))].map((b) => b.toString(16).padStart(2, '0')).join('');
+  const query = new URLSearchParams({ embed: '1', title, theme, parent, nonce });
   if (model) query.set('model', model);
   for (const [attr, key] of [['system', 'system'], ['max-tokens', 'max_tokens'], ['temperature', 'temperature']]) {
     if (data(attr)) query.set(key, data(attr));
@@ -177,7 +186,7 @@
   window.addEventListener('message', (event) => {
     if (!frame || event.source !== frame.contentWindow || event.origin !== SPRIG) return;
     const m = event.data;
-    if (!m || typeof m !== 'object' || typeof m.type !== 'string') return;
+    if (!m || typeof m !== 'object' || typeof m.type !== 'string' || m.nonce !== nonce) return;
     switch (m.type) {
       case 'sprig:hello':
         if (connected) {
@@ -189,6 +198,10 @@
         flush();
         break;
       case 'sprig:ready':
+        if (m.url !== model) {
+          console.error(`Sprig: the chat loaded ${m.url}, not the data-model ${model}`);
+          return;
+        }
         ready = true;
         flush();
         emit('ready', { model: String(m.model ?? '') });

@@ -92,5 +92,18 @@ function shellKey(request) {
 async function fromShell(key, request) {
   const cache = await caches.open(CACHE);
   const hit = await cache.match(key);
-  return hit ?? fetch(request);
+  if (!hit) return fetch(request);
+  return key === INDEX ? framedAs(hit, request) : hit;
+}
+
+/**
+ * The page with the frame-ancestors its address calls for, whatever the
+ * cached copy was fetched with: any site may frame the widget view
+ * (`?embed=1`), none the full app.
+ */
+function framedAs(page, request) {
+  const embed = new URL(request.url).searchParams.get('embed') === '1';
+  const headers = new Headers(page.headers);
+  headers.set('content-security-policy', `frame-ancestors ${embed ? '*' : "'none'"}`);
+  return new Response(page.body, { status: page.status, statusText: page.statusText, headers });
 }

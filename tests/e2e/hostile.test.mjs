@@ -5,7 +5,8 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdtemp, rm, utimes, writeFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startServer } from '../server.mjs';
@@ -21,6 +22,7 @@ async function otherOrigin(files) {
   const root = await mkdtemp(join(tmpdir(), 'sprig-hostile-'));
   for (const [name, text] of Object.entries(files)) await writeFile(join(root, name), text);
   const server = await startServer({ root, cors: true });
+  server.root = root;
   return { server, close: async () => { await server.close(); await rm(root, { recursive: true, force: true }); } };
 }
 
@@ -187,6 +189,85 @@ test('another site cannot frame the full app; the widget view may be framed', as
     await strip.goto(`${origin.server.url}/host.html`);
     await strip.frameLocator('#app').getByTestId('framed').waitFor({ timeout: 30_000 });
     assert.equal(await strip.frameLocator('#app').getByTestId('new-chat').count(), 0);
+  } finally {
+    await context.close();
+    await origin.close();
+  }
+});
+
+test('a reload mid-reply keeps the message and the reply so far', async () => {
+  const context = await env.browser.newContext();
+  try {
+    const page = await context.newPage();
+    await page.goto(env.server.url + '/');
+    await page.getByTestId('model-load').click();
+    await page.getByTestId('model-ready').waitFor({ timeout: LOAD_TIMEOUT });
+    await page.getByTestId('settings').click();
+    for (const [id, value] of Object.entries({ temperature: 0, 'max-tokens': 400 })) {
+      await page.getByTestId(id).fill(String(value));
+      await page.getByTestId(id).dispatchEvent('change');
+    }
+    await page.getByTestId('new-chat').click();
+    const question = 'Write a long story about a lighthouse keeper and the sea.';
+    await page.getByTestId('composer').fill(question);
+    await page.getByTestId('composer').press('Enter');
+    // Streaming for more than a save interval (1 s), then the tab goes away.
+    await page.locator('[data-live-tokens]').first().waitFor();
+    await page.waitForFunction(() => Number(document.querySelector('[data-live-tokens]')?.getAttribute('data-live-tokens') ?? 0) >= 10);
+    await page.waitForTimeout(1500);
+    assert.equal(await page.getByTestId('reply-stats').count(), 0, 'the reply was still streaming');
+    await page.reload();
+    await page.getByTestId('history-item').filter({ hasText: 'Write a long story' }).first().click();
+    assert.equal(await page.getByTestId('message-user').first().textContent(), question);
+    const partial = await page.locator('[data-testid="message-assistant"] .md').first().textContent();
+    assert.ok(partial.trim().split(/\s+/).length >= 5, `the reply so far was kept: ${JSON.stringify(partial)}`);
+  } finally {
+    await context.close();
+  }
+});
+
+test('the widget view opened as a top-level page (a link) downloads nothing before a click', async () => {
+  const manifest = '/models/SmolLM2-135M-Instruct.Q4_1.manifest.json';
+  const context = await env.browser.newContext();
+  try {
+    const page = await context.newPage();
+    const first = env.server.requests.length;
+    await page.goto(`${env.server.url}/?embed=1&model=${encodeURIComponent(env.server.url + manifest)}`);
+    await page.getByTestId('model-consent').waitFor({ timeout: 30_000 });
+    assert.match(await page.getByTestId('model-consent').textContent(), /SmolLM2-135M-Instruct\.Q4_1\.manifest\.json/);
+    await page.waitForTimeout(1500);
+    const modelRequests = () => env.server.requests.slice(first).filter((r) => r.path.startsWith('/models/'));
+    assert.deepEqual(modelRequests().map((r) => r.path), [], 'nothing fetched before the click');
+    await page.getByTestId('model-consent-load').click();
+    await page.getByTestId('model-ready').waitFor({ timeout: LOAD_TIMEOUT });
+    assert.ok(modelRequests().length > 0);
+  } finally {
+    await context.close();
+  }
+});
+
+test('a plain GGUF URL replaced on the server mid-download is refused, not stored as a mix; loading again gets the new file', async () => {
+  const origin = await otherOrigin({});
+  const file = join(origin.server.root ?? '', 'model.gguf');
+  const context = await env.browser.newContext();
+  try {
+    await copyFile(fileURLToPath(new URL('../../models/SmolLM2-135M-Instruct.Q4_1.gguf', import.meta.url)), file);
+    origin.server.setFaults({ delayMs: 20 });
+    const page = await context.newPage();
+    await page.goto(env.server.url + '/');
+    await page.getByTestId('model-select').selectOption('custom');
+    await page.getByTestId('model-url').fill(`${origin.server.url}/model.gguf`);
+    await page.getByTestId('model-load').click();
+    await page.waitForFunction(() => Number(document.querySelector('[data-testid="model-progress"]')?.getAttribute('aria-valuenow') ?? 0) >= 10, null, { timeout: 60_000 });
+    // A new version: same bytes, new modification time, so a new ETag.
+    const later = new Date(Date.now() + 60_000);
+    await utimes(file, later, later);
+    const failed = page.getByTestId('model-failed');
+    await failed.waitFor({ timeout: 60_000 });
+    assert.match(await failed.textContent(), /changed on the server during the download/);
+    origin.server.clearFaults();
+    await page.getByTestId('model-load').click();
+    await page.getByTestId('model-ready').waitFor({ timeout: LOAD_TIMEOUT });
   } finally {
     await context.close();
     await origin.close();

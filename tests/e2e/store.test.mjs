@@ -284,7 +284,8 @@ test('a model larger than the storage quota is refused before downloading', asyn
   const { join } = await import('node:path');
   const { startServer } = await import('../server.mjs');
   const dir = await mkdtemp(join(tmpdir(), 'sprig-huge-'));
-  const huge = 20e12;
+  // Under the 64 GiB any manifest may claim, over this context's quota (10 GiB).
+  const huge = 60e9;
   await writeFile(join(dir, 'huge.manifest.json'), JSON.stringify({
     name: 'Huge', format: 'gguf', total_size: huge,
     shards: [{ url: env.server.url + SINGLE, size: huge, sha256: 'a'.repeat(64) }],
@@ -297,7 +298,7 @@ test('a model larger than the storage quota is refused before downloading', asyn
     await page.getByTestId('model-url').fill(other.url + '/huge.manifest.json');
     await page.getByTestId('model-load').click();
     await page.getByTestId('model-failed').waitFor({ timeout: 30_000 });
-    assert.match(await page.getByTestId('error').textContent(), /not enough storage for Huge: it needs 20000\.00 GB more/);
+    assert.match(await page.getByTestId('error').textContent(), /not enough storage for Huge: it needs 60\.00 GB more/);
     assert.deepEqual(env.server.requests.slice(first).filter((r) => r.path === SINGLE), [], 'nothing was downloaded');
     await openModels(page);
     assert.equal(await page.locator('[data-testid="stored-model"]', { hasText: 'Huge' }).count(), 0);

@@ -346,6 +346,8 @@ test('on another site\'s page, where third-party storage is blocked, the widget 
   assert.equal(url.origin, env.server.url);
   assert.equal(url.searchParams.get('parent'), null);
   assert.equal(url.searchParams.get('model'), env.server.url + MANIFEST);
+  // A top-level widget view downloads only after a click.
+  await tab.getByTestId('model-consent-load').click();
   await tab.getByTestId('model-ready').waitFor({ timeout: LOAD_TIMEOUT });
   assert.equal(await tab.getByTestId('embed-close').count(), 0, 'no parent to close into');
   await tab.getByTestId('composer').fill('Say hi');

@@ -40,7 +40,8 @@ fn demo_model_header_reads() {
 fn wrong_magic_is_a_clear_error() {
     let mut bytes = Cursor::new(b"GGML\x03\x00\x00\x00rest of a file".to_vec());
     let err = ModelInfo::read(&mut bytes).unwrap_err();
-    assert!(matches!(err, GgufError::Header { .. }), "{err:?}");
+    assert!(matches!(err, GgufError::Bounds { ref field, .. } if field == "magic"), "{err:?}");
+    assert!(err.to_string().contains("not a GGUF file"), "{err}");
 }
 
 #[test]
@@ -214,4 +215,31 @@ fn loads_through_a_chunked_source_with_the_same_result() {
     let want: Vec<u32> = serde_json::from_value(fx["ids"].clone()).unwrap();
     let (ids, _) = s.generate(&prompt, SamplingParams::greedy(want.len()), &mut |_| {}).unwrap();
     assert_eq!(ids, want);
+}
+
+/// The bounded header check reads a buffered source in order: the demo's
+/// 49k-token vocabulary must not cost a seek (and a refill of the browser's
+/// 1 MiB read buffer) per token.
+#[test]
+fn the_header_check_keeps_a_read_buffer() {
+    struct Counting<R> {
+        inner: R,
+        seeks: usize,
+    }
+    impl<R: std::io::Read> std::io::Read for Counting<R> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            self.inner.read(buf)
+        }
+    }
+    impl<R: std::io::Seek> std::io::Seek for Counting<R> {
+        fn seek(&mut self, to: std::io::SeekFrom) -> std::io::Result<u64> {
+            self.seeks += 1;
+            self.inner.seek(to)
+        }
+    }
+    let file = std::fs::File::open(common::demo_model()).unwrap();
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, Counting { inner: file, seeks: 0 });
+    sprig_engine::gguf::bounds::check_header(&mut reader).unwrap();
+    let seeks = reader.get_ref().seeks;
+    assert!(seeks < 50, "{seeks} seeks through the buffer");
 }

@@ -52,3 +52,108 @@ fn a_template_output_is_capped() {
     let err = render(&t, "{% for i in range(50000) %}{{ 'x' * 100 }}{% endfor %}").unwrap_err();
     assert!(err.to_string().contains("output passed 1048576 bytes"), "{err}");
 }
+
+/// A GGUF header written by hand (candle's writer refuses some of these).
+#[derive(Default)]
+struct Header {
+    out: Vec<u8>,
+}
+
+impl Header {
+    /// Magic, version 3 and the two counts.
+    fn new(tensors: u64, keys: u64) -> Self {
+        let mut h = Self::default();
+        h.out.extend_from_slice(b"GGUF");
+        h.u32(3).u64(tensors).u64(keys);
+        h
+    }
+    fn u32(&mut self, v: u32) -> &mut Self {
+        self.out.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+    fn u64(&mut self, v: u64) -> &mut Self {
+        self.out.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+    fn str(&mut self, s: &str) -> &mut Self {
+        self.u64(s.len() as u64);
+        self.out.extend_from_slice(s.as_bytes());
+        self
+    }
+    /// A `u32` metadata value.
+    fn key_u32(&mut self, key: &str, v: u32) -> &mut Self {
+        self.str(key).u32(4).u32(v)
+    }
+    /// A tensor entry.
+    fn tensor(&mut self, name: &str, dims: &[u64], dtype: u32, offset: u64) -> &mut Self {
+        self.str(name).u32(dims.len() as u32);
+        for &d in dims {
+            self.u64(d);
+        }
+        self.u32(dtype).u64(offset)
+    }
+    fn bytes(&self) -> Vec<u8> {
+        let mut b = self.out.clone();
+        b.resize(b.len().next_multiple_of(32) + 64, 0);
+        b
+    }
+}
+
+fn open_err(bytes: Vec<u8>) -> String {
+    match GgufFile::open(std::io::Cursor::new(bytes)) {
+        Ok(_) => panic!("a hostile header opened"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn hostile_gguf_headers_are_refused_before_anything_is_allocated_for_them() {
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        // Divides by zero in candle's reader.
+        (Header::new(0, 1).key_u32("general.alignment", 0).bytes(), "general.alignment is 0"),
+        (Header::new(0, 1).key_u32("general.alignment", 48).bytes(), "general.alignment is 48"),
+        // A 2 GiB tensor in a header of a few hundred bytes.
+        (Header::new(1, 0).tensor("blk.0.ffn_up.weight", &[32768, 65536], 0, 0).bytes(), "tensor `blk.0.ffn_up.weight` needs bytes 0 to 8589934592"),
+        (Header::new(1, 0).tensor("t", &[u64::MAX, 2], 0, 0).bytes(), "tensor `t` has more than"),
+        (Header::new(1, 0).tensor("t", &[], 0, 0).bytes(), "tensor `t` has 0 dimensions"),
+        (Header::new(1, 0).tensor("t", &[4, 0], 0, 0).bytes(), "tensor `t` has a dimension of 0"),
+        (Header::new(1, 0).tensor("t", &[31], 2, 0).bytes(), "not whole blocks of 32"),
+        (Header::new(1, 0).tensor("t", &[32], 99, 0).bytes(), "unknown tensor type 99"),
+        (Header::new(1, 0).tensor("t", &[8], 0, u64::MAX - 31).bytes(), "tensor `t` needs bytes"),
+        // Lengths that would be allocated as stated.
+        (Header::new(0, 1).str("general.name").u32(8).u64(1 << 40).bytes(), "general.name is a string of 1099511627776 bytes"),
+        (Header::new(0, 1).str("tokenizer.ggml.tokens").u32(9).u32(8).u64(1 << 40).bytes(), "tokenizer.ggml.tokens is an array of 1099511627776 values"),
+        (Header::new(0, 1).str("tokenizer.ggml.tokens").u32(9).u32(8).u64(100_000).bytes(), "past the end of the file"),
+        (Header::new(u64::MAX, 0).bytes(), "tensor_count is 18446744073709551615"),
+        (Header::new(0, u64::MAX).bytes(), "metadata_kv_count is 18446744073709551615"),
+        (Header::new(0, 1).u64(1 << 50).bytes(), "metadata key 0 is a string of 1125899906842624 bytes"),
+    ];
+    for (bytes, want) in cases {
+        let err = open_err(bytes);
+        assert!(err.contains(want), "{err:?} should say {want:?}");
+    }
+}
+
+#[test]
+fn an_absurd_context_length_is_refused_and_a_long_one_capped() {
+    let meta = SentencePieceModel::parse(MISTRAL_TOKENIZER).unwrap().gguf_metadata();
+    let with_context = |n: usize| {
+        let spec = SyntheticSpec { context_length: n, ..SyntheticSpec::tiny_mistral() };
+        GgufFile::open(std::io::Cursor::new(write_gguf(&spec, &meta).unwrap())).unwrap()
+    };
+    let err = sprig_engine::Session::load(&mut with_context(u32::MAX as usize)).unwrap_err().to_string();
+    assert!(err.contains("context_length") && err.contains("4294967295"), "{err}");
+    let session = sprig_engine::Session::load(&mut with_context(1 << 20)).unwrap();
+    assert_eq!(session.model().config().context_length, sprig_engine::model::MAX_CONTEXT);
+}
+
+#[test]
+fn after_hostile_files_the_same_engine_loads_a_model_and_generates() {
+    let _ = open_err(Header::new(0, 1).key_u32("general.alignment", 0).bytes());
+    let meta = SentencePieceModel::parse(MISTRAL_TOKENIZER).unwrap().gguf_metadata();
+    let bytes = write_gguf(&SyntheticSpec::tiny_mistral(), &meta).unwrap();
+    let mut file = GgufFile::open(std::io::Cursor::new(bytes)).unwrap();
+    let mut session = sprig_engine::Session::load(&mut file).unwrap();
+    let (ids, _) = session.generate(&[1, 1000, 2000], sprig_engine::SamplingParams::greedy(4), &mut |_| {}).unwrap();
+    assert_eq!(ids.len(), 4);
+}

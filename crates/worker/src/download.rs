@@ -114,6 +114,10 @@ pub struct Target {
     pub url: String,
     /// Its writer, positioned on what is already stored.
     pub writer: ShardWriter,
+    /// A plain URL's ETag when its download began: every range is asked with
+    /// `If-Range` and must come back with it, so a file replaced on the
+    /// server mid-download is never stored as a mix of two versions.
+    pub etag: Option<String>,
 }
 
 /// Reports progress: `(stage, bytes done, bytes in all)`.
@@ -121,6 +125,7 @@ pub type Progress<'a> = &'a dyn Fn(LoadStage, u64, u64);
 
 struct Slot {
     url: String,
+    etag: Option<String>,
     writer: Option<ShardWriter>,
     refetched: bool,
 }
@@ -179,11 +184,11 @@ async fn record(dir: &ModelDir, finished: Finished) -> Result<(), DownloadError>
 }
 
 /// Fetches one chunk, retrying transient failures with backoff.
-pub async fn fetch_chunk(url: &str, start: u64, end: u64, ctl: &Control) -> Result<RangeReply, DownloadError> {
+pub async fn fetch_chunk(url: &str, start: u64, end: u64, etag: Option<&str>, ctl: &Control) -> Result<RangeReply, DownloadError> {
     let mut attempt = 1;
     loop {
         ctl.check()?;
-        match fetch::range(url, start, end, &ctl.signal()).await {
+        match fetch::range(url, start, end, etag, &ctl.signal()).await {
             Ok(reply) => return Ok(reply),
             Err(FetchError::Aborted) => return Err(DownloadError::Stopped),
             Err(e) if e.transient() && attempt < MAX_ATTEMPTS => {
@@ -211,7 +216,7 @@ pub async fn run(dir: &ModelDir, targets: Vec<Target>, connections: usize, ctl: 
         let base = before;
         t.writer.hash_stored(&mut |done, _| progress(LoadStage::Verify, base + done, total))?;
         before += t.writer.map().stored_bytes();
-        slots.push(Slot { url: t.url, writer: Some(t.writer), refetched: false });
+        slots.push(Slot { url: t.url, etag: t.etag, writer: Some(t.writer), refetched: false });
     }
     let done = total - slots.iter().filter_map(|s| s.writer.as_ref()).map(|w| w.map().size() - w.map().stored_bytes()).sum::<u64>();
     let state = RefCell::new(State { queue: VecDeque::new(), in_flight: 0, slots, done, total, error: None });
@@ -230,11 +235,18 @@ pub async fn run(dir: &ModelDir, targets: Vec<Target>, connections: usize, ctl: 
     progress(LoadStage::Download, state.borrow().done, total);
     // The first chunk alone: it tells whether the server honours Range.
     let Some((si, ci)) = state.borrow_mut().queue.pop_front() else { return Ok(()) };
-    let (url, start, end) = task_range(&state, si, ci);
-    match fetch_chunk(&url, start, end, ctl).await? {
-        RangeReply::Partial { bytes, .. } => {
+    let (url, start, end, etag) = task_range(&state, si, ci);
+    match fetch_chunk(&url, start, end, etag.as_deref(), ctl).await? {
+        RangeReply::Partial { bytes, etag: got, .. } => {
+            same_version(&url, etag.as_deref(), got.as_deref())?;
             let finished = store(&state, si, ci, &bytes, progress)?;
             record(dir, finished).await?;
+        }
+        // With If-Range, a whole answer is a new version, unless it is the
+        // same one from a server that ignores Range.
+        RangeReply::Whole(body) if etag.is_some() && body.etag != etag => {
+            body.cancel();
+            return Err(changed(&url));
         }
         RangeReply::Whole(body) => return stream_all(dir, &state, si, body, ctl, progress).await,
     }
@@ -247,11 +259,27 @@ pub async fn run(dir: &ModelDir, targets: Vec<Target>, connections: usize, ctl: 
     }
 }
 
-fn task_range(state: &RefCell<State>, si: usize, ci: usize) -> (String, u64, u64) {
+fn task_range(state: &RefCell<State>, si: usize, ci: usize) -> (String, u64, u64, Option<String>) {
     let s = state.borrow();
     let slot = &s.slots[si];
     let (start, end) = slot.writer.as_ref().map_or((0, 0), |w| w.map().range(ci));
-    (slot.url.clone(), start, end)
+    (slot.url.clone(), start, end, slot.etag.clone())
+}
+
+/// The error of a file replaced on the server mid-download.
+fn changed(url: &str) -> DownloadError {
+    DownloadError::Protocol {
+        url: url.to_string(),
+        message: "the file changed on the server during the download (another ETag); load it again to download the new version from the start".into(),
+    }
+}
+
+/// Refuses a range of another version of the file than the one begun.
+fn same_version(url: &str, want: Option<&str>, got: Option<&str>) -> Result<(), DownloadError> {
+    match (want, got) {
+        (Some(want), Some(got)) if want != got => Err(changed(url)),
+        _ => Ok(()),
+    }
 }
 
 /// Stores a ranged chunk, and finishes its shard when that was the last one.
@@ -285,9 +313,13 @@ async fn connection(dir: &ModelDir, state: &RefCell<State>, ctl: &Control, progr
             fetch::sleep(50).await;
             continue;
         };
-        let (url, start, end) = task_range(state, si, ci);
-        let outcome = match fetch_chunk(&url, start, end, ctl).await {
-            Ok(RangeReply::Partial { bytes, .. }) => store(state, si, ci, &bytes, progress),
+        let (url, start, end, etag) = task_range(state, si, ci);
+        let outcome = match fetch_chunk(&url, start, end, etag.as_deref(), ctl).await {
+            Ok(RangeReply::Partial { bytes, etag: got, .. }) => same_version(&url, etag.as_deref(), got.as_deref()).and_then(|()| store(state, si, ci, &bytes, progress)),
+            Ok(RangeReply::Whole(body)) if etag.is_some() && body.etag != etag => {
+                body.cancel();
+                Err(changed(&url))
+            }
             Ok(RangeReply::Whole(_)) => {
                 Err(DownloadError::Protocol { url: url.clone(), message: "the server stopped honouring Range requests".into() })
             }
@@ -326,9 +358,9 @@ async fn stream_all(dir: &ModelDir, state: &RefCell<State>, si: usize, first: Wh
             let body = match pending.take() {
                 Some(b) => Ok(b),
                 None => {
-                    let (url, _, _) = task_range(state, index, 0);
+                    let (url, _, _, _) = task_range(state, index, 0);
                     let size = state.borrow().slots[index].writer.as_ref().map_or(0, |w| w.map().size());
-                    match fetch_chunk(&url, 0, size.max(1), ctl).await {
+                    match fetch_chunk(&url, 0, size.max(1), None, ctl).await {
                         Ok(RangeReply::Whole(b)) => Ok(b),
                         Ok(RangeReply::Partial { .. }) => Err(DownloadError::Protocol { url, message: "the server answered a whole-file request with a range".into() }),
                         Err(e) => Err(e),

@@ -61,7 +61,13 @@ fn scope() -> WorkerGlobalScope {
     js_sys::global().unchecked_into()
 }
 
-async fn request(url: &str, range: Option<String>, signal: Option<&AbortSignal>) -> Result<Response, FetchError> {
+/// Whether `url` is on the worker's own origin.
+fn same_origin(url: &str) -> bool {
+    let here = scope().location();
+    web_sys::Url::new_with_base(url, &here.href()).is_ok_and(|u| u.origin() == here.origin())
+}
+
+async fn request(url: &str, range: Option<String>, if_range: Option<&str>, signal: Option<&AbortSignal>) -> Result<Response, FetchError> {
     let aborted = || signal.is_some_and(AbortSignal::aborted);
     let net = |e: &JsValue| if aborted() { FetchError::Aborted } else { FetchError::Network { url: url.to_string(), message: js_message(e) } };
     let init = RequestInit::new();
@@ -69,6 +75,12 @@ async fn request(url: &str, range: Option<String>, signal: Option<&AbortSignal>)
     if let Some(range) = range {
         let headers = Headers::new().map_err(|e| net(&e))?;
         headers.set("range", &range).map_err(|e| net(&e))?;
+        // If-Range is not a CORS-safelisted header: cross-origin it would
+        // need every host to allow it in a preflight, so there the caller's
+        // check of each answer's ETag does the same work.
+        if let Some(etag) = if_range.filter(|_| same_origin(url)) {
+            headers.set("if-range", etag).map_err(|e| net(&e))?;
+        }
         init.set_headers(&headers);
     }
     if let Some(s) = signal {
@@ -91,7 +103,7 @@ async fn request(url: &str, range: Option<String>, signal: Option<&AbortSignal>)
 pub async fn text(url: &str, max: usize) -> Result<String, FetchError> {
     let net = |e: JsValue| FetchError::Network { url: url.to_string(), message: js_message(&e) };
     let too_long = |n: f64| FetchError::Body { url: url.to_string(), message: format!("the answer is {n} bytes long; at most {max} are read") };
-    let resp = request(url, None, None).await?;
+    let resp = request(url, None, None, None).await?;
     if let Some(n) = header(&resp, "content-length").and_then(|v| v.trim().parse::<f64>().ok()) {
         if n > max as f64 {
             return Err(too_long(n));
@@ -191,12 +203,13 @@ pub fn content_range(value: &str) -> Option<(u64, u64, Option<u64>)> {
     (first <= last && total.is_none_or(|t| last < t)).then_some((first, last, total))
 }
 
-/// Fetches bytes `[start, end)` of `url`.
+/// Fetches bytes `[start, end)` of `url`; with `if_range` (an ETag), only
+/// from that version of the file (another version answers whole, `200`).
 ///
 /// # Errors
 /// [`FetchError`]: network failures, error statuses, a cut or wrong-length body.
-pub async fn range(url: &str, start: u64, end: u64, signal: &AbortSignal) -> Result<RangeReply, FetchError> {
-    let resp = request(url, Some(format!("bytes={start}-{}", end - 1)), Some(signal)).await?;
+pub async fn range(url: &str, start: u64, end: u64, if_range: Option<&str>, signal: &AbortSignal) -> Result<RangeReply, FetchError> {
+    let resp = request(url, Some(format!("bytes={start}-{}", end - 1)), if_range, Some(signal)).await?;
     let etag = header(&resp, "etag");
     if resp.status() == 200 {
         let encoded = header(&resp, "content-encoding").is_some_and(|e| e != "identity");

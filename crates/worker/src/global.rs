@@ -191,7 +191,7 @@ fn manifest_shards(url: &str, json: &str) -> Result<(StoreMeta, Vec<String>), Ev
 /// The single "shard" of a plain GGUF URL: its size and ETag from a one-byte
 /// range request. A changed file (other size or ETag) discards a partial copy.
 async fn url_meta(dir: Option<&ModelDir>, url: &str, known: Option<StoreMeta>, ctl: &Control) -> Result<StoreMeta, Event> {
-    let (size, etag) = match download::fetch_chunk(url, 0, 4, ctl).await.map_err(download_error)? {
+    let (size, etag) = match download::fetch_chunk(url, 0, 4, None, ctl).await.map_err(download_error)? {
         // Refuse a file that is not GGUF before downloading all of it.
         fetch::RangeReply::Partial { bytes, .. } if bytes != b"GGUF" => {
             return Err(error(
@@ -302,7 +302,10 @@ async fn fetch_to_store(store: &ModelStore, source: &ModelSource, connections: u
             _ => ChunkMap::new(shard.size).map_err(|e| error(ErrorKind::BadModel, e.to_string()))?,
         };
         let writer = dir.writer(shard, map).await.map_err(|e| storage_error(&e))?;
-        targets.push(download::Target { url, writer });
+        // Ranges of a plain URL must come from the version begun (a strong
+        // ETag; a weak one cannot be used with If-Range).
+        let etag = meta.etag.clone().filter(|e| !e.starts_with("W/"));
+        targets.push(download::Target { url, writer, etag });
     }
     if !targets.is_empty() {
         let progress = progress_poster();

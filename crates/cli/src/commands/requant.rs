@@ -212,6 +212,7 @@ fn open_shards(input: &Path) -> Result<Vec<(Content, BufReader<File>)>, RequantE
         let read = |source| RequantError::Read { path: path.clone(), source };
         let file = File::open(&path).map_err(|source| RequantError::Io { action: "open", path: path.clone(), source })?;
         let mut reader = BufReader::with_capacity(1 << 20, file);
+        sprig_engine::gguf::bounds::check_header(&mut reader).map_err(read)?;
         let content = Content::read(&mut reader).map_err(|source| read(GgufError::Header { source }))?;
         reader.rewind().map_err(|source| read(GgufError::Io { what: "the header again".into(), source }))?;
         let no = Metadata(&content.metadata).opt_u64("split.no").map_err(read)?.unwrap_or(0);

@@ -55,6 +55,7 @@ impl<R: Read + Seek> GgufFile<R> {
         let given = readers.len();
         let mut shards = Vec::with_capacity(given);
         for mut reader in readers {
+            super::bounds::check_header(&mut reader)?;
             let content = Content::read(&mut reader).map_err(|source| GgufError::Header { source })?;
             shards.push(Shard { content, reader });
         }

@@ -36,6 +36,7 @@ impl ModelInfo {
     /// [`GgufError::Header`] when the source is not a readable GGUF file; as
     /// [`ModelInfo::from_parts`] for the metadata.
     pub fn read<R: Read + Seek>(reader: &mut R) -> Result<Self, GgufError> {
+        super::bounds::check_header(reader)?;
         let content = Content::read(reader).map_err(|source| GgufError::Header { source })?;
         Self::from_parts(Metadata(&content.metadata), content.tensor_infos.values())
     }

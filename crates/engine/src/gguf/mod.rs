@@ -2,6 +2,7 @@
 //! tensor, from one file or from gguf-split shards; and writing a model as
 //! gguf-split shards ([`split`]).
 
+pub mod bounds;
 mod file;
 mod info;
 mod meta;
@@ -24,6 +25,15 @@ pub enum GgufError {
         /// What the parser said, with the offset or key where it stopped.
         #[source]
         source: candle_core::Error,
+    },
+    /// The header states a count, length or extent that cannot be (checked
+    /// by [`bounds::check_header`] before anything is allocated for it).
+    #[error("the GGUF header's {field} {reason}")]
+    Bounds {
+        /// The field: a header field, a metadata key or a tensor.
+        field: String,
+        /// What is wrong with it.
+        reason: String,
     },
     /// A metadata key the engine needs is absent.
     #[error("GGUF metadata key `{key}` is missing")]

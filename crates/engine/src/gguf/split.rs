@@ -138,6 +138,8 @@ fn file_order<R: Read + Seek>(readers: &mut [R]) -> Result<Vec<String>, GgufErro
     let mut shards = Vec::with_capacity(readers.len());
     for reader in readers.iter_mut() {
         let start = reader.stream_position().map_err(|source| GgufError::Io { what: "a shard's position".into(), source })?;
+        super::bounds::check_header(reader)?;
+        reader.seek(std::io::SeekFrom::Start(start)).map_err(|source| GgufError::Io { what: "a shard's header".into(), source })?;
         let content = Content::read(reader).map_err(|source| GgufError::Header { source })?;
         reader
             .seek(std::io::SeekFrom::Start(start))

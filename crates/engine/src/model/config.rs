@@ -2,6 +2,13 @@
 
 use crate::gguf::{GgufError, Metadata};
 
+/// The longest context a session uses (positions of RoPE tables and of the
+/// prompt budget): a model trained longer runs with this much.
+pub const MAX_CONTEXT: usize = 131_072;
+
+/// The largest trained context length accepted; more is not a real model's.
+pub const MAX_TRAINED_CONTEXT: usize = 1 << 24;
+
 /// Hyper-parameters of a llama-family model (`general.architecture` = `llama`,
 /// which covers Llama 2/3, Mistral and SmolLM2).
 #[derive(Debug, Clone, PartialEq)]
@@ -20,7 +27,8 @@ pub struct LlamaConfig {
     pub n_head_kv: usize,
     /// Dimension of one head (`n_embd / n_head` unless `attention.key_length` says otherwise).
     pub head_dim: usize,
-    /// Trained context length (`context_length`).
+    /// The context a session uses: the trained `context_length`, at most
+    /// [`MAX_CONTEXT`].
     pub context_length: usize,
     /// RMSNorm epsilon (`attention.layer_norm_rms_epsilon`).
     pub rms_eps: f64,
@@ -77,7 +85,12 @@ impl LlamaConfig {
         if head_dim % 2 != 0 {
             return Err(GgufError::BadKey { key: key("attention.key_length"), reason: format!("head dim {head_dim} is odd") });
         }
-        let context_length = meta.usize_at_least(&key("context_length"), 1)?;
+        let trained = meta.usize_at_least(&key("context_length"), 1)?;
+        if trained > MAX_TRAINED_CONTEXT {
+            return Err(GgufError::BadKey { key: key("context_length"), reason: format!("{trained} is beyond any model's ({MAX_TRAINED_CONTEXT} at most)") });
+        }
+        // What a session may use: RoPE tables and prompt budgets are sized to it.
+        let context_length = trained.min(MAX_CONTEXT);
         let rms_eps = meta.opt_f64(&key("attention.layer_norm_rms_epsilon"))?.unwrap_or(1e-5);
         let rope_theta = meta.opt_f64(&key("rope.freq_base"))?.unwrap_or(10_000.0);
         let sliding_window = match meta.opt_u64(&key("attention.sliding_window"))? {

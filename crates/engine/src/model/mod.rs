@@ -28,7 +28,7 @@ use std::ops::Range;
 use candle_core::quantized::GgmlDType;
 
 pub use collective::{run_to_completion, Alone, Collective, CollectiveError};
-pub use config::{LlamaConfig, SUPPORTED_ARCHITECTURES};
+pub use config::{LlamaConfig, MAX_CONTEXT, MAX_TRAINED_CONTEXT, SUPPORTED_ARCHITECTURES};
 pub use kv_cache::LayerCache;
 pub use layer::{Attention, FeedForward, Layer, Scratch, StepInput};
 pub use partition::Partition;

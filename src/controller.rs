@@ -277,10 +277,12 @@ impl Controller {
         if !self.keep_history {
             return;
         }
-        let conversation = self.conversation.get_untracked();
-        if conversation.entries.is_empty() {
+        if self.conversation.with_untracked(|c| c.entries.is_empty()) {
             return;
         }
+        // Each save is the next revision of the copy this tab opened.
+        self.conversation.update_untracked(|c| c.rev += 1);
+        let conversation = self.conversation.get_untracked();
         self.saved_at.set_value(now_ms());
         let (id, title) = (conversation.id.clone(), conversation.title.clone());
         self.history.update(|h| {
@@ -288,7 +290,36 @@ impl Controller {
             h.insert(0, (id, title));
         });
         spawn_local(async move {
-            if let Err(e) = store::save(&conversation).await {
+            match store::save(&conversation).await {
+                Ok(store::Saved::Stored) => {}
+                Ok(store::Saved::Conflict) => self.fork(conversation),
+                Err(e) => self.error.set(Some(e.to_string())),
+            }
+        });
+    }
+
+    /// Another tab saved conversation `mine.id` while this tab changed it
+    /// too: this tab's version becomes a new conversation, saved beside the
+    /// other (the open one, if it still is, continues as the new one).
+    fn fork(self, mine: Conversation) {
+        let fresh = Conversation::new(now_ms(), js_sys::Math::random()).id;
+        let title = format!("{} (this tab)", mine.title.trim_end_matches(" (this tab)"));
+        self.notice.set(Some(
+            "This conversation was also changed in another tab: this tab's version is kept as a new conversation beside it.".into(),
+        ));
+        if self.conversation.with_untracked(|c| c.id == mine.id) {
+            self.conversation.update_untracked(|c| {
+                c.id = fresh;
+                c.rev = 0;
+                c.title = title;
+            });
+            self.persist();
+            return;
+        }
+        let copy = Conversation { id: fresh, rev: 1, title, ..mine };
+        self.history.update(|h| h.insert(0, (copy.id.clone(), copy.title.clone())));
+        spawn_local(async move {
+            if let Err(e) = store::save(&copy).await {
                 self.error.set(Some(e.to_string()));
             }
         });

@@ -26,12 +26,17 @@ pub struct Conversation {
     pub entries: Vec<Entry>,
     /// Last change, in milliseconds since the epoch.
     pub updated: f64,
+    /// The revision of this copy: each save stores the next one, and a save
+    /// finding a revision as new as its own already stored (another tab
+    /// saved first) does not overwrite it.
+    #[serde(default)]
+    pub rev: u64,
 }
 
 impl Conversation {
     /// A new, empty conversation.
     pub fn new(now_ms: f64, random: f64) -> Self {
-        Self { id: format!("c{}-{}", now_ms as u64, (random * 1e9) as u64), title: "New chat".into(), entries: Vec::new(), updated: now_ms }
+        Self { id: format!("c{}-{}", now_ms as u64, (random * 1e9) as u64), title: "New chat".into(), entries: Vec::new(), updated: now_ms, rev: 0 }
     }
 
     /// Sets the title from the first user message, if not done yet.

@@ -1,7 +1,9 @@
 //! Conversations saved in the browser's IndexedDB, so they survive a reload.
 //!
 //! One object store, `conversations`, keyed by conversation id; each value is
-//! the conversation as JSON.
+//! the conversation as JSON. A save is a read and a write in one transaction:
+//! it stores the conversation only if what is stored is an older revision
+//! ([`Conversation::rev`]), so two tabs never silently overwrite each other.
 
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -82,18 +84,42 @@ async fn open_new() -> Result<IdbDatabase, StoreError> {
     db.dyn_into::<IdbDatabase>().map_err(idb("opening"))
 }
 
-/// Saves (or replaces) a conversation.
+/// What a save did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Saved {
+    /// Stored as its revision.
+    Stored,
+    /// Not stored: the stored copy is as new or newer (another tab saved it).
+    Conflict,
+}
+
+/// Whether a copy of revision `mine` may replace the stored one of
+/// revision `stored` (`None`: nothing stored): only a newer revision may.
+pub fn may_replace(stored: Option<u64>, mine: u64) -> bool {
+    stored.is_none_or(|s| s < mine)
+}
+
+/// Saves a conversation as its revision `conversation.rev`, unless the
+/// stored copy is that revision or newer.
 ///
 /// # Errors
 /// [`StoreError`] when IndexedDB fails (e.g. the storage is full).
-pub async fn save(conversation: &Conversation) -> Result<(), StoreError> {
+pub async fn save(conversation: &Conversation) -> Result<Saved, StoreError> {
     let json = serde_json::to_string(conversation).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let db = open().await?;
+    // Transactions on one store run in the order they were made, so saves
+    // of one tab land in order; the read and the write share one.
     let tx = db.transaction_with_str_and_mode(STORE, IdbTransactionMode::Readwrite).map_err(idb("saving"))?;
     let store = tx.object_store(STORE).map_err(idb("saving"))?;
-    let req = store.put_with_key(&JsValue::from_str(&json), &JsValue::from_str(&conversation.id)).map_err(idb("saving"))?;
+    let key = JsValue::from_str(&conversation.id);
+    let stored = wait(&store.get(&key).map_err(idb("saving"))?, "saving").await?;
+    let stored_rev = stored.as_string().map(|s| serde_json::from_str::<Conversation>(&s).map_or(0, |c| c.rev));
+    if !may_replace(stored_rev, conversation.rev) {
+        return Ok(Saved::Conflict);
+    }
+    let req = store.put_with_key(&JsValue::from_str(&json), &key).map_err(idb("saving"))?;
     wait(&req, "saving").await?;
-    Ok(())
+    Ok(Saved::Stored)
 }
 
 /// Deletes a conversation.
@@ -130,4 +156,17 @@ pub async fn load_all() -> Result<(Vec<Conversation>, usize), StoreError> {
     }
     out.sort_by(|a, b| b.updated.total_cmp(&a.updated));
     Ok((out, bad))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::may_replace;
+
+    #[test]
+    fn only_a_newer_revision_replaces_the_stored_one() {
+        assert!(may_replace(None, 1), "nothing stored");
+        assert!(may_replace(Some(3), 4), "the next revision");
+        assert!(!may_replace(Some(4), 4), "another tab stored this revision first");
+        assert!(!may_replace(Some(7), 4), "another tab is ahead");
+    }
 }

@@ -151,7 +151,7 @@ test('a reply cannot make the page fetch from elsewhere: an image becomes a link
       db.close();
     }, reply);
     await page.reload();
-    await page.getByTestId('history-item').filter({ hasText: 'Hostile reply' }).click();
+    await page.getByTestId('history-item').filter({ hasText: 'Hostile reply' }).locator('button.title').click();
     const message = page.locator('[data-testid="message-assistant"] .md').first();
     await message.waitFor();
     assert.equal(await message.locator('img, video').count(), 0, 'no image or video element');
@@ -217,7 +217,7 @@ test('a reload mid-reply keeps the message and the reply so far', async () => {
     await page.waitForTimeout(1500);
     assert.equal(await page.getByTestId('reply-stats').count(), 0, 'the reply was still streaming');
     await page.reload();
-    await page.getByTestId('history-item').filter({ hasText: 'Write a long story' }).first().click();
+    await page.getByTestId('history-item').filter({ hasText: 'Write a long story' }).first().locator('button.title').click();
     assert.equal(await page.getByTestId('message-user').first().textContent(), question);
     const partial = await page.locator('[data-testid="message-assistant"] .md').first().textContent();
     assert.ok(partial.trim().split(/\s+/).length >= 5, `the reply so far was kept: ${JSON.stringify(partial)}`);
@@ -271,5 +271,55 @@ test('a plain GGUF URL replaced on the server mid-download is refused, not store
   } finally {
     await context.close();
     await origin.close();
+  }
+});
+
+test('two tabs changing one conversation never overwrite each other: the later one becomes a new conversation', async () => {
+  const context = await env.browser.newContext();
+  try {
+    /** A tab with the demo loaded, greedy 6-token replies. */
+    const tab = async () => {
+      const page = await context.newPage();
+      await page.goto(env.server.url + '/');
+      await page.getByTestId('model-load').click();
+      await page.getByTestId('model-ready').waitFor({ timeout: LOAD_TIMEOUT });
+      await page.getByTestId('settings').click();
+      for (const [id, value] of Object.entries({ temperature: 0, 'max-tokens': 6 })) {
+        await page.getByTestId(id).fill(String(value));
+        await page.getByTestId(id).dispatchEvent('change');
+      }
+      return page;
+    };
+    const say = async (page, text) => {
+      const before = await page.getByTestId('reply-stats').count();
+      await page.getByTestId('composer').fill(text);
+      await page.getByTestId('composer').press('Enter');
+      await page.waitForFunction((n) => document.querySelectorAll('[data-testid="reply-stats"]').length > n, before, { timeout: 120_000 });
+      await page.waitForTimeout(300); // the save after the reply
+    };
+    const a = await tab();
+    await a.getByTestId('new-chat').click();
+    await say(a, 'Shared question about the sea');
+    const b = await tab();
+    await b.getByTestId('history-item').filter({ hasText: 'Shared question about the sea' }).first().locator('button.title').click();
+    await b.getByTestId('message-user').filter({ hasText: 'Shared question about the sea' }).waitFor();
+    await say(a, 'Second question from tab A');
+    await say(b, 'Second question from tab B');
+    await b.getByTestId('notice').filter({ hasText: 'changed in another tab' }).waitFor({ timeout: 10_000 });
+    // A fresh tab sees both versions, each whole.
+    const c = await context.newPage();
+    await c.goto(env.server.url + '/');
+    const items = c.getByTestId('history-item').filter({ hasText: 'Shared question about the sea' });
+    await items.first().waitFor();
+    assert.equal(await items.count(), 2, 'the original and the fork');
+    /** Opens `item` and waits until its user messages are `want`, in order. */
+    const shows = async (item, want) => {
+      await item.locator('button.title').click();
+      await c.waitForFunction((w) => JSON.stringify([...document.querySelectorAll('[data-testid="message-user"]')].map((e) => e.textContent)) === JSON.stringify(w), want, { timeout: 10_000 });
+    };
+    await shows(items.filter({ hasNotText: '(this tab)' }).first(), ['Shared question about the sea', 'Second question from tab A']);
+    await shows(items.filter({ hasText: '(this tab)' }).first(), ['Shared question about the sea', 'Second question from tab B']);
+  } finally {
+    await context.close();
   }
 });

@@ -156,6 +156,8 @@ pub struct Session {
     /// Ids whose keys and values are in the model's cache, in order.
     cached: Vec<u32>,
     turn: Option<Turn>,
+    /// The most positions a conversation may use ([`Session::limit_context`]).
+    context_limit: usize,
 }
 
 impl std::fmt::Debug for Session {
@@ -210,7 +212,7 @@ impl Session {
         if model.vocab() < tokenizer.vocab_size() {
             return Err(SessionError::VocabMismatch { tokenizer: tokenizer.vocab_size(), model: model.vocab() });
         }
-        Ok(Self { model, tokenizer, chat, cached: Vec::new(), turn: None })
+        Ok(Self { model, tokenizer, chat, cached: Vec::new(), turn: None, context_limit: usize::MAX })
     }
 
     /// The tokenizer.
@@ -263,7 +265,7 @@ impl Session {
     /// [`SessionError::Chat`]; [`SessionError::Model`] with
     /// [`ModelError::ContextFull`] when even the last message alone is too long.
     pub fn fit_chat_prompt(&self, messages: &[ChatMessage], reply_tokens: usize) -> Result<(Vec<u32>, usize), SessionError> {
-        let context = self.model.config().context_length;
+        let context = self.context();
         let room = reply_tokens.clamp(1, (context / 2).max(1));
         let budget = context.saturating_sub(room);
         let system: Vec<ChatMessage> = messages.iter().filter(|m| m.role == Role::System).cloned().collect();
@@ -380,6 +382,19 @@ impl Session {
         Ok(self.model.reserve_cache(positions)?)
     }
 
+    /// Caps the positions a conversation may use below the model's context
+    /// (what the memory left can hold): prompts are fitted to it, dropping
+    /// the oldest turns, and a reply stops when it is full.
+    pub fn limit_context(&mut self, positions: usize) {
+        self.context_limit = positions.max(1);
+    }
+
+    /// The positions a conversation may use: the model's context, or less
+    /// after [`Session::limit_context`].
+    pub fn context(&self) -> usize {
+        self.model.config().context_length.min(self.context_limit)
+    }
+
     /// Where the model's forward passes spent their time since the last call.
     pub fn take_profile(&mut self) -> crate::model::Profile {
         self.model.take_profile()
@@ -419,7 +434,7 @@ impl Session {
             return self.finish(stop);
         }
         if let Some(id) = turn.pending.take() {
-            if self.cached.len() + 1 > self.model.config().context_length {
+            if self.cached.len() + 1 > self.context() {
                 return self.finish(StopReason::ContextFull);
             }
             let out = self.model.forward_with(&[id], collective).await?;

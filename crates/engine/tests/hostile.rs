@@ -157,3 +157,29 @@ fn after_hostile_files_the_same_engine_loads_a_model_and_generates() {
     let (ids, _) = session.generate(&[1, 1000, 2000], sprig_engine::SamplingParams::greedy(4), &mut |_| {}).unwrap();
     assert_eq!(ids.len(), 4);
 }
+
+#[test]
+fn a_conversation_longer_than_the_memory_allows_drops_its_oldest_turns_and_runs() {
+    let meta = SentencePieceModel::parse(MISTRAL_TOKENIZER).unwrap().gguf_metadata();
+    let bytes = write_gguf(&SyntheticSpec::tiny_mistral(), &meta).unwrap();
+    let mut session = sprig_engine::Session::load(&mut GgufFile::open(std::io::Cursor::new(bytes)).unwrap()).unwrap();
+    // What a worker whose memory holds 96 positions is given.
+    session.limit_context(96);
+    assert_eq!(session.context(), 96);
+    let long = "word ".repeat(20);
+    let mut messages = Vec::new();
+    for i in 0..6 {
+        messages.push(ChatMessage::new(Role::User, format!("question {i}: {long}")));
+        messages.push(ChatMessage::new(Role::Assistant, long.clone()));
+    }
+    messages.push(ChatMessage::new(Role::User, "the last question".to_string()));
+    let (ids, dropped) = session.fit_chat_prompt(&messages, 16).unwrap();
+    assert!(dropped > 0, "the oldest turns were left out");
+    assert!(ids.len() <= 96 - 16, "{} prompt tokens", ids.len());
+    // A reply longer than the room left stops when the limit is reached.
+    let (out, stats) = session.generate(&ids, sprig_engine::SamplingParams::greedy(500), &mut |_| {}).unwrap();
+    assert!(session.cached().len() <= 96, "{} positions cached", session.cached().len());
+    // (The last token is sampled from the last cached position, not cached.)
+    assert_eq!(ids.len() + out.len(), 97, "{} + {}", ids.len(), out.len());
+    assert_eq!(stats.stop, sprig_engine::StopReason::ContextFull);
+}

@@ -372,7 +372,12 @@ async fn load_split<R: Read + Seek>(readers: Vec<R>, size: u64, source: &ModelSo
     let cores = scope().navigator().hardware_concurrency() as usize;
     let count = team_size(requested, size, parts, cores.max(1));
     if count == 1 {
-        let event = HOST.with(|h| h.borrow_mut().load_file(gguf, size, Partition::WHOLE, &mut post));
+        let mut event = HOST.with(|h| h.borrow_mut().load_file(gguf, size, Partition::WHOLE, &mut post));
+        if let Event::Loaded { model } = &mut event {
+            if let Some(context) = HOST.with(|h| h.borrow_mut().fit_context(memory_bytes(), &[])) {
+                model.context_length = context as u64;
+            }
+        }
         return warmed_up(event, &mut Alone).await;
     }
     let partition = match Partition::new(0, count) {
@@ -397,6 +402,9 @@ async fn load_split<R: Read + Seek>(readers: Vec<R>, size: u64, source: &ModelSo
         match team.loaded().await {
             Ok(()) => {
                 model.worker_memory_bytes = std::iter::once(memory_bytes()).chain(team.memory.iter().copied()).collect();
+                if let Some(context) = HOST.with(|h| h.borrow_mut().fit_context(memory_bytes(), &team.positions)) {
+                    model.context_length = context as u64;
+                }
                 event = warmed_up(event, &mut team.mesh).await;
                 if matches!(event, Event::Loaded { .. }) {
                     TEAM.with(|t| *t.borrow_mut() = Some(team));

@@ -42,6 +42,25 @@ struct Reply {
 /// model whose cache would not fit fails at load, not mid-reply.
 pub const RESERVED_CONTEXT: usize = 4096;
 
+/// The most memory a wasm32 instance can have.
+pub const WASM_MEMORY_BYTES: u64 = 4 << 30;
+
+/// Memory kept free beside the KV cache: a prompt chunk's activations and
+/// the kernels' scratch, which grow during the first long prompt.
+pub const MEMORY_MARGIN: u64 = 256 << 20;
+
+/// How many positions this worker's KV cache can reach: the `reserved` ones
+/// (holding `cache_bytes`) plus as many more as the memory left after
+/// `memory_bytes` and [`MEMORY_MARGIN`] holds, at the same bytes per position.
+pub fn usable_positions(reserved: usize, cache_bytes: u64, memory_bytes: u64) -> usize {
+    if reserved == 0 || cache_bytes == 0 {
+        return usize::MAX; // no cache here: no limit from this worker
+    }
+    let per_position = cache_bytes.div_ceil(reserved as u64);
+    let free = WASM_MEMORY_BYTES.saturating_sub(memory_bytes).saturating_sub(MEMORY_MARGIN);
+    reserved.saturating_add(usize::try_from(free / per_position).unwrap_or(usize::MAX))
+}
+
 /// The loaded model (if any) and the reply in progress (if any).
 #[derive(Debug, Default)]
 pub struct Host {
@@ -191,6 +210,21 @@ impl Host {
         self.reply = Some(Reply { turn, dropped });
         self.cancel_pending = false;
         Ok(Prepared { turn, prompt, params, dropped })
+    }
+
+    /// Fits the usable context to memory: the smallest of this worker's
+    /// [`usable_positions`] (at `memory_bytes`) and `others` (the other
+    /// workers' of a split model). Returns the context now used.
+    pub fn fit_context(&mut self, memory_bytes: u64, others: &[usize]) -> Option<usize> {
+        let session = self.session.as_mut()?;
+        let reserved = RESERVED_CONTEXT.min(session.model().config().context_length);
+        let mine = usable_positions(reserved, session.model().cache_bytes() as u64, memory_bytes);
+        session.limit_context(others.iter().copied().fold(mine, usize::min));
+        let context = session.context();
+        if let Some(m) = self.model.as_mut() {
+            m.context_length = context as u64;
+        }
+        Some(context)
     }
 
     /// Takes the session out while an asynchronous step runs on it (so no
@@ -350,6 +384,23 @@ mod tests {
 
     fn greedy(max_tokens: usize) -> GenerationSettings {
         GenerationSettings { temperature: 0.0, max_tokens, ..GenerationSettings::default() }
+    }
+
+    #[test]
+    fn the_usable_context_is_what_the_memory_left_can_hold() {
+        const GIB: u64 = 1 << 30;
+        // One of two workers of the 7B mix: 2.57 GiB after load, 0.25 GiB of
+        // it the cache for 4,096 positions (64 KiB each).
+        let memory = 2.57 * GIB as f64;
+        let n = usable_positions(4096, GIB / 4, memory as u64);
+        let free = 4.0 * GIB as f64 - memory - (256 << 20) as f64;
+        assert_eq!(n, 4096 + (free / 65536.0) as usize);
+        assert!((20_000..25_000).contains(&n), "{n}");
+        // Memory already past the limit: the reserved positions only.
+        assert_eq!(usable_positions(4096, GIB / 4, 5 * GIB), 4096);
+        // A worker with no cache sets no limit.
+        assert_eq!(usable_positions(4096, 0, GIB), usize::MAX);
+        assert_eq!(usable_positions(0, GIB, GIB), usize::MAX);
     }
 
     #[test]

@@ -62,7 +62,14 @@ pub async fn run(init: JsValue) {
             return;
         }
     };
-    let _ = coordinator.send(&message("loaded", &[("memory", &JsValue::from(memory_bytes() as f64))]), &[]);
+    // How far this worker's cache can grow: rank 0 fits the conversation to
+    // the smallest of the workers'.
+    let reserved = crate::host::RESERVED_CONTEXT.min(model.config().context_length);
+    let positions = crate::host::usable_positions(reserved, model.cache_bytes() as u64, memory_bytes());
+    let _ = coordinator.send(
+        &message("loaded", &[("memory", &JsValue::from(memory_bytes() as f64)), ("positions", &JsValue::from(positions.min(1 << 40) as f64))]),
+        &[],
+    );
     loop {
         let Some(coordinator) = mesh.link(0) else { return };
         let m = coordinator.recv().await;

@@ -226,6 +226,8 @@ pub struct Team {
     pub mesh: Mesh,
     /// Each other worker's memory after loading, in rank order from 1.
     pub memory: Vec<u64>,
+    /// How many positions each other worker's KV cache can reach.
+    pub positions: Vec<usize>,
 }
 
 impl Drop for Team {
@@ -295,7 +297,7 @@ impl Team {
             worker.post_message_with_transfer(&init, &transfer).map_err(|e| format!("cannot reach worker {rank}: {}", js_text(&e)))?;
         }
         let links = mine.iter_mut().enumerate().map(|(r, p)| p.take().map(|p| Link::new(p, inboxes[r].clone()))).collect();
-        Ok(Self { workers, _handlers: handlers, mesh: Mesh::new(0, links), memory: Vec::new() })
+        Ok(Self { workers, _handlers: handlers, mesh: Mesh::new(0, links), memory: Vec::new(), positions: Vec::new() })
     }
 
     /// Waits until every other worker has loaded its slice.
@@ -307,7 +309,11 @@ impl Team {
             let Some(link) = self.mesh.link(rank) else { continue };
             let m = link.recv().await;
             match kind(&m).as_str() {
-                "loaded" => self.memory.push(field(&m, "memory").as_f64().unwrap_or(0.0) as u64),
+                "loaded" => {
+                    self.memory.push(field(&m, "memory").as_f64().unwrap_or(0.0) as u64);
+                    let positions = field(&m, "positions").as_f64().ok_or_else(|| format!("worker {rank} did not say how far its cache can grow"))?;
+                    self.positions.push(positions as usize);
+                }
                 "error" => return Err(format!("worker {rank}: {}", js_text(&field(&m, "message")))),
                 _ => return Err(format!("worker {rank} sent an unexpected message: {}", js_text(&m))),
             }

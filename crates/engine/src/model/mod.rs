@@ -408,6 +408,9 @@ impl Model {
         if let Some(&id) = tokens.iter().find(|&&t| t as usize >= self.vocab) {
             return Err(ModelError::BadToken { id, vocab: self.vocab });
         }
+        // The cache's room first, fallibly: memory running out is an error
+        // here, never an abort in the middle of a layer.
+        self.reserve_cache(pos + seq)?;
         collective.begin(pos, tokens).await?;
         let result = self.run(tokens, pos, collective).await;
         if result.is_err() {

@@ -2,7 +2,8 @@
 //
 // scripts/pwa-build writes dist/sw.js from this file, filling BUILD with the
 // build's version and its shell (every file of the build but models/, each but
-// index.html with its SRI hash). Each version precaches its shell into its own cache,
+// index.html with its SRI hash; index.html is checked to name only files of
+// that shell). Each version precaches its shell into its own cache,
 // `sprig-shell-<version>`, and serves it cache-first; a new version installs
 // beside the running one and waits until the page asks for it (the page's
 // "new version — reload" prompt posts SKIP_WAITING), then deletes the older
@@ -37,6 +38,11 @@ async function precache() {
         const request = new Request(new URL(url, SCOPE), { cache: 'no-cache', integrity: integrity ?? '' });
         let response = await fetch(request);
         if (!response.ok) throw new Error(`cannot precache ${url}: HTTP ${response.status}`);
+        // The page has no hash to check (see BUILD): it must at least be this
+        // build's, naming only this build's scripts, styles and wasm.
+        if (request.url === INDEX && !namesThisBuild(await response.clone().text())) {
+          throw new Error('index.html names files of another build: the shell is not installed');
+        }
         // A redirected response cannot answer a navigation: keep its bytes only.
         if (response.redirected) {
           response = new Response(await response.blob(), { status: response.status, headers: response.headers });
@@ -48,6 +54,17 @@ async function precache() {
     await caches.delete(CACHE);
     throw e;
   }
+}
+
+/**
+ * Whether the page `html` belongs to this build: every script, style and
+ * wasm file it names (the app, its styles, the worker loaders) is in this
+ * version's shell.
+ */
+function namesThisBuild(html) {
+  const named = [...html.matchAll(/(?:src|href|content)="([^"]+)"|from '([^']+)'/g)].map((m) => m[1] ?? m[2]);
+  const files = named.filter((u) => /\.(?:js|wasm|css)$/.test(u)).map((u) => new URL(u, SCOPE).href);
+  return files.length > 0 && files.every((f) => SHELL.has(f));
 }
 
 self.addEventListener('activate', (event) => {

@@ -351,3 +351,37 @@ test('the manifest, icons and service worker make the app installable', async ()
     await rm(profile, { recursive: true, force: true });
   }
 });
+
+test('a page that names files of another build is never installed as the offline shell', async () => {
+  // A copy of dist/ whose index.html names a worker loader this build's
+  // service worker does not precache (a page of another deployment, or a
+  // tampered one): the shell must not install.
+  const root = await mkdtemp(join(tmpdir(), 'sprig-pwa-foreign-'));
+  await cp(DIST, root, { recursive: true, filter: (src) => src !== join(DIST, 'models') });
+  const html = await readFile(join(root, 'index.html'), 'utf8');
+  await writeFile(join(root, 'index.html'), html.replace(/content="\.\/sprig-worker-[0-9a-f]{16}_loader\.js"/, 'content="./sprig-worker-0000000000000000_loader.js"'));
+  const server = await startServer({ root });
+  const context = await env.browser.newContext();
+  try {
+    /** Registers sw.js in `page` and waits for the new worker's install to end: its state. */
+    const install = (page) => page.evaluate(async () => {
+      const reg = await navigator.serviceWorker.register('./sw.js');
+      const worker = reg.installing ?? reg.waiting ?? reg.active;
+      if (worker.state !== 'installing') return worker.state;
+      await new Promise((ok) => worker.addEventListener('statechange', () => { if (worker.state !== 'installing') ok(); }));
+      return worker.state;
+    });
+    const page = await context.newPage();
+    await page.goto(server.url + '/');
+    assert.equal(await install(page), 'redundant', 'the install failed');
+    assert.deepEqual(Object.keys(await caches(page)).filter((k) => k.startsWith('sprig-shell-')), []);
+    // The unchanged dist/ installs: the check passes on a real page.
+    const good = await context.newPage();
+    await good.goto(env.server.url + '/');
+    assert.notEqual(await install(good), 'redundant');
+  } finally {
+    await context.close();
+    await server.close();
+    await rm(root, { recursive: true, force: true });
+  }
+});

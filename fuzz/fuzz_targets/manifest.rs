@@ -1,0 +1,10 @@
+//! A shard manifest, as a server sends it.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = sprig_protocol::Manifest::parse(text);
+    }
+});

@@ -442,12 +442,6 @@ fn start_bridge(ctl: Controller, bridge: Rc<Bridge>, has_model: bool) {
     bridge.post(&Outbound::Hello { v: BRIDGE_VERSION });
 }
 
-/// Whether the widget runs in a frame (as embed.js opens it), not as a
-/// top-level page.
-fn framed_now() -> bool {
-    crate::app::framed()
-}
-
 /// The compact model line: progress while loading, the model's name once ready.
 #[component]
 fn EmbedModelStatus(
@@ -479,7 +473,7 @@ fn EmbedModelStatus(
                 ModelState::Idle if !has_model => view! {
                     <p class="muted" data-testid="model-none">"No model is configured: the page embedding this chat sets one with data-model."</p>
                 }.into_any(),
-                ModelState::Idle if !framed_now() => {
+                ModelState::Idle if !crate::app::framed() => {
                     let url = shown.clone();
                     view! {
                         <p class="muted" data-testid="model-consent">"This link asks Sprig to download the model at "
@@ -569,7 +563,7 @@ pub fn EmbedApp(
     // Framed by a page (embed.js), the widget loads its model at once. Opened
     // as a top-level page (a link from anywhere), it downloads nothing
     // before a click.
-    if framed_now() {
+    if crate::app::framed() {
         start.run(());
     }
     let bridge = Bridge::connect(&config);

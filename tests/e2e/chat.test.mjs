@@ -3,7 +3,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { collectErrors, useDistAndBrowser } from './browser.mjs';
+import { collectErrors, setSettings, useDistAndBrowser } from './browser.mjs';
 
 const LOAD_TIMEOUT = 180_000;
 const env = await useDistAndBrowser();
@@ -18,13 +18,7 @@ async function loadedPage({ settings, query = '' } = {}) {
   await page.getByTestId('model-load').click();
   await page.getByTestId('model-progress').waitFor({ timeout: 30_000 });
   await page.getByTestId('model-ready').waitFor({ timeout: LOAD_TIMEOUT });
-  if (settings) {
-    await page.getByTestId('settings').click();
-    for (const [id, value] of Object.entries(settings)) {
-      await page.getByTestId(id).fill(String(value));
-      await page.getByTestId(id).dispatchEvent('change');
-    }
-  }
+  if (settings) await setSettings(page, settings);
   return { context, page, errors };
 }
 

@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startServer } from '../server.mjs';
-import { collectErrors, useDistAndBrowser } from './browser.mjs';
+import { collectErrors, setSettings, useDistAndBrowser } from './browser.mjs';
 
 const LOAD_TIMEOUT = 180_000;
 const HUGE = 2 ** 53;
@@ -31,16 +31,17 @@ async function openModels(page) {
   if (!(await panel.evaluate((d) => d.open))) await panel.locator('summary').click();
 }
 
-/** Loads the demo model (the picker's default) and returns its greedy 8-token reply. */
-async function demoChats(page) {
+/** Loads the demo model (the picker's default), greedy, replies of at most `maxTokens`. */
+async function loadDemo(page, maxTokens) {
   await page.getByTestId('model-select').selectOption({ index: 0 });
   await page.getByTestId('model-load').click();
   await page.getByTestId('model-ready').waitFor({ timeout: LOAD_TIMEOUT });
-  await page.getByTestId('settings').click();
-  for (const [id, value] of Object.entries({ temperature: 0, 'max-tokens': 8 })) {
-    await page.getByTestId(id).fill(String(value));
-    await page.getByTestId(id).dispatchEvent('change');
-  }
+  await setSettings(page, { temperature: 0, 'max-tokens': maxTokens });
+}
+
+/** Loads the demo model and returns its greedy 8-token reply. */
+async function demoChats(page) {
+  await loadDemo(page, 8);
   await page.getByTestId('new-chat').click();
   await page.getByTestId('composer').fill('What is the capital of France?');
   await page.getByTestId('composer').press('Enter');
@@ -200,13 +201,7 @@ test('a reload mid-reply keeps the message and the reply so far', async () => {
   try {
     const page = await context.newPage();
     await page.goto(env.server.url + '/');
-    await page.getByTestId('model-load').click();
-    await page.getByTestId('model-ready').waitFor({ timeout: LOAD_TIMEOUT });
-    await page.getByTestId('settings').click();
-    for (const [id, value] of Object.entries({ temperature: 0, 'max-tokens': 400 })) {
-      await page.getByTestId(id).fill(String(value));
-      await page.getByTestId(id).dispatchEvent('change');
-    }
+    await loadDemo(page, 400);
     await page.getByTestId('new-chat').click();
     const question = 'Write a long story about a lighthouse keeper and the sea.';
     await page.getByTestId('composer').fill(question);
@@ -281,13 +276,7 @@ test('two tabs changing one conversation never overwrite each other: the later o
     const tab = async () => {
       const page = await context.newPage();
       await page.goto(env.server.url + '/');
-      await page.getByTestId('model-load').click();
-      await page.getByTestId('model-ready').waitFor({ timeout: LOAD_TIMEOUT });
-      await page.getByTestId('settings').click();
-      for (const [id, value] of Object.entries({ temperature: 0, 'max-tokens': 6 })) {
-        await page.getByTestId(id).fill(String(value));
-        await page.getByTestId(id).dispatchEvent('change');
-      }
+      await loadDemo(page, 6);
       return page;
     };
     const say = async (page, text) => {

@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { chromium } from 'playwright-core';
-import { CHROMIUM, collectErrors, useDistAndBrowser } from './browser.mjs';
+import { CHROMIUM, collectErrors, setSettings, useDistAndBrowser } from './browser.mjs';
 import { startServer } from '../server.mjs';
 
 const LOAD_TIMEOUT = 180_000;
@@ -65,14 +65,6 @@ async function swBuild(dir) {
 async function send(page, text) {
   await page.getByTestId('composer').fill(text);
   await page.getByTestId('composer').press('Enter');
-}
-
-async function settings(page, values) {
-  await page.getByTestId('settings').click();
-  for (const [id, value] of Object.entries(values)) {
-    await page.getByTestId(id).fill(String(value));
-    await page.getByTestId(id).dispatchEvent('change');
-  }
 }
 
 async function openModels(page) {
@@ -142,7 +134,7 @@ test('after one visit the app opens offline, lists the stored model, loads it an
     await page.locator(`[data-testid="stored-model"][data-url="${env.server.url + DEMO}"][data-state="ready"]`).waitFor({ timeout: 30_000 });
     await demo.getByTestId('models-load').click();
     await page.getByTestId('model-ready').waitFor({ timeout: LOAD_TIMEOUT });
-    await settings(page, { temperature: 0, 'max-tokens': 12 });
+    await setSettings(page, { temperature: 0, 'max-tokens': 12 });
     await send(page, 'What is the capital of France?');
     await page.getByTestId('reply-stats').first().waitFor({ timeout: 120_000 });
     assert.ok((await page.locator('[data-testid="message-assistant"] .md').first().textContent()).length > 0);
@@ -245,7 +237,7 @@ test('a new build is offered with a prompt on the next visit, never taken mid-re
     await page.evaluate(() => { window.__sameDocument = true; });
     await page.getByTestId('model-load').click();
     await page.getByTestId('model-ready').waitFor({ timeout: LOAD_TIMEOUT });
-    await settings(page, { temperature: 0, 'max-tokens': 400, 'repeat-penalty': 1 });
+    await setSettings(page, { temperature: 0, 'max-tokens': 400, 'repeat-penalty': 1 });
     await send(page, 'Write a long story about a dragon.');
     await page.getByTestId('update-wait').waitFor({ timeout: 60_000 });
     assert.equal(await page.getByTestId('update-reload').isDisabled(), true);

@@ -7,7 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
-import { collectErrors, useDistAndBrowser } from './browser.mjs';
+import { collectErrors, setSettings, useDistAndBrowser } from './browser.mjs';
 
 const LOAD_TIMEOUT = 180_000;
 const SPLIT = '/models/split/SmolLM2-135M-Instruct.Q4_1.manifest.json';
@@ -38,11 +38,7 @@ async function ready(page) {
 
 /** The greedy 8-token reply to a fixed question. */
 async function answer(page) {
-  await page.getByTestId('settings').click();
-  for (const [id, value] of Object.entries({ temperature: 0, 'max-tokens': 8 })) {
-    await page.getByTestId(id).fill(String(value));
-    await page.getByTestId(id).dispatchEvent('change');
-  }
+  await setSettings(page, { temperature: 0, 'max-tokens': 8 });
   await page.getByTestId('composer').fill('What is the capital of France?');
   await page.getByTestId('composer').press('Enter');
   await page.getByTestId('reply-stats').first().waitFor({ timeout: 120_000 });

@@ -3,7 +3,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { collectErrors, useDistAndBrowser } from './browser.mjs';
+import { collectErrors, setSettings, useDistAndBrowser } from './browser.mjs';
 
 const env = await useDistAndBrowser();
 
@@ -13,12 +13,7 @@ async function pageWith(workers) {
   const page = await context.newPage();
   const errors = collectErrors(page);
   await page.goto(env.server.url + '/');
-  await page.getByTestId('settings').click();
-  const settings = { workers, temperature: 0, 'max-tokens': 32, 'repeat-penalty': 1 };
-  for (const [id, value] of Object.entries(settings)) {
-    await page.getByTestId(id).fill(String(value));
-    await page.getByTestId(id).dispatchEvent('change');
-  }
+  await setSettings(page, { workers, temperature: 0, 'max-tokens': 32, 'repeat-penalty': 1 });
   await page.getByTestId('model-select').selectOption('demo');
   await page.getByTestId('model-load').click();
   return { context, page, errors };

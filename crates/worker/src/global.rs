@@ -291,6 +291,9 @@ async fn fetch_to_store(store: &ModelStore, source: &ModelSource, connections: u
         None => store.model(&id, true).await.map_err(|e| storage_error(&e))?.ok_or_else(|| error(ErrorKind::Storage, "cannot create the model's folder"))?,
     };
     dir.save_meta(&meta).await.map_err(|e| storage_error(&e))?;
+    // Ranges of a plain URL must come from the version begun (a strong ETag;
+    // a weak one cannot be used with If-Range).
+    let etag = meta.etag.clone().filter(|e| !e.starts_with("W/"));
     let mut targets = Vec::new();
     for (shard, url, state) in missing {
         let map = match state {
@@ -302,10 +305,7 @@ async fn fetch_to_store(store: &ModelStore, source: &ModelSource, connections: u
             _ => ChunkMap::new(shard.size).map_err(|e| error(ErrorKind::BadModel, e.to_string()))?,
         };
         let writer = dir.writer(shard, map).await.map_err(|e| storage_error(&e))?;
-        // Ranges of a plain URL must come from the version begun (a strong
-        // ETag; a weak one cannot be used with If-Range).
-        let etag = meta.etag.clone().filter(|e| !e.starts_with("W/"));
-        targets.push(download::Target { url, writer, etag });
+        targets.push(download::Target { url, writer, etag: etag.clone() });
     }
     if !targets.is_empty() {
         let progress = progress_poster();
@@ -359,6 +359,17 @@ async fn tidy(store: &ModelStore, source: &ModelSource, discard: bool) {
     }
 }
 
+/// Fits the loaded model's usable context to this worker's memory and
+/// `others` (the other workers' [`host::usable_positions`]), and says it in
+/// the `Loaded` event.
+fn fit_context(event: &mut Event, others: &[usize]) {
+    if let Event::Loaded { model } = event {
+        if let Some(context) = HOST.with(|h| h.borrow_mut().fit_context(memory_bytes(), others)) {
+            model.context_length = context as u64;
+        }
+    }
+}
+
 /// Loads the model from `readers`, split across workers when it needs more
 /// than one (or the user asked): starts the others and loads this worker's
 /// slice while they load theirs.
@@ -373,11 +384,7 @@ async fn load_split<R: Read + Seek>(readers: Vec<R>, size: u64, source: &ModelSo
     let count = team_size(requested, size, parts, cores.max(1));
     if count == 1 {
         let mut event = HOST.with(|h| h.borrow_mut().load_file(gguf, size, Partition::WHOLE, &mut post));
-        if let Event::Loaded { model } = &mut event {
-            if let Some(context) = HOST.with(|h| h.borrow_mut().fit_context(memory_bytes(), &[])) {
-                model.context_length = context as u64;
-            }
-        }
+        fit_context(&mut event, &[]);
         return warmed_up(event, &mut Alone).await;
     }
     let partition = match Partition::new(0, count) {
@@ -402,9 +409,7 @@ async fn load_split<R: Read + Seek>(readers: Vec<R>, size: u64, source: &ModelSo
         match team.loaded().await {
             Ok(()) => {
                 model.worker_memory_bytes = std::iter::once(memory_bytes()).chain(team.memory.iter().copied()).collect();
-                if let Some(context) = HOST.with(|h| h.borrow_mut().fit_context(memory_bytes(), &team.positions)) {
-                    model.context_length = context as u64;
-                }
+                fit_context(&mut event, &team.positions);
                 event = warmed_up(event, &mut team.mesh).await;
                 if matches!(event, Event::Loaded { .. }) {
                     TEAM.with(|t| *t.borrow_mut() = Some(team));

@@ -504,9 +504,9 @@ unsafe fn headers4(p: *const u8, bytes: usize) -> v128 {
 /// (weights 0..16 low, 16..32 high) against 32 activations `q`.
 #[inline(always)]
 fn q4_block<D: IDot>(qs: &[u8], q: &[i8]) -> v128 {
-    let v = ld(qs);
-    let (lo, hi) = (v128_and(v, u8x16_splat(0x0F)), u16x8_shr(v128_and(v, u8x16_splat(0xF0)), 4));
-    D::dot2(ld(&q[..16]), lo, ld(&q[16..32]), hi, i32x4_splat(0))
+    assert!(qs.len() >= 16 && q.len() >= 32);
+    // SAFETY: the lengths were just checked.
+    unsafe { q4_block_at::<D>(qs.as_ptr(), q.as_ptr()) }
 }
 
 /// [`q4_block`] at raw pointers.

@@ -16,7 +16,7 @@ use crate::chunk_map::ChunkMap;
 use crate::download::{self, Control, DownloadError};
 use crate::fetch;
 use crate::file_source::FileSource;
-use crate::host::{self, error, start_reply, step_reply, team_size, worker_info, Host, Prepared};
+use crate::host::{self, error, memory_bytes, start_reply, step_reply, team_size, worker_info, Host, Prepared};
 use crate::team::{self, Team};
 use crate::peer;
 use js_sys::Array;
@@ -102,15 +102,6 @@ fn progress_poster() -> impl Fn(LoadStage, u64, u64) {
             post(Event::Progress { stage, done, total: Some(total), rate, eta_s });
         }
     }
-}
-
-/// The worker's wasm memory in bytes.
-pub(crate) fn memory_bytes() -> u64 {
-    wasm_bindgen::memory()
-        .dyn_into::<js_sys::WebAssembly::Memory>()
-        .ok()
-        .and_then(|m| m.buffer().dyn_into::<js_sys::ArrayBuffer>().ok())
-        .map_or(0, |b| u64::from(b.byte_length()))
 }
 
 fn storage_error(e: &StoreError) -> Event {

@@ -61,6 +61,18 @@ pub fn usable_positions(reserved: usize, cache_bytes: u64, memory_bytes: u64) ->
     reserved.saturating_add(usize::try_from(free / per_position).unwrap_or(usize::MAX))
 }
 
+/// This worker's wasm memory in bytes (what [`usable_positions`] counts
+/// from): it only grows, so it is the most this instance has ever used.
+#[cfg(target_arch = "wasm32")]
+pub fn memory_bytes() -> u64 {
+    use wasm_bindgen::JsCast;
+    wasm_bindgen::memory()
+        .dyn_into::<js_sys::WebAssembly::Memory>()
+        .ok()
+        .and_then(|m| m.buffer().dyn_into::<js_sys::ArrayBuffer>().ok())
+        .map_or(0, |b| u64::from(b.byte_length()))
+}
+
 /// The loaded model (if any) and the reply in progress (if any).
 #[derive(Debug, Default)]
 pub struct Host {

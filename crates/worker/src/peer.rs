@@ -12,7 +12,8 @@ use wasm_bindgen::prelude::*;
 use web_sys::{File, MessagePort};
 
 use crate::file_source::FileSource;
-use crate::global::{memory_bytes, open_stored, READ_BUFFER};
+use crate::global::{open_stored, READ_BUFFER};
+use crate::host::memory_bytes;
 use crate::team::{field, js_text, kind, message, Inbox, Link, Mesh};
 
 fn load<R: Read + Seek>(readers: Vec<R>, partition: Partition) -> Result<Model, String> {

@@ -4,7 +4,9 @@
 //! the browser fetch anything: images become links (a reply's
 //! `![](https://x/?q=<the chat>)` would otherwise send the chat away as it
 //! streams), and `<img>` is not kept. Links are absolute `http(s)`/`mailto`
-//! only, never to the app's widget view (`embed=`), and open with no referrer.
+//! only, never to the app's widget view (`embed=`), and open in a new tab with no
+//! referrer (the widget's frame never navigates: `embed.js` replaces a frame
+//! that does).
 
 use std::borrow::Cow;
 
@@ -34,6 +36,8 @@ pub fn to_safe_html(markdown: &str) -> String {
             }
         })
         .link_rel(Some("noopener noreferrer nofollow"))
+        // In a tab of their own: the page (or the widget's frame) stays.
+        .set_tag_attribute_value("a", "target", "_blank")
         .add_generic_attributes(["align"])
         .clean(&raw)
         .to_string()
@@ -80,7 +84,7 @@ mod tests {
         for bad in ["<img", "src=", "<video", "<audio", "<link", "<object", "<style", "srcset", "<source"] {
             assert!(!lower.contains(bad), "{bad} in {html}");
         }
-        assert!(html.contains(r#"<a href="https://x.example/?q=secret" rel="noopener noreferrer nofollow">the chat</a>"#), "{html}");
+        assert!(html.contains(r#"<a href="https://x.example/?q=secret" target="_blank" rel="noopener noreferrer nofollow">the chat</a>"#), "{html}");
     }
 
     #[test]
@@ -92,6 +96,9 @@ mod tests {
         }
         assert!(to_safe_html("[docs](https://example.com/a?b=1)").contains(r#"href="https://example.com/a?b=1""#));
         assert!(to_safe_html("<mailto:a@example.com>").contains(r#"href="mailto:a@example.com""#));
+        // A reply's own target is replaced: links open a new tab, never this page or its parent.
+        assert!(to_safe_html(r#"<a href="https://example.com/" target="_top">x</a>"#).contains(r#"target="_blank""#));
+        assert!(!to_safe_html(r#"<a href="https://example.com/" target="_top">x</a>"#).contains("_top"));
     }
 
     #[test]

@@ -23,7 +23,11 @@
  * Messages go to the iframe with targetOrigin = Sprig's origin, and are taken
  * from it only when they come from that iframe's window and Sprig's origin
  * and carry the random nonce this script put in the iframe's address; a
- * "ready" counts only for the model of data-model. The script must run from
+ * "ready" counts only for the model of data-model. The frame only ever shows
+ * the page this script opened in it (its links open new tabs): when anything
+ * else loads there (a page above this one can navigate any frame below it),
+ * the asks sent to it fail, an "error" event says so, and a fresh frame takes
+ * its place, up to 3 times per page. The script must run from
  * its own <script> tag (document.currentScript): otherwise it adds nothing.
  * The host's asks join the chat's one conversation, which the model reads
  * whole: a host can have it repeat what the user wrote in the chat.
@@ -116,6 +120,9 @@
   launcher.setAttribute('aria-label', `Open the chat: ${title}`);
 
   let frame = null;
+  let loads = 0; // load events of this frame
+  let replaced = 0; // frames replaced after something else loaded in them
+  const MAX_REPLACED = 3;
   let connected = false; // the app's bridge listens (sprig:hello)
   let ready = false; // the model is loaded (sprig:ready)
   let lastId = 0;
@@ -134,7 +141,34 @@
     // cannot navigate the embedding page.
     frame.setAttribute('sandbox', 'allow-scripts allow-same-origin allow-forms allow-popups allow-popups-to-escape-sandbox');
     frame.setAttribute('data-sprig', 'frame');
+    loads = 0;
+    frame.addEventListener('load', onFrameLoad);
     panel.append(frame);
+  }
+
+  /**
+   * The frame's first load is the page this script opened; any later one is
+   * another page (the app never navigates its frame), which cannot know the
+   * nonce, so its messages are ignored. What was sent to the first page is
+   * lost with it; a fresh frame replaces this one.
+   */
+  function onFrameLoad(event) {
+    if (event.currentTarget !== frame || ++loads === 1) return;
+    const hadFocus = root.activeElement === frame;
+    frame.remove();
+    frame = null;
+    connected = false;
+    ready = false;
+    for (const [id, ask] of asks) if (ask.sent) settle(id, "the chat's page was replaced by another page");
+    if (++replaced > MAX_REPLACED) {
+      for (const id of [...asks.keys()]) settle(id, "the chat's page keeps being replaced by another page");
+      emit('error', { id: null, message: "the chat's page keeps being replaced by another page; it stays closed" });
+      close();
+      return;
+    }
+    emit('error', { id: null, message: "the chat's page was replaced by another page; Sprig opened it again" });
+    ensureFrame();
+    if (hadFocus) frame.focus();
   }
 
   function isOpen() {

@@ -84,6 +84,28 @@ const FOREIGN_PAGES = {
   document.body.append(frame);
   window.ask = (text) => frame.contentWindow.postMessage({ type: 'sprig:ask', id: 'liar', text }, '*');
 </script>`,
+  // Frames a host page (?host=) and tries to swap the Sprig frame inside it
+  // for a page of its choosing: a page can navigate any frame below it that
+  // it can reach.
+  'ancestor.html': `<!doctype html><meta charset="utf-8"><title>Frames the shop</title><link rel="icon" href="data:,">
+<body><script>
+  const frame = document.createElement('iframe');
+  frame.src = new URLSearchParams(location.search).get('host');
+  frame.style.cssText = 'width: 900px; height: 700px';
+  document.body.append(frame);
+  window.swap = (url) => {
+    const host = frames[0];
+    for (let i = 0; i < host.length; i++) {
+      try {
+        void host[i].location.href; // the ad, of this origin
+      } catch {
+        host[i].location.href = url; // Sprig's frame: another origin, yet navigable from here
+        return true;
+      }
+    }
+    return false;
+  };
+</script>`,
 };
 
 before(async () => {
@@ -290,6 +312,63 @@ test('the widget ignores messages from anyone but its parent at its origin, and 
   assert.deepEqual(await shownQuestions(page), ['Name a colour.']);
   assert.deepEqual((await page.evaluate(() => window.__replies)).map((r) => r.id), [1]);
   assert.deepEqual([...errors, ...liarErrors], []);
+  await context.close();
+});
+
+test('a page framing the host page cannot reach the widget\'s frame; a page put in its place anyway is replaced, and asks go to a fresh widget', async () => {
+  const context = await env.browser.newContext();
+  const top = await context.newPage();
+  const errors = collectErrors(top);
+  const loaded = [];
+  top.on('framenavigated', (f) => loaded.push(f.url()));
+  await top.goto(`${sites.foreign.url}/ancestor.html?host=${encodeURIComponent(`${hostUrl()}/host.html`)}`);
+  let host;
+  for (let i = 0; i < 100 && !host; i++) {
+    host = top.frames().find((f) => f.url().startsWith(hostUrl()));
+    if (!host) await top.waitForTimeout(100);
+  }
+  assert.ok(host, 'the host page is framed');
+  await host.waitForFunction(() => window.Sprig);
+  await host.evaluate(() => {
+    window.__events = [];
+    for (const type of ['ready', 'reply', 'error']) Sprig.addEventListener(type, (e) => window.__events.push({ type, ...e.detail }));
+  });
+  const first = await host.evaluate(() => Sprig.ask('Say hi'));
+  assert.ok(first.trim().length > 0);
+  const src = await host.locator('sprig-widget iframe').getAttribute('src');
+  const nonce = new URL(src).searchParams.get('nonce');
+  assert.match(nonce, /^[0-9a-f]{32}$/);
+
+  // The widget view set up the top page's way: the same model and parent, so
+  // only the nonce (which the top page cannot read) tells it apart.
+  const forged = `${env.server.url}/?embed=1&title=Forged&parent=${encodeURIComponent(hostUrl())}` +
+    `&model=${encodeURIComponent(env.server.url + MANIFEST)}&nonce=forged`;
+  // The top page cannot even reach Sprig's frame: in embed.js's shadow root,
+  // it is not among the host page's frames (only the ad is).
+  assert.equal(await top.evaluate((url) => window.swap(url), forged), false);
+  assert.equal(await top.evaluate(() => frames[0].length), 1);
+  // Were it reached (by a browser that lists it, or another way in), the
+  // frame would show the forged page: navigate it there.
+  const sprigFrame = top.frames().find((f) => f.url().includes(`nonce=${nonce}`));
+  await sprigFrame.evaluate((url) => { location.href = url; }, forged);
+  await host.waitForFunction(() => window.__events.some((e) => e.type === 'error'), null, { timeout: 30_000 });
+  assert.ok(loaded.some((url) => url.includes('nonce=forged')), 'the forged page loaded in the frame');
+
+  // embed.js replaced it with a fresh frame of its own address; the forged page is gone.
+  assert.equal(await host.locator('sprig-widget iframe').count(), 1);
+  assert.equal(await host.locator('sprig-widget iframe').getAttribute('src'), src);
+  assert.ok(!top.frames().some((f) => f.url().includes('nonce=forged')));
+  // The next ask is answered there, by the model of data-model.
+  const second = await host.evaluate(() => Sprig.ask('Name a fruit.'));
+  assert.ok(second.trim().length > 0);
+  const chat = host.frameLocator('sprig-widget iframe');
+  assert.deepEqual(await chat.getByTestId('message-user').allTextContents(), ['Name a fruit.']);
+  assert.equal(await chat.getByTestId('embed-title').textContent(), 'Shop helper');
+  const events = await host.evaluate(() => window.__events);
+  assert.deepEqual(events.map((e) => e.type), ['ready', 'reply', 'error', 'ready', 'reply']);
+  assert.match(events[2].message, /replaced by another page; Sprig opened it again/);
+  assert.deepEqual(events.map((e) => e.text).filter(Boolean), [first, second]);
+  assert.deepEqual(errors, []);
   await context.close();
 });
 

@@ -277,7 +277,7 @@ impl Model {
         let output_norm = l.vector("output_norm.weight", e)?;
         let output = if tied { None } else { Some(l.rows("output.weight", [vocab, e], vocab_rows.clone())?) };
         let weight_types = std::mem::take(&mut l.types);
-        let rope = Rope::new(hd, c.context_length, c.rope_theta);
+        let rope = Rope::new(hd, c.rope_theta);
         Ok(Self {
             caches: (0..c.n_layer).map(|_| LayerCache::new(groups.len() * hd)).collect(),
             config,
@@ -344,14 +344,15 @@ impl Model {
         std::mem::take(&mut self.profile)
     }
 
-    /// Allocates the KV cache for `positions` positions (at most the
-    /// model's context), so that a conversation up to that length allocates
-    /// no more of it.
+    /// Allocates the KV cache and the RoPE tables for `positions` positions
+    /// (at most the model's context), so that a conversation up to that
+    /// length allocates no more of them.
     ///
     /// # Errors
-    /// [`ModelError::CacheMemory`] when the memory cannot hold it.
+    /// [`ModelError::CacheMemory`] when the memory cannot hold them.
     pub fn reserve_cache(&mut self, positions: usize) -> Result<(), ModelError> {
         let positions = positions.min(self.config.context_length);
+        self.rope.reserve(positions).map_err(|_| ModelError::CacheMemory { positions })?;
         for cache in &mut self.caches {
             cache.reserve(positions).map_err(|_| ModelError::CacheMemory { positions })?;
         }

@@ -34,7 +34,7 @@ impl std::ops::Deref for WorkerUrl {
 }
 
 /// The worker builds a page can start: the same worker with different
-/// kernels (README: Kernels).
+/// kernels (docs/architecture.md, Kernels).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WorkerBuild {
     /// wasm `simd128` kernels: every browser with wasm SIMD runs it.

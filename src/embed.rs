@@ -26,7 +26,7 @@
 //! the embedding site never sees the app's history, nor the app the widget's.
 //! A host's asks join the widget's one conversation, beside what the user
 //! types there: the model reads both, so a host page can have it repeat what
-//! the user wrote in the widget (the README says so under Widget).
+//! the user wrote in the widget (docs/widget.md says so).
 //!
 //! Opened as a top-level page (a link, not embed.js's frame), the widget
 //! downloads nothing before the user clicks "Download and load".

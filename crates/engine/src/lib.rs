@@ -1,7 +1,11 @@
-//! `sprig-engine`: runs llama-family quantized GGUF models on candle.
+//! `sprig-engine`: runs llama-family quantized GGUF models on Sprig's own
+//! quantized kernels ([`kernels`]); candle reads and writes GGUF, quantizes
+//! and samples.
 //!
 //! The engine knows nothing of browsers: it reads models from any byte source
-//! ([`gguf`]), runs the quantized forward pass with a KV cache ([`model`]),
+//! ([`gguf`]), runs the quantized forward pass with a KV cache ([`model`]) on
+//! [`kernels`] (wasm relaxed SIMD or `simd128`, portable loops natively, all
+//! bit-identical),
 //! tokenizes from GGUF metadata ([`tokenizer`]), builds chat prompts ([`chat`]),
 //! samples ([`sample`]) and streams text ([`stream`]) through a step API
 //! ([`session`]). [`quant`] quantizes f32 weights to GGUF types, optionally

@@ -10,6 +10,8 @@ use sprig_protocol::{
     ErrorKind, Event, GenerationSettings, LoadStage, LoadedModel, Message, ReplyStats, Role, StopReason, WorkerInfo,
 };
 
+use crate::failure::{self, Failure};
+
 /// Describes this worker, running the engine's self-test on the way.
 ///
 /// # Errors
@@ -25,9 +27,45 @@ pub fn worker_info() -> Result<WorkerInfo, String> {
     })
 }
 
-/// An error event.
-pub fn error(kind: ErrorKind, message: impl Into<String>) -> Event {
-    Event::Error { kind, message: message.into() }
+/// Why the host cannot do what was asked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HostError {
+    /// A reply is running.
+    #[error("a reply is already being generated; stop it first")]
+    Busy,
+    /// No model is loaded.
+    #[error("no model is loaded")]
+    NotLoaded,
+    /// The bytes are not a GGUF model the reader takes.
+    #[error("not a usable GGUF model: {0}")]
+    NotGguf(String),
+    /// The GGUF's metadata does not describe a model.
+    #[error("{0}")]
+    BadModel(String),
+    /// The model's tensors could not be loaded.
+    #[error("cannot load the model: {0}")]
+    Load(String),
+    /// The KV cache for [`RESERVED_CONTEXT`] positions does not fit.
+    #[error("cannot load the model: {0}; more model workers (Settings) would each hold less")]
+    Cache(String),
+    /// The engine failed while running the model.
+    #[error("{0}")]
+    Engine(String),
+}
+
+impl Failure for HostError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Busy => ErrorKind::Busy,
+            Self::NotLoaded => ErrorKind::NotLoaded,
+            Self::NotGguf(_) | Self::BadModel(_) | Self::Load(_) | Self::Cache(_) => ErrorKind::BadModel,
+            Self::Engine(_) => ErrorKind::Engine,
+        }
+    }
+}
+
+fn engine_error(e: impl std::fmt::Display) -> Event {
+    failure::event(&HostError::Engine(e.to_string()))
 }
 
 /// The reply in progress.
@@ -136,24 +174,24 @@ impl Host {
 
     /// Loads a model from GGUF byte sources (one file, or the shards of a
     /// gguf-split model) of `size` bytes in all, replacing the current one;
-    /// `post` receives load progress. Returns [`Event::Loaded`] or an error event.
-    pub fn load<R: Read + Seek>(&mut self, readers: Vec<R>, size: u64, partition: Partition, post: &mut dyn FnMut(Event)) -> Event {
-        match open(readers) {
-            Ok(file) => self.load_file(file, size, partition, post),
-            Err(e) => e,
-        }
+    /// `post` receives load progress. Returns what is loaded.
+    ///
+    /// # Errors
+    /// [`HostError`]: not a GGUF model, or one that cannot load here.
+    pub fn load<R: Read + Seek>(&mut self, readers: Vec<R>, size: u64, partition: Partition, post: &mut dyn FnMut(Event)) -> Result<LoadedModel, HostError> {
+        self.load_file(open(readers)?, size, partition, post)
     }
 
     /// As [`Host::load`], from a file already [`open`]ed.
-    pub fn load_file<R: Read + Seek>(&mut self, mut file: GgufFile<R>, size: u64, partition: Partition, post: &mut dyn FnMut(Event)) -> Event {
+    ///
+    /// # Errors
+    /// As [`Host::load`].
+    pub fn load_file<R: Read + Seek>(&mut self, mut file: GgufFile<R>, size: u64, partition: Partition, post: &mut dyn FnMut(Event)) -> Result<LoadedModel, HostError> {
         self.session = None;
         self.model = None;
         self.reply = None;
         let started = web_time::Instant::now();
-        let info = match file.info() {
-            Ok(i) => i,
-            Err(e) => return error(ErrorKind::BadModel, e.to_string()),
-        };
+        let info = file.info().map_err(|e| HostError::BadModel(e.to_string()))?;
         let mut last = 0u64;
         let mut on_progress = |p: sprig_engine::model::LoadProgress| {
             // About a hundred progress events per load, not one per tensor.
@@ -162,13 +200,8 @@ impl Host {
                 post(Event::Progress { stage: LoadStage::Load, done: p.bytes_done, total: Some(p.bytes_total), rate: None, eta_s: None });
             }
         };
-        let mut session = match Session::load_partition(&mut file, partition, &mut on_progress) {
-            Ok(s) => s,
-            Err(e) => return error(ErrorKind::BadModel, format!("cannot load the model: {e}")),
-        };
-        if let Err(e) = session.reserve_context(RESERVED_CONTEXT) {
-            return error(ErrorKind::BadModel, format!("cannot load the model: {e}; more model workers (Settings) would each hold less"));
-        }
+        let mut session = Session::load_partition(&mut file, partition, &mut on_progress).map_err(|e| HostError::Load(e.to_string()))?;
+        session.reserve_context(RESERVED_CONTEXT).map_err(|e| HostError::Cache(e.to_string()))?;
         let quantization = info
             .tensor_types
             .iter()
@@ -191,7 +224,7 @@ impl Host {
         };
         self.session = Some(session);
         self.model = Some(model.clone());
-        Event::Loaded { model }
+        Ok(model)
     }
 
     /// Builds the prompt of a reply (dropping the oldest turns when the
@@ -199,25 +232,24 @@ impl Host {
     /// progress; the caller then runs [`start_reply`] on the session.
     ///
     /// # Errors
-    /// The error event to post (busy, no model, a prompt that cannot fit).
-    #[allow(clippy::result_large_err)] // the error is the event to post
-    pub fn prepare(&mut self, turn: u64, messages: &[Message], settings: &GenerationSettings) -> Result<Prepared, Event> {
+    /// [`HostError`]: busy, no model, a prompt that cannot fit.
+    pub fn prepare(&mut self, turn: u64, messages: &[Message], settings: &GenerationSettings) -> Result<Prepared, HostError> {
         if self.reply.is_some() {
-            return Err(error(ErrorKind::Busy, "a reply is already being generated; stop it first"));
+            return Err(HostError::Busy);
         }
         let Some(session) = self.session.as_ref() else {
-            return Err(error(ErrorKind::NotLoaded, "no model is loaded"));
+            return Err(HostError::NotLoaded);
         };
         let messages: Vec<ChatMessage> = messages.iter().map(|m| ChatMessage::new(role(m.role), m.content.clone())).collect();
-        let (prompt, dropped) = session.fit_chat_prompt(&messages, settings.max_tokens).map_err(|e| error(ErrorKind::Engine, e.to_string()))?;
+        let (prompt, dropped) = session.fit_chat_prompt(&messages, settings.max_tokens).map_err(|e| HostError::Engine(e.to_string()))?;
         let params = SamplingParams {
             temperature: settings.temperature,
             top_k: settings.top_k,
             top_p: settings.top_p,
             repeat_penalty: settings.repeat_penalty,
-            repeat_last_n: 64,
             seed: settings.seed,
             max_tokens: settings.max_tokens,
+            ..SamplingParams::default()
         };
         self.reply = Some(Reply { turn, dropped });
         self.cancel_pending = false;
@@ -263,11 +295,10 @@ impl Host {
     pub fn start(&mut self, turn: u64, messages: &[Message], settings: &GenerationSettings) -> Event {
         let prepared = match self.prepare(turn, messages, settings) {
             Ok(p) => p,
-            Err(e) => return e,
+            Err(e) => return failure::event(&e),
         };
-        let Some((mut session, _, _)) = self.lend() else { return error(ErrorKind::NotLoaded, "no model is loaded") };
-        let event = run_to_completion(start_reply(&mut session, &prepared, &mut Alone))
-            .unwrap_or_else(|e| error(ErrorKind::Engine, e.to_string()));
+        let Some((mut session, _, _)) = self.lend() else { return failure::event(&HostError::NotLoaded) };
+        let event = run_to_completion(start_reply(&mut session, &prepared, &mut Alone)).unwrap_or_else(engine_error);
         let failed = !matches!(event, Event::Started { .. });
         self.give_back(session, failed);
         event
@@ -286,7 +317,7 @@ impl Host {
     pub fn step(&mut self) -> Vec<Event> {
         let Some((mut session, turn, dropped)) = self.lend() else { return Vec::new() };
         let (events, finished) = run_to_completion(step_reply(&mut session, turn, dropped, &mut Alone))
-            .unwrap_or_else(|e| (vec![error(ErrorKind::Engine, e.to_string())], true));
+            .unwrap_or_else(|e| (vec![engine_error(e)], true));
         self.give_back(session, finished);
         events
     }
@@ -295,10 +326,9 @@ impl Host {
 /// Opens the GGUF header of a model's byte sources.
 ///
 /// # Errors
-/// The bad-model event to post.
-#[allow(clippy::result_large_err)] // the error is the event to post
-pub fn open<R: Read + Seek>(readers: Vec<R>) -> Result<GgufFile<R>, Event> {
-    GgufFile::open_split(readers).map_err(|e| error(ErrorKind::BadModel, format!("not a usable GGUF model: {e}")))
+/// [`HostError::NotGguf`].
+pub fn open<R: Read + Seek>(readers: Vec<R>) -> Result<GgufFile<R>, HostError> {
+    GgufFile::open_split(readers).map_err(|e| HostError::NotGguf(e.to_string()))
 }
 
 /// Weights one worker holds at most when Sprig chooses the number of
@@ -340,7 +370,7 @@ pub async fn start_reply<C: Collective>(session: &mut Session, p: &Prepared, col
         Ok(prefilled) => {
             Event::Started { turn: p.turn, prompt_tokens: p.prompt.len(), prefilled_tokens: prefilled, dropped_messages: p.dropped }
         }
-        Err(e) => error(ErrorKind::Engine, e.to_string()),
+        Err(e) => engine_error(e),
     }
 }
 
@@ -373,7 +403,7 @@ pub async fn step_reply<C: Collective>(session: &mut Session, turn: u64, dropped
             });
             (events, true)
         }
-        Err(e) => (vec![error(ErrorKind::Engine, e.to_string())], true),
+        Err(e) => (vec![engine_error(e)], true),
     }
 }
 
@@ -431,6 +461,19 @@ mod tests {
     }
 
     #[test]
+    fn the_protocols_sampling_defaults_are_the_engines() {
+        // The protocol mirrors the engine's parameters on purpose (it has no
+        // engine dependency); this keeps the two one definition.
+        let (wire, engine) = (GenerationSettings::default(), SamplingParams::default());
+        assert_eq!(wire.temperature, engine.temperature);
+        assert_eq!(wire.top_p, engine.top_p);
+        assert_eq!(wire.top_k, engine.top_k);
+        assert_eq!(wire.repeat_penalty, engine.repeat_penalty);
+        assert_eq!(wire.max_tokens, engine.max_tokens);
+        assert_eq!(wire.seed, engine.seed);
+    }
+
+    #[test]
     fn generate_before_load_is_refused() {
         let mut h = Host::new();
         assert!(matches!(h.start(1, &[user("hi")], &greedy(4)), Event::Error { kind: ErrorKind::NotLoaded, .. }));
@@ -440,13 +483,14 @@ mod tests {
     #[test]
     fn garbage_is_a_bad_model_and_the_host_stays_usable() {
         let mut h = Host::new();
-        let ev = h.load(vec![Cursor::new(b"<!doctype html><p>not a model</p>".to_vec())], 34, Partition::WHOLE, &mut |_| {});
-        match ev {
+        let err = h.load(vec![Cursor::new(b"<!doctype html><p>not a model</p>".to_vec())], 34, Partition::WHOLE, &mut |_| {}).unwrap_err();
+        assert!(matches!(err, HostError::NotGguf(_)) && err.kind() == ErrorKind::BadModel, "{err:?}");
+        match failure::event(&err) {
             Event::Error { kind: ErrorKind::BadModel, message } => assert!(message.contains("GGUF"), "{message}"),
             other => panic!("{other:?}"),
         }
         let (r, size) = demo();
-        assert!(matches!(h.load(vec![r], size, Partition::WHOLE, &mut |_| {}), Event::Loaded { .. }));
+        assert!(h.load(vec![r], size, Partition::WHOLE, &mut |_| {}).is_ok());
     }
 
     #[test]
@@ -454,8 +498,7 @@ mod tests {
         let mut h = Host::new();
         let (r, size) = demo();
         let mut progress = Vec::new();
-        let loaded = h.load(vec![r], size, Partition::WHOLE, &mut |e| progress.push(e));
-        let Event::Loaded { model } = loaded else { panic!("{loaded:?}") };
+        let model = h.load(vec![r], size, Partition::WHOLE, &mut |e| progress.push(e)).unwrap();
         assert_eq!(model.architecture, "llama");
         assert_eq!(model.quantization, "Q4_1");
         assert_eq!(model.context_length, 8192);
@@ -489,7 +532,7 @@ mod tests {
     fn cancel_stops_at_the_next_step() {
         let mut h = Host::new();
         let (r, size) = demo();
-        h.load(vec![r], size, Partition::WHOLE, &mut |_| {});
+        h.load(vec![r], size, Partition::WHOLE, &mut |_| {}).unwrap();
         h.start(1, &[user("Tell me a story.")], &greedy(100));
         assert_eq!(h.step().len(), 1);
         h.cancel();

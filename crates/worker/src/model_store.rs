@@ -21,9 +21,10 @@
 //! A completion record whose data is missing or short means the browser
 //! evicted the data: it reads as "needs download", never as a corrupt model.
 
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use sprig_protocol::{ModelSource, StoreStatus, StoredModel, MAX_MODEL_BYTES, MAX_SHARDS};
+use sprig_protocol::{ModelSource, StoreStatus, StoredModel};
+
+pub use crate::record::{model_id, ShardMeta, StoreMeta};
 
 use sprig_engine::gguf::ByteSource;
 
@@ -34,74 +35,6 @@ use crate::opfs::{Dir, StoreError, SyncFile};
 pub const ROOT: &str = "sprig-models";
 const META: &str = "meta.json";
 
-/// What the store records about a model.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StoreMeta {
-    /// Display name.
-    pub name: String,
-    /// Where it comes from (absolute URL).
-    pub source: ModelSource,
-    /// Sum of the shard sizes.
-    pub total_size: u64,
-    /// The shards, in order.
-    pub shards: Vec<ShardMeta>,
-    /// A plain URL's ETag when first fetched, to notice a changed file on resume.
-    pub etag: Option<String>,
-    /// A manifest's text, to load it offline.
-    pub manifest: Option<String>,
-}
-
-impl StoreMeta {
-    /// Checks what a record claims before anything is sized from it: one
-    /// to [`MAX_SHARDS`] shards, each with a plain file key and a size of 1
-    /// to [`MAX_MODEL_BYTES`] bytes, adding up to `total_size`.
-    ///
-    /// # Errors
-    /// What is wrong, naming the field.
-    pub fn check(&self) -> Result<(), String> {
-        if self.shards.is_empty() || self.shards.len() > MAX_SHARDS {
-            return Err(format!("lists {} shards (1 to {MAX_SHARDS} are possible)", self.shards.len()));
-        }
-        let mut sum = 0u64;
-        for (i, s) in self.shards.iter().enumerate() {
-            if s.key.is_empty() || s.key.len() > 64 || !s.key.bytes().all(|b| b.is_ascii_alphanumeric()) {
-                return Err(format!("gives shard {} the key {:?}, not a plain file name", i + 1, s.key));
-            }
-            if s.size == 0 || s.size > MAX_MODEL_BYTES {
-                return Err(format!("gives shard {} a size of {} bytes (1 to {MAX_MODEL_BYTES} are possible)", i + 1, s.size));
-            }
-            sum = sum.saturating_add(s.size);
-        }
-        if sum != self.total_size {
-            return Err(format!("gives total_size {}, but its shards add up to {sum}", self.total_size));
-        }
-        Ok(())
-    }
-}
-
-/// One stored shard.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ShardMeta {
-    /// File name stem in the model's directory.
-    pub key: String,
-    /// Size in bytes.
-    pub size: u64,
-    /// Expected SHA-256, when a manifest gives it.
-    pub sha256: Option<String>,
-}
-
-impl ShardMeta {
-    fn data(&self) -> String {
-        format!("{}.data", self.key)
-    }
-    fn chunks(&self) -> String {
-        format!("{}.chunks", self.key)
-    }
-    fn ok(&self) -> String {
-        format!("{}.ok", self.key)
-    }
-}
-
 /// What the store holds of one shard.
 #[derive(Debug)]
 pub enum ShardState {
@@ -111,21 +44,6 @@ pub enum ShardState {
     Evicted,
     /// These chunks are stored (possibly none).
     Partial(ChunkMap),
-}
-
-/// The lowercase hex SHA-256 of `bytes`.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// The store key of a model source: a hash of its kind and absolute URL.
-pub fn model_id(source: &ModelSource) -> String {
-    let (kind, url) = match source {
-        ModelSource::Manifest { url } => ("m", url.as_str()),
-        ModelSource::Url { url } => ("u", url.as_str()),
-        ModelSource::File { name, .. } => ("f", name.as_str()),
-    };
-    format!("{kind}{}", &sha256_hex(url.as_bytes())[..20])
 }
 
 fn record(size: u64, sha256: &str) -> String {
@@ -432,7 +350,7 @@ impl ShardWriter {
 
     /// The SHA-256 of the stored bytes (meaningful once [`Self::complete`]).
     pub fn digest(&self) -> String {
-        self.hasher.clone().finalize().iter().map(|b| format!("{b:02x}")).collect()
+        sprig_protocol::hex(&self.hasher.clone().finalize())
     }
 
     /// Forgets everything stored, to fetch the shard again.

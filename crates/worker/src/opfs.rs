@@ -298,3 +298,9 @@ impl ByteSource for SyncFile {
         self.read_exact_at(offset, buf).map_err(|e| io::Error::other(e.to_string()))
     }
 }
+
+impl crate::failure::Failure for StoreError {
+    fn kind(&self) -> sprig_protocol::ErrorKind {
+        sprig_protocol::ErrorKind::Storage
+    }
+}

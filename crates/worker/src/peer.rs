@@ -4,28 +4,26 @@
 
 use std::io::{BufReader, Read, Seek};
 
-use js_sys::{Array, Uint32Array};
 use sprig_engine::gguf::{GgufFile, SourceReader};
 use sprig_engine::model::{Model, Partition};
 use sprig_protocol::ModelSource;
-use wasm_bindgen::prelude::*;
 use web_sys::{File, MessagePort};
 
+use crate::acquire::{open_stored, READ_BUFFER};
 use crate::file_source::FileSource;
-use crate::global::{open_stored, READ_BUFFER};
-use crate::host::memory_bytes;
-use crate::team::{field, js_text, kind, message, Inbox, Link, Mesh};
+use crate::host::{memory_bytes, usable_positions, RESERVED_CONTEXT};
+use crate::peer_message::PeerMessage;
+use crate::team::{Inbox, Link, Mesh};
 
 fn load<R: Read + Seek>(readers: Vec<R>, partition: Partition) -> Result<Model, String> {
     let mut file = GgufFile::open_split(readers).map_err(|e| format!("not a usable GGUF model: {e}"))?;
     let mut model = Model::load_partition(&mut file, partition, &mut |_| {}).map_err(|e| format!("cannot load its slice of the model: {e}"))?;
     // As the coordinating worker does (`Host::load_file`).
-    model.reserve_cache(crate::host::RESERVED_CONTEXT).map_err(|e| format!("cannot load its slice of the model: {e}"))?;
+    model.reserve_cache(RESERVED_CONTEXT).map_err(|e| format!("cannot load its slice of the model: {e}"))?;
     Ok(model)
 }
 
-async fn load_slice(init: &JsValue, partition: Partition) -> Result<Model, String> {
-    let files: Vec<File> = field(init, "files").dyn_into::<Array>().map(|a| a.iter().filter_map(|f| f.dyn_into().ok()).collect()).unwrap_or_default();
+async fn load_slice(source: &ModelSource, files: Vec<File>, partition: Partition) -> Result<Model, String> {
     if !files.is_empty() {
         let readers = files
             .into_iter()
@@ -33,18 +31,14 @@ async fn load_slice(init: &JsValue, partition: Partition) -> Result<Model, Strin
             .collect::<Result<Vec<_>, _>>()?;
         return load(readers, partition);
     }
-    let source = field(init, "source").as_string().ok_or("no model source given")?;
-    let source: ModelSource = serde_json::from_str(&source).map_err(|e| format!("bad model source: {e}"))?;
-    let readers = open_stored(&source).await?;
+    let readers = open_stored(source).await.map_err(|e| e.to_string())?;
     load(readers, partition)
 }
 
-/// Runs this worker as rank `init.rank` of `init.count`, until rank 0 goes.
-pub async fn run(init: JsValue) {
-    let rank = field(&init, "rank").as_f64().unwrap_or(0.0) as usize;
-    let count = field(&init, "count").as_f64().unwrap_or(0.0) as usize;
-    let ports: Vec<Option<MessagePort>> =
-        field(&init, "ports").dyn_into::<Array>().map(|a| a.iter().map(|p| p.dyn_into().ok()).collect()).unwrap_or_default();
+/// Runs this worker as `rank` of `count` (what its [`PeerMessage::Init`]
+/// says), until rank 0 goes.
+pub async fn run(rank: usize, count: usize, source: ModelSource, files: Vec<File>, ports: Vec<Option<MessagePort>>) {
+    let port_count = ports.len();
     let links: Vec<Option<Link>> = ports.into_iter().map(|p| p.map(|p| Link::new(p, Inbox::default()))).collect();
     let mut mesh = Mesh::new(rank, links);
     let Some(coordinator) = mesh.link(0) else {
@@ -52,43 +46,34 @@ pub async fn run(init: JsValue) {
         return;
     };
     let loaded = match Partition::new(rank, count).map_err(|e| e.to_string()) {
-        Ok(partition) if count == mesh_len(&init) => load_slice(&init, partition).await,
-        Ok(_) => Err(format!("{count} workers, but ports for a different number")),
+        Ok(partition) if count == port_count => load_slice(&source, files, partition).await,
+        Ok(_) => Err(format!("{count} workers, but ports for {port_count}")),
         Err(e) => Err(e),
     };
     let mut model = match loaded {
         Ok(m) => m,
-        Err(e) => {
-            let _ = coordinator.send(&message("error", &[("message", &e.into())]), &[]);
+        Err(message) => {
+            let _ = coordinator.send(&PeerMessage::Error { message });
             return;
         }
     };
     // How far this worker's cache can grow: rank 0 fits the conversation to
     // the smallest of the workers'.
-    let reserved = crate::host::RESERVED_CONTEXT.min(model.config().context_length);
-    let positions = crate::host::usable_positions(reserved, model.cache_bytes() as u64, memory_bytes());
-    let _ = coordinator.send(
-        &message("loaded", &[("memory", &JsValue::from(memory_bytes() as f64)), ("positions", &JsValue::from(positions.min(1 << 40) as f64))]),
-        &[],
-    );
+    let reserved = RESERVED_CONTEXT.min(model.config().context_length);
+    let positions = usable_positions(reserved, model.cache_bytes() as u64, memory_bytes());
+    let _ = coordinator.send(&PeerMessage::Loaded { memory: memory_bytes(), positions: positions.min(1 << 40) as u64 });
     loop {
         let Some(coordinator) = mesh.link(0) else { return };
-        let m = coordinator.recv().await;
-        match kind(&m).as_str() {
-            "run" => {
-                let pos = field(&m, "pos").as_f64().unwrap_or(0.0) as usize;
-                let tokens = field(&m, "tokens").dyn_into::<Uint32Array>().map(|t| t.to_vec()).unwrap_or_default();
+        match coordinator.recv().await {
+            Ok(PeerMessage::Run { pos, tokens }) => {
                 model.truncate_cache(pos);
                 if let Err(e) = model.forward_with(&tokens, &mut mesh).await {
                     mesh.broadcast_error(&format!("worker {rank}: {e}"));
                 }
             }
-            "error" => return,
-            _ => mesh.broadcast_error(&format!("worker {rank} got an unexpected message: {}", js_text(&m))),
+            Ok(PeerMessage::Error { .. }) => return,
+            Ok(other) => mesh.broadcast_error(&format!("worker {rank} got an unexpected {other:?}")),
+            Err(e) => mesh.broadcast_error(&format!("worker {rank} got {e}")),
         }
     }
-}
-
-fn mesh_len(init: &JsValue) -> usize {
-    field(init, "ports").dyn_into::<Array>().map_or(0, |a| a.length() as usize)
 }

@@ -11,9 +11,7 @@
 //! which tokens each forward pass runs. Nothing here needs `SharedArrayBuffer`, so neither
 //! COOP/COEP nor a cross-origin-isolated host page.
 //!
-//! Messages between workers are plain objects with a `kind`:
-//! `run {pos, tokens}` (rank 0 → others), `block {data}`, `loaded {memory}`,
-//! `error {message}`.
+//! The messages between workers are [`PeerMessage`]s, decoded strictly.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -21,10 +19,13 @@ use std::future::poll_fn;
 use std::rc::Rc;
 use std::task::{Poll, Waker};
 
-use js_sys::{Array, ArrayBuffer, Float32Array, Object, Reflect, Uint32Array};
+use js_sys::{ArrayBuffer, Float32Array};
 use sprig_engine::model::{Collective, CollectiveError};
+use sprig_protocol::{ModelSource, Event};
 use wasm_bindgen::prelude::*;
-use web_sys::{MessageChannel, MessageEvent, MessagePort, Worker};
+use web_sys::{File, MessageChannel, MessageEvent, MessagePort, Worker};
+
+use crate::peer_message::{PeerMessage, PeerMessageError};
 
 /// Messages received from one other worker, waiting to be read.
 #[derive(Default)]
@@ -46,8 +47,8 @@ impl Inbox {
         }
     }
 
-    /// The next message, waiting for it.
-    pub async fn recv(&self) -> JsValue {
+    /// The next message as it came, waiting for it.
+    async fn recv_raw(&self) -> JsValue {
         poll_fn(|cx| {
             let mut s = self.0.borrow_mut();
             match s.queue.pop_front() {
@@ -59,6 +60,14 @@ impl Inbox {
             }
         })
         .await
+    }
+
+    /// The next message, waiting for it.
+    ///
+    /// # Errors
+    /// A message that is not a [`PeerMessage`].
+    pub async fn recv(&self) -> Result<PeerMessage, PeerMessageError> {
+        PeerMessage::decode(&self.recv_raw().await)
     }
 
     /// A handler that puts every message it gets here.
@@ -101,7 +110,7 @@ impl Link {
         let buffer = reused.unwrap_or_else(|| ArrayBuffer::new(bytes as u32));
         let data = Float32Array::new_with_byte_offset_and_length(&buffer, 0, values.len() as u32);
         data.copy_from(values);
-        self.send(&message("block", &[("data", &data)]), &[buffer.into()])
+        self.send(&PeerMessage::Block { data })
     }
 
     /// Keeps the buffer of a received block for a later [`Link::send_block`].
@@ -113,14 +122,17 @@ impl Link {
         }
     }
 
-    /// Posts `message`, transferring `transfer`.
-    pub fn send(&self, message: &JsValue, transfer: &[JsValue]) -> Result<(), CollectiveError> {
-        let list: Array = transfer.iter().collect();
-        self.port.post_message_with_transferable(message, &list).map_err(|e| CollectiveError(js_text(&e)))
+    /// Posts `message`, transferring what it carries.
+    pub fn send(&self, message: &PeerMessage) -> Result<(), CollectiveError> {
+        let (value, transfer) = message.encode();
+        self.port.post_message_with_transferable(&value, &transfer).map_err(|e| CollectiveError(js_text(&e)))
     }
 
     /// The next message from the other worker.
-    pub async fn recv(&self) -> JsValue {
+    ///
+    /// # Errors
+    /// A message that is not a [`PeerMessage`].
+    pub async fn recv(&self) -> Result<PeerMessage, PeerMessageError> {
         self.inbox.recv().await
     }
 }
@@ -130,26 +142,6 @@ pub fn js_text(v: &JsValue) -> String {
     v.as_string()
         .or_else(|| js_sys::JSON::stringify(v).ok().and_then(|s| s.as_string()))
         .unwrap_or_else(|| format!("{v:?}"))
-}
-
-/// A message object `{kind, ...fields}`.
-pub fn message(kind: &str, fields: &[(&str, &JsValue)]) -> JsValue {
-    let o = Object::new();
-    let _ = Reflect::set(&o, &"kind".into(), &kind.into());
-    for (k, v) in fields {
-        let _ = Reflect::set(&o, &(*k).into(), v);
-    }
-    o.into()
-}
-
-/// The `kind` of a message ("" when it has none).
-pub fn kind(v: &JsValue) -> String {
-    Reflect::get(v, &"kind".into()).ok().and_then(|k| k.as_string()).unwrap_or_default()
-}
-
-/// Field `name` of a message.
-pub fn field(v: &JsValue, name: &str) -> JsValue {
-    Reflect::get(v, &name.into()).unwrap_or(JsValue::UNDEFINED)
 }
 
 /// This worker's channels to every other worker of the model.
@@ -172,9 +164,9 @@ impl Mesh {
 
     /// Tells every other worker this one failed (best effort).
     pub fn broadcast_error(&self, text: &str) {
-        let m = message("error", &[("message", &text.into())]);
+        let m = PeerMessage::Error { message: text.to_string() };
         for l in self.links.iter().flatten() {
-            let _ = l.send(&m, &[]);
+            let _ = l.send(&m);
         }
     }
 }
@@ -184,9 +176,9 @@ impl Collective for Mesh {
         if self.rank != 0 {
             return Ok(());
         }
-        let m = message("run", &[("pos", &JsValue::from(pos as f64)), ("tokens", &Uint32Array::from(tokens).into())]);
+        let m = PeerMessage::Run { pos, tokens: tokens.to_vec() };
         for l in self.links.iter().flatten() {
-            l.send(&m, &[])?;
+            l.send(&m)?;
         }
         Ok(())
     }
@@ -201,17 +193,17 @@ impl Collective for Mesh {
                 all.extend_from_slice(mine);
                 continue;
             };
-            let m = link.recv().await;
-            match kind(&m).as_str() {
-                "block" => {
-                    let data: Float32Array = field(&m, "data").dyn_into().map_err(|_| CollectiveError(format!("worker {r} sent a block without data")))?;
+            match link.recv().await {
+                Ok(PeerMessage::Block { data }) => {
+                    // Blocks differ in size (each worker's share of rows).
                     let at = all.len();
                     all.resize(at + data.length() as usize, 0.0);
                     data.copy_to(&mut all[at..]);
                     link.keep(&data);
                 }
-                "error" => return Err(CollectiveError(format!("worker {r} failed: {}", js_text(&field(&m, "message"))))),
-                _ => return Err(CollectiveError(format!("worker {r} sent an unexpected message: {}", js_text(&m)))),
+                Ok(PeerMessage::Error { message }) => return Err(CollectiveError(format!("worker {r} failed: {message}"))),
+                Ok(other) => return Err(CollectiveError(format!("worker {r} sent an unexpected {other:?}"))),
+                Err(e) => return Err(CollectiveError(format!("worker {r} sent {e}"))),
             }
         }
         Ok(())
@@ -230,6 +222,12 @@ pub struct Team {
     pub positions: Vec<usize>,
 }
 
+impl std::fmt::Debug for Team {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Team").field("workers", &self.workers.len()).field("memory", &self.memory).field("positions", &self.positions).finish_non_exhaustive()
+    }
+}
+
 impl Drop for Team {
     fn drop(&mut self) {
         for w in &self.workers {
@@ -238,19 +236,49 @@ impl Drop for Team {
     }
 }
 
+/// Why a team could not start or load.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TeamError {
+    /// A worker could not be started or reached.
+    #[error("cannot start worker {rank}: {message}")]
+    Start {
+        /// Its rank.
+        rank: usize,
+        /// What the browser said.
+        message: String,
+    },
+    /// A worker failed (its script, or loading its slice).
+    #[error("worker {rank}: {message}")]
+    Failed {
+        /// Its rank.
+        rank: usize,
+        /// What it said.
+        message: String,
+    },
+    /// A worker sent something else than it should have.
+    #[error("worker {rank} sent {what}")]
+    Unexpected {
+        /// Its rank.
+        rank: usize,
+        /// What it sent.
+        what: String,
+    },
+}
+
 impl Team {
     /// Starts `count - 1` workers from `script` (this worker's own loader),
     /// waits until each is ready, wires the mesh, and sends each its
-    /// `init` fields (what to load; `rank`, `count` and its ports are added).
+    /// [`PeerMessage::Init`]: its rank, its ports, and the model (`source`,
+    /// and the picked `files` of a local one).
     ///
     /// # Errors
     /// A worker that cannot start or fails before it is ready.
-    pub async fn start(script: &str, count: usize, init: &[(&str, JsValue)]) -> Result<Self, String> {
+    pub async fn start(script: &str, count: usize, source: &ModelSource, files: &[File]) -> Result<Self, TeamError> {
         let mut workers = Vec::with_capacity(count - 1);
         let mut handlers = Vec::with_capacity(count - 1);
         let mut inboxes = vec![Inbox::default()];
         for rank in 1..count {
-            let worker = Worker::new(script).map_err(|e| format!("cannot start worker {rank}: {}", js_text(&e)))?;
+            let worker = Worker::new(script).map_err(|e| TeamError::Start { rank, message: js_text(&e) })?;
             let inbox = Inbox::default();
             // Messages the worker posts on its own scope (its ready signal,
             // a panic report) land in the same inbox as its channel's.
@@ -258,7 +286,7 @@ impl Team {
             worker.set_onmessage(Some(handler.as_ref().unchecked_ref()));
             let on_error = inbox.clone();
             let error_handler = Closure::<dyn FnMut(MessageEvent)>::new(move |_e: MessageEvent| {
-                on_error.push(message("error", &[("message", &"the worker's script failed to start".into())]));
+                on_error.push(PeerMessage::Error { message: "the worker's script failed to start".into() }.encode().0);
             });
             worker.set_onerror(Some(error_handler.as_ref().unchecked_ref()));
             workers.push(worker);
@@ -266,35 +294,33 @@ impl Team {
             handlers.push(error_handler);
             inboxes.push(inbox);
         }
-        // Each worker announces readiness once its wasm runs; a message posted
-        // before that would be lost.
+        // Each worker announces readiness (the protocol's `Ready`, as to the
+        // UI) once its wasm runs; a message posted before that would be lost.
         for (rank, inbox) in inboxes.iter().enumerate().skip(1) {
-            let first = inbox.recv().await;
-            if kind(&first) == "error" {
-                return Err(format!("worker {rank}: {}", js_text(&field(&first, "message"))));
+            let first = inbox.recv_raw().await;
+            match sprig_protocol::codec::decode::<Event>(first.clone()) {
+                Ok(Event::Ready) => continue,
+                Ok(Event::Error { message, .. }) => return Err(TeamError::Failed { rank, message }),
+                _ => {}
             }
+            return Err(match PeerMessage::decode(&first) {
+                Ok(PeerMessage::Error { message }) => TeamError::Failed { rank, message },
+                _ => TeamError::Unexpected { rank, what: format!("{} before it was ready", js_text(&first)) },
+            });
         }
         // ports[a][b]: worker a's end of the channel between a and b.
         let mut ports: Vec<Vec<Option<MessagePort>>> = (0..count).map(|_| (0..count).map(|_| None).collect()).collect();
         for (a, b) in (0..count).flat_map(|a| (a + 1..count).map(move |b| (a, b))) {
-            let ch = MessageChannel::new().map_err(|e| js_text(&e))?;
+            let ch = MessageChannel::new().map_err(|e| TeamError::Start { rank: b, message: js_text(&e) })?;
             ports[a][b] = Some(ch.port1());
             ports[b][a] = Some(ch.port2());
         }
         let mut mine = ports.remove(0);
         for (i, (worker, theirs)) in workers.iter().zip(ports).enumerate() {
             let rank = i + 1;
-            let list: Array = theirs.iter().map(|p| p.as_ref().map_or(JsValue::NULL, |p| p.clone().into())).collect();
-            let transfer: Array = theirs.iter().flatten().map(JsValue::from).collect();
-            let o = Object::new();
-            for (k, v) in init {
-                let _ = Reflect::set(&o, &(*k).into(), v);
-            }
-            let _ = Reflect::set(&o, &"rank".into(), &(rank as f64).into());
-            let _ = Reflect::set(&o, &"count".into(), &(count as f64).into());
-            let _ = Reflect::set(&o, &"ports".into(), &list);
-            let init = message("peer", &[("init", &o.into())]);
-            worker.post_message_with_transfer(&init, &transfer).map_err(|e| format!("cannot reach worker {rank}: {}", js_text(&e)))?;
+            let init = PeerMessage::Init { rank, count, source: source.clone(), files: files.to_vec(), ports: theirs };
+            let (value, transfer) = init.encode();
+            worker.post_message_with_transfer(&value, &transfer).map_err(|e| TeamError::Start { rank, message: js_text(&e) })?;
         }
         let links = mine.iter_mut().enumerate().map(|(r, p)| p.take().map(|p| Link::new(p, inboxes[r].clone()))).collect();
         Ok(Self { workers, _handlers: handlers, mesh: Mesh::new(0, links), memory: Vec::new(), positions: Vec::new() })
@@ -304,18 +330,17 @@ impl Team {
     ///
     /// # Errors
     /// The first worker's failure.
-    pub async fn loaded(&mut self) -> Result<(), String> {
+    pub async fn loaded(&mut self) -> Result<(), TeamError> {
         for rank in 1..self.workers.len() + 1 {
             let Some(link) = self.mesh.link(rank) else { continue };
-            let m = link.recv().await;
-            match kind(&m).as_str() {
-                "loaded" => {
-                    self.memory.push(field(&m, "memory").as_f64().unwrap_or(0.0) as u64);
-                    let positions = field(&m, "positions").as_f64().ok_or_else(|| format!("worker {rank} did not say how far its cache can grow"))?;
-                    self.positions.push(positions as usize);
+            match link.recv().await {
+                Ok(PeerMessage::Loaded { memory, positions }) => {
+                    self.memory.push(memory);
+                    self.positions.push(usize::try_from(positions).unwrap_or(usize::MAX));
                 }
-                "error" => return Err(format!("worker {rank}: {}", js_text(&field(&m, "message")))),
-                _ => return Err(format!("worker {rank} sent an unexpected message: {}", js_text(&m))),
+                Ok(PeerMessage::Error { message }) => return Err(TeamError::Failed { rank, message }),
+                Ok(other) => return Err(TeamError::Unexpected { rank, what: format!("{other:?} while loading") }),
+                Err(e) => return Err(TeamError::Unexpected { rank, what: e.to_string() }),
             }
         }
         Ok(())

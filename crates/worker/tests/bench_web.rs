@@ -5,7 +5,6 @@
 
 mod common;
 
-use candle_core::Device;
 use sprig_engine::bench;
 use sprig_engine::gguf::SourceReader;
 use sprig_engine::{GgufFile, Session};

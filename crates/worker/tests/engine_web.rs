@@ -8,7 +8,6 @@
 
 mod common;
 
-use candle_core::Device;
 use sprig_engine::gguf::SourceReader;
 use sprig_engine::{GgufFile, SamplingParams, Session};
 use wasm_bindgen_test::*;

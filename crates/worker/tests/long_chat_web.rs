@@ -63,10 +63,8 @@ fn a_chat_longer_than_the_memory_headroom_drops_its_oldest_turns_and_goes_on() {
     let bytes = write_gguf(&spec, &meta).unwrap();
     let size = bytes.len() as u64;
     let mut host = Host::new();
-    match host.load(vec![Cursor::new(bytes)], size, Partition::WHOLE, &mut |_| {}) {
-        Event::Loaded { model } => assert_eq!(model.context_length, 16_384),
-        other => panic!("{other:?}"),
-    }
+    let model = host.load(vec![Cursor::new(bytes)], size, Partition::WHOLE, &mut |_| {}).unwrap();
+    assert_eq!(model.context_length, 16_384);
 
     // Fill the memory as a model of nearly 4 GiB would, leaving LEFT bytes
     // beyond the margin: room for about 2,048 more positions (512 bytes each).

@@ -21,11 +21,7 @@ fn now_ms() -> f64 {
 fn source_for(url: &str) -> Result<ModelSource, String> {
     let base = web_sys::window().and_then(|w| w.document()).and_then(|d| d.base_uri().ok().flatten()).unwrap_or_default();
     let url = web_sys::Url::new_with_base(url, &base).map_err(|_| format!("{url} is not a valid URL"))?.href();
-    Ok(if url.split(['?', '#']).next().is_some_and(|p| p.ends_with(".json")) {
-        ModelSource::Manifest { url }
-    } else {
-        ModelSource::Url { url }
-    })
+    Ok(ModelSource::for_url(&url))
 }
 
 const COMPLETE_KEY: &str = "sprig.completeModels";
@@ -62,15 +58,12 @@ fn forget_complete(url: &str) {
 
 /// The absolute URL of a catalog or typed model URL.
 pub fn absolute(url: &str) -> Option<String> {
-    match source_for(url).ok()? {
-        ModelSource::Manifest { url } | ModelSource::Url { url } => Some(url),
-        ModelSource::File { .. } => None,
-    }
+    source_for(url).ok()?.url().map(str::to_string)
 }
 
 /// The store entry for the model at absolute `url`.
 pub fn stored_for<'a>(stored: &'a [StoredModel], url: &str) -> Option<&'a StoredModel> {
-    stored.iter().find(|m| matches!(&m.source, ModelSource::Manifest { url: u } | ModelSource::Url { url: u } if u == url))
+    stored.iter().find(|m| m.source.url() == Some(url))
 }
 
 /// Whether a stored model is complete.
@@ -385,10 +378,7 @@ impl Controller {
             return;
         }
         self.model.set(ModelState::Idle);
-        let url = match self.active.get_untracked() {
-            Some(ModelSource::Manifest { url } | ModelSource::Url { url }) => url,
-            _ => return,
-        };
+        let Some(url) = self.active.get_untracked().and_then(|s| s.url().map(str::to_string)) else { return };
         if let Some(id) = self.stored.with_untracked(|s| stored_for(s, &url).map(|m| m.id.clone())) {
             self.delete_model(id);
         }
@@ -416,10 +406,7 @@ impl Controller {
     /// Deletes a stored model (a deliberate delete is not an eviction).
     pub fn delete_model(self, id: String) {
         let url = self.stored.with_untracked(|s| {
-            s.iter().find(|m| m.id == id).and_then(|m| match &m.source {
-                ModelSource::Manifest { url } | ModelSource::Url { url } => Some(url.clone()),
-                ModelSource::File { .. } => None,
-            })
+            s.iter().find(|m| m.id == id).and_then(|m| m.source.url().map(str::to_string))
         });
         if let Some(url) = url {
             forget_complete(&url);
@@ -585,7 +572,7 @@ impl Controller {
             Event::Loaded { model } => {
                 self.model.set(ModelState::Ready(model));
                 let source = self.active.get_untracked();
-                if let Some(ModelSource::Manifest { url } | ModelSource::Url { url }) = &source {
+                if let Some(url) = source.as_ref().and_then(ModelSource::url) {
                     remember_complete(url);
                 }
                 self.loaded.set(source);

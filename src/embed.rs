@@ -43,7 +43,6 @@ use std::rc::Rc;
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sprig_protocol::ModelSource;
 use wasm_bindgen::prelude::*;
 
 use crate::components::banners::Banners;
@@ -418,10 +417,7 @@ fn start_bridge(ctl: Controller, bridge: Rc<Bridge>, has_model: bool) {
             let now = match ctl.model.get() {
                 ModelState::Ready(m) => {
                     if was != Some("ready") {
-                        let url = match ctl.active.get_untracked() {
-                            Some(ModelSource::Manifest { url } | ModelSource::Url { url }) => url,
-                            _ => String::new(),
-                        };
+                        let url = ctl.active.get_untracked().and_then(|s| s.url().map(str::to_string)).unwrap_or_default();
                         bridge.post(&Outbound::Ready { model: m.name, url });
                     }
                     "ready"

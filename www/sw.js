@@ -30,29 +30,31 @@ self.addEventListener('install', (event) => {
 
 async function precache() {
   const cache = await caches.open(CACHE);
-  try {
-    await Promise.all(
-      BUILD.shell.map(async ({ url, integrity }) => {
-        // Past the HTTP cache, and checked against the build's own hashes: a
-        // shell mixing two deployments fails to install and is retried later.
-        const request = new Request(new URL(url, SCOPE), { cache: 'no-cache', integrity: integrity ?? '' });
-        let response = await fetch(request);
-        if (!response.ok) throw new Error(`cannot precache ${url}: HTTP ${response.status}`);
-        // The page has no hash to check (see BUILD): it must at least be this
-        // build's, naming only this build's scripts, styles and wasm.
-        if (request.url === INDEX && !namesThisBuild(await response.clone().text())) {
-          throw new Error('index.html names files of another build: the shell is not installed');
-        }
-        // A redirected response cannot answer a navigation: keep its bytes only.
-        if (response.redirected) {
-          response = new Response(await response.blob(), { status: response.status, headers: response.headers });
-        }
-        await cache.put(request.url, response);
-      }),
-    );
-  } catch (e) {
+  // Every file's fetch and put end before the cache is judged: deleting it
+  // while some were still in flight let a late put bring it back.
+  const results = await Promise.allSettled(
+    BUILD.shell.map(async ({ url, integrity }) => {
+      // Past the HTTP cache, and checked against the build's own hashes: a
+      // shell mixing two deployments fails to install and is retried later.
+      const request = new Request(new URL(url, SCOPE), { cache: 'no-cache', integrity: integrity ?? '' });
+      let response = await fetch(request);
+      if (!response.ok) throw new Error(`cannot precache ${url}: HTTP ${response.status}`);
+      // The page has no hash to check (see BUILD): it must at least be this
+      // build's, naming only this build's scripts, styles and wasm.
+      if (request.url === INDEX && !namesThisBuild(await response.clone().text())) {
+        throw new Error('index.html names files of another build: the shell is not installed');
+      }
+      // A redirected response cannot answer a navigation: keep its bytes only.
+      if (response.redirected) {
+        response = new Response(await response.blob(), { status: response.status, headers: response.headers });
+      }
+      await cache.put(request.url, response);
+    }),
+  );
+  const failed = results.find((r) => r.status === 'rejected');
+  if (failed) {
     await caches.delete(CACHE);
-    throw e;
+    throw failed.reason;
   }
 }
 

@@ -27,11 +27,11 @@ fn rows(stored: &[StoredModel]) -> Vec<Row> {
         })
         .collect();
     for m in stored {
-        if let ModelSource::Manifest { url } | ModelSource::Url { url } = &m.source {
+        if let Some(url) = m.source.url() {
             // A damaged entry may have no source left: each has its own row.
             let shown = rows.iter().any(|r| r.stored.as_ref().is_some_and(|s| s.id == m.id));
             if !shown && (m.status == StoreStatus::Damaged || !rows.iter().any(|r| r.url == *url)) {
-                rows.push(Row { name: m.name.clone(), url: url.clone(), size: m.total_size, stored: Some(m.clone()) });
+                rows.push(Row { name: m.name.clone(), url: url.to_string(), size: m.total_size, stored: Some(m.clone()) });
             }
         }
     }
@@ -39,10 +39,7 @@ fn rows(stored: &[StoredModel]) -> Vec<Row> {
 }
 
 fn source_url(s: &Option<ModelSource>) -> Option<String> {
-    match s {
-        Some(ModelSource::Manifest { url } | ModelSource::Url { url }) => Some(url.clone()),
-        _ => None,
-    }
+    s.as_ref().and_then(ModelSource::url).map(str::to_string)
 }
 
 /// The Models panel.
@@ -52,7 +49,7 @@ pub fn ModelsPanel() -> impl IntoView {
     let row_view = move |row: Row| {
         let url = row.url.clone();
         let source = row.stored.as_ref().map_or_else(
-            || if url.split(['?', '#']).next().is_some_and(|p| p.ends_with(".json")) { ModelSource::Manifest { url: url.clone() } } else { ModelSource::Url { url: url.clone() } },
+            || ModelSource::for_url(&url),
             |m| m.source.clone(),
         );
         let id = row.stored.as_ref().map(|m| m.id.clone());

@@ -20,7 +20,7 @@ const PREFIX: &str = "SmolLM2-135M-Instruct.Q4_1";
 
 fn sha256(path: &Path) -> String {
     let bytes = std::fs::read(path).unwrap();
-    Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect()
+    sprig_protocol::hex(&Sha256::digest(&bytes))
 }
 
 fn open_all(paths: &[PathBuf]) -> GgufFile<BufReader<File>> {

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 pub mod codec;
 pub mod manifest;
 
-pub use manifest::{Manifest, ManifestError, MAX_MANIFEST_BYTES, MAX_MODEL_BYTES, MAX_SHARDS};
+pub use manifest::{hex, Manifest, ManifestError, MAX_MANIFEST_BYTES, MAX_MODEL_BYTES, MAX_SHARDS};
 
 /// Version of the message format. Bump it on any incompatible change.
 pub const PROTOCOL_VERSION: u32 = 4;
@@ -71,6 +71,25 @@ pub enum ModelSource {
 }
 
 impl ModelSource {
+    /// The source of a model at `url`: a shard manifest when its path ends
+    /// in `.json`, one GGUF file otherwise.
+    pub fn for_url(url: &str) -> Self {
+        let url = url.to_string();
+        if url.split(['?', '#']).next().is_some_and(|path| path.ends_with(".json")) {
+            Self::Manifest { url }
+        } else {
+            Self::Url { url }
+        }
+    }
+
+    /// The URL of a manifest or GGUF source; `None` for a picked file.
+    pub fn url(&self) -> Option<&str> {
+        match self {
+            Self::Url { url } | Self::Manifest { url } => Some(url),
+            Self::File { .. } => None,
+        }
+    }
+
     /// A short description for messages.
     pub fn describe(&self) -> &str {
         match self {
@@ -475,6 +494,15 @@ pub enum ProtocolError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_url_ending_in_json_is_a_manifest() {
+        assert_eq!(ModelSource::for_url("https://s.example/m.json?v=2#x"), ModelSource::Manifest { url: "https://s.example/m.json?v=2#x".into() });
+        assert_eq!(ModelSource::for_url("https://s.example/m.gguf"), ModelSource::Url { url: "https://s.example/m.gguf".into() });
+        assert_eq!(ModelSource::for_url("https://s.example/m.gguf?as=.json"), ModelSource::Url { url: "https://s.example/m.gguf?as=.json".into() });
+        assert_eq!(ModelSource::for_url("m.json").url(), Some("m.json"));
+        assert_eq!(ModelSource::File { name: "a.gguf".into(), size: 1 }.url(), None);
+    }
 
     #[test]
     fn request_round_trips_through_json() {

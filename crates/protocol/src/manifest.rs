@@ -51,6 +51,13 @@ pub struct Shard {
     pub sha256: String,
 }
 
+/// A digest as lowercase hex digits: how manifests and the store write a
+/// shard's SHA-256.
+pub fn hex(digest: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    digest.iter().flat_map(|b| [DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 15)]]).map(char::from).collect()
+}
+
 /// What is wrong with a manifest.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ManifestError {
@@ -164,6 +171,12 @@ impl Manifest {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_is_lowercase_two_digits_per_byte() {
+        assert_eq!(hex(&[0x00, 0x0f, 0xa0, 0xff]), "000fa0ff");
+        assert_eq!(hex(&[]), "");
+    }
 
     const GOOD: &str = r#"{"name":"m","format":"gguf","total_size":30,"shards":[
         {"url":"a.gguf","size":10,"sha256":"0000000000000000000000000000000000000000000000000000000000000000"},

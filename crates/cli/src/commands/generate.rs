@@ -22,22 +22,22 @@ pub struct Args {
     #[arg(long)]
     pub system: Option<String>,
     /// Softmax temperature; 0 is greedy.
-    #[arg(long, default_value_t = 0.7)]
+    #[arg(long, default_value_t = SamplingParams::default().temperature)]
     pub temperature: f64,
     /// Nucleus sampling threshold (1 = off).
-    #[arg(long, default_value_t = 0.9)]
+    #[arg(long, default_value_t = SamplingParams::default().top_p)]
     pub top_p: f64,
     /// Keep only the k most likely tokens (0 = off).
-    #[arg(long, default_value_t = 40)]
+    #[arg(long, default_value_t = SamplingParams::default().top_k)]
     pub top_k: usize,
     /// Repeat penalty (1 = off).
-    #[arg(long, default_value_t = 1.1)]
+    #[arg(long, default_value_t = SamplingParams::default().repeat_penalty)]
     pub repeat_penalty: f32,
     /// Random seed.
-    #[arg(long, default_value_t = 299_792_458)]
+    #[arg(long, default_value_t = SamplingParams::default().seed)]
     pub seed: u64,
     /// Maximum number of new tokens.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = SamplingParams::default().max_tokens)]
     pub max_tokens: usize,
     /// Print the generated ids as JSON on stdout instead of text.
     #[arg(long)]
@@ -65,9 +65,9 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         top_k: args.top_k,
         top_p: args.top_p,
         repeat_penalty: args.repeat_penalty,
-        repeat_last_n: 64,
         seed: args.seed,
         max_tokens: args.max_tokens,
+        ..SamplingParams::default()
     };
     let mut out = std::io::stdout().lock();
     let print_text = !args.ids;

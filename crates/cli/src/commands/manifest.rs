@@ -40,7 +40,7 @@ pub fn sha256_file(path: &Path) -> anyhow::Result<(String, u64)> {
         hasher.update(&buf[..n]);
         size += n as u64;
     }
-    let hex = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    let hex = sprig_protocol::hex(&hasher.finalize());
     Ok((hex, size))
 }
 

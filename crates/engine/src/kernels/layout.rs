@@ -94,8 +94,8 @@ pub(crate) fn f16_at(b: &[u8], at: usize) -> f32 {
 }
 
 /// Unpacks sub-block `j`'s 6-bit scale and minimum of a Q4_K/Q5_K block
-/// (candle's `get_scale_min_k4`): the reference for [`k4_scale_bytes`].
-#[cfg(test)]
+/// (candle's `get_scale_min_k4`): the reference for [`k4_scale_bytes`], and
+/// what the quantizer's decoders read.
 pub(crate) fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
     if j < 4 {
         (q[j] & 63, q[j + 4] & 63)

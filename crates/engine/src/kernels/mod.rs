@@ -32,7 +32,7 @@
 
 mod activations;
 pub mod bench;
-mod layout;
+pub(crate) mod layout;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128", feature = "relaxed-simd"))]
 mod relaxed;
 mod scalar;

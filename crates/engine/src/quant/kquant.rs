@@ -35,8 +35,8 @@
 
 use half::f16;
 
-/// Values in a super-block.
-pub(crate) const QK_K: usize = 256;
+/// Values in a super-block (the kernels' definition).
+pub(crate) use crate::kernels::layout::QK_K;
 /// Most sub-blocks in a super-block (Q2_K's 16 of 16 values).
 const MAX_SUB: usize = 16;
 /// Most `q0` candidates fitted per sub-block.

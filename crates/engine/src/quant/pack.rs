@@ -1,9 +1,11 @@
 //! Byte layouts of the ggml K-quant blocks the encoder writes, exactly as
 //! candle's `k_quants.rs` (and llama.cpp) lay them out, and decoders that
 //! read them back with candle's own f32 arithmetic (so the values match
-//! candle's dequantization bit for bit).
+//! candle's dequantization bit for bit), on the kernels' block helpers
+//! (`kernels::layout`: the f16 scales, the packed 6-bit scales).
 
 use super::kquant::{Plan, QK_K};
+use crate::kernels::layout::{f16_at, scale_min_k4};
 
 /// Bytes of a `BlockQ2K`: scales[16], qs[64], d, dmin.
 pub(crate) const Q2K_BYTES: usize = QK_K / 16 + QK_K / 4 + 4;
@@ -71,20 +73,6 @@ pub(crate) fn q2k(plan: &Plan, out: &mut [u8]) {
     }
     out[Q2K_BYTES - 4..Q2K_BYTES - 2].copy_from_slice(&plan.d.to_le_bytes());
     out[Q2K_BYTES - 2..Q2K_BYTES].copy_from_slice(&plan.dmin.to_le_bytes());
-}
-
-/// The `f16` at `bytes[at..at + 2]`.
-fn f16_at(bytes: &[u8], at: usize) -> f32 {
-    half::f16::from_le_bytes([bytes[at], bytes[at + 1]]).to_f32()
-}
-
-/// Unpacks sub-block `j`'s 6-bit scale and minimum (candle's `get_scale_min_k4`).
-fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
-    if j < 4 {
-        (q[j] & 63, q[j + 4] & 63)
-    } else {
-        ((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4), (q[j + 4] >> 4) | ((q[j] >> 6) << 4))
-    }
 }
 
 /// Decodes a `BlockQ4K` with the same f32 operations as candle's `to_float`.

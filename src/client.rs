@@ -67,10 +67,7 @@ pub fn relaxed_simd_supported() -> bool {
 /// the page's query (`search`, e.g. `?kernels=simd128`) forces the `simd128`
 /// fallback. Any other value of `kernels` leaves the choice automatic.
 pub fn pick_worker_build(search: &str, relaxed_supported: bool) -> WorkerBuild {
-    let forced_fallback = search
-        .trim_start_matches('?')
-        .split('&')
-        .any(|pair| pair == "kernels=simd128");
+    let forced_fallback = search.trim_start_matches('?').split('&').any(|pair| pair == "kernels=simd128");
     if relaxed_supported && !forced_fallback {
         WorkerBuild::RelaxedSimd
     } else {
@@ -177,10 +174,7 @@ impl WorkerClient {
     /// # Errors
     /// [`ClientError::Spawn`] when the browser cannot start the worker.
     pub fn spawn(url: &str, on_event: impl Fn(Incoming) + 'static) -> Result<Self, ClientError> {
-        let worker = Worker::new(url).map_err(|e| ClientError::Spawn {
-            url: url.to_string(),
-            message: format!("{e:?}"),
-        })?;
+        let worker = Worker::new(url).map_err(|e| ClientError::Spawn { url: url.to_string(), message: format!("{e:?}") })?;
         let pending = Rc::new(RefCell::new(Pending::default()));
         let on_event = Rc::new(on_event);
 

@@ -33,10 +33,7 @@ fn local_storage() -> Option<web_sys::Storage> {
 /// URLs of models this browser once held complete: if the store no longer
 /// has one, the browser evicted it ("needs download").
 pub fn remembered_complete() -> Vec<String> {
-    local_storage()
-        .and_then(|s| s.get_item(COMPLETE_KEY).ok().flatten())
-        .and_then(|v| serde_json::from_str(&v).ok())
-        .unwrap_or_default()
+    local_storage().and_then(|s| s.get_item(COMPLETE_KEY).ok().flatten()).and_then(|v| serde_json::from_str(&v).ok()).unwrap_or_default()
 }
 
 fn remember_complete(url: &str) {
@@ -345,7 +342,15 @@ impl Controller {
     fn start_load(self, source: ModelSource, file: Option<web_sys::File>) {
         self.error.set(None);
         let now = now_ms();
-        self.model.set(ModelState::Loading { stage: LoadStage::Download, done: 0, total: None, since_ms: now, now_ms: now, rate: None, eta_s: None });
+        self.model.set(ModelState::Loading {
+            stage: LoadStage::Download,
+            done: 0,
+            total: None,
+            since_ms: now,
+            now_ms: now,
+            rate: None,
+            eta_s: None,
+        });
         self.active.set(Some(source.clone()));
         if file.is_none() {
             self.ask_persistence();
@@ -405,9 +410,7 @@ impl Controller {
 
     /// Deletes a stored model (a deliberate delete is not an eviction).
     pub fn delete_model(self, id: String) {
-        let url = self.stored.with_untracked(|s| {
-            s.iter().find(|m| m.id == id).and_then(|m| m.source.url().map(str::to_string))
-        });
+        let url = self.stored.with_untracked(|s| s.iter().find(|m| m.id == id).and_then(|m| m.source.url().map(str::to_string)));
         if let Some(url) = url {
             forget_complete(&url);
         }
@@ -637,7 +640,8 @@ impl Controller {
                     }
                     _ => {}
                 }
-                if self.generating.get_untracked().is_some() && matches!(kind, ErrorKind::Engine | ErrorKind::NotLoaded | ErrorKind::Panic) {
+                if self.generating.get_untracked().is_some() && matches!(kind, ErrorKind::Engine | ErrorKind::NotLoaded | ErrorKind::Panic)
+                {
                     // The reply ended with the error; drop it if empty.
                     self.conversation.update(|c| {
                         if c.entries.last().is_some_and(|e| e.role == Role::Assistant && e.content.is_empty()) {

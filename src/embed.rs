@@ -550,7 +550,8 @@ pub fn EmbedApp(
                         ctl.load(url); // from the store when it is there; queued until the worker is up
                     } else {
                         set_blocked.set(true);
-                        ctl.model.set(ModelState::Failed(STORAGE_BLOCKED.into())); // the bridge tells the page
+                        ctl.model.set(ModelState::Failed(STORAGE_BLOCKED.into()));
+                        // the bridge tells the page
                     }
                 });
             }
@@ -658,7 +659,23 @@ mod tests {
         for ok in ["https://a.example", "http://127.0.0.1:8080", "http://localhost", "https://[::1]:443", "http://[::1]"] {
             assert!(is_origin(ok), "{ok}");
         }
-        for bad in ["null", "*", "", "https://", "https://a.example/", "https://a.example/x", "https://u@a.example", "file://", "javascript:x", "https://a.example:", "https://a.example:80x", "https://a b", "https://[::1", "https://[::1]x", "https://[]"] {
+        for bad in [
+            "null",
+            "*",
+            "",
+            "https://",
+            "https://a.example/",
+            "https://a.example/x",
+            "https://u@a.example",
+            "file://",
+            "javascript:x",
+            "https://a.example:",
+            "https://a.example:80x",
+            "https://a b",
+            "https://[::1",
+            "https://[::1]x",
+            "https://[]",
+        ] {
             assert!(!is_origin(bad), "{bad}");
         }
     }
@@ -669,7 +686,9 @@ mod tests {
             Inbound::parse(r#"{"type":"sprig:ask","id":7,"text":"Hi"}"#),
             Some(Inbound::Ask { id: Value::from(7), text: "Hi".into() })
         );
-        for other in [r#"{"type":"sprig:reply","id":7,"text":"Hi"}"#, r#"{"type":"sprig:ask","id":7}"#, r#""sprig:ask""#, "null", r#"{"text":"Hi"}"#] {
+        for other in
+            [r#"{"type":"sprig:reply","id":7,"text":"Hi"}"#, r#"{"type":"sprig:ask","id":7}"#, r#""sprig:ask""#, "null", r#"{"text":"Hi"}"#]
+        {
             assert_eq!(Inbound::parse(other), None, "{other}");
         }
     }
@@ -678,7 +697,10 @@ mod tests {
     fn outbound_messages_are_tagged() {
         let json = |m: &Outbound| serde_json::to_string(m).unwrap();
         assert_eq!(json(&Outbound::Hello { v: 1 }), r#"{"type":"sprig:hello","v":1}"#);
-        assert_eq!(json(&Outbound::Ready { model: "m".into(), url: "https://s/m.json".into() }), r#"{"type":"sprig:ready","model":"m","url":"https://s/m.json"}"#);
+        assert_eq!(
+            json(&Outbound::Ready { model: "m".into(), url: "https://s/m.json".into() }),
+            r#"{"type":"sprig:ready","model":"m","url":"https://s/m.json"}"#
+        );
         assert_eq!(json(&Outbound::Reply { id: Value::from(3), text: "Hello".into() }), r#"{"type":"sprig:reply","id":3,"text":"Hello"}"#);
         assert_eq!(json(&Outbound::Error { id: None, message: "x".into() }), r#"{"type":"sprig:error","message":"x"}"#);
         assert_eq!(json(&Outbound::Close), r#"{"type":"sprig:close"}"#);

@@ -77,19 +77,30 @@ mod tests {
 
     #[test]
     fn nothing_remote_is_fetched_images_become_links() {
-        let html = to_safe_html("see ![the chat](https://x.example/?q=secret) and <img src=\"https://x.example/a.png\"> \
+        let html = to_safe_html(
+            "see ![the chat](https://x.example/?q=secret) and <img src=\"https://x.example/a.png\"> \
                                  <video src=\"https://x.example/v\"></video><audio src=\"https://x.example/a\"></audio> \
-                                 <link rel=stylesheet href=\"https://x.example/s.css\"><object data=\"https://x.example/o\"></object>");
+                                 <link rel=stylesheet href=\"https://x.example/s.css\"><object data=\"https://x.example/o\"></object>",
+        );
         let lower = html.to_lowercase();
         for bad in ["<img", "src=", "<video", "<audio", "<link", "<object", "<style", "srcset", "<source"] {
             assert!(!lower.contains(bad), "{bad} in {html}");
         }
-        assert!(html.contains(r#"<a href="https://x.example/?q=secret" target="_blank" rel="noopener noreferrer nofollow">the chat</a>"#), "{html}");
+        assert!(
+            html.contains(r#"<a href="https://x.example/?q=secret" target="_blank" rel="noopener noreferrer nofollow">the chat</a>"#),
+            "{html}"
+        );
     }
 
     #[test]
     fn links_cannot_open_the_widget_view_or_be_relative() {
-        for evil in ["[x](?embed=1&model=https://evil.example/m.gguf)", "[x](/?EMBED=1)", "[x](https://sprig.example/?embed=1)", "[x](../app)", "<a href=\"/?embed=1\">x</a>"] {
+        for evil in [
+            "[x](?embed=1&model=https://evil.example/m.gguf)",
+            "[x](/?EMBED=1)",
+            "[x](https://sprig.example/?embed=1)",
+            "[x](../app)",
+            "<a href=\"/?embed=1\">x</a>",
+        ] {
             let html = to_safe_html(evil);
             assert!(!html.contains("href"), "{evil:?} rendered as {html:?}");
             assert!(html.contains('x'), "{evil:?} keeps its text: {html:?}");

@@ -44,10 +44,7 @@ pub struct Pwa {
 
 impl std::fmt::Debug for Pwa {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pwa")
-            .field("update", &self.update.get_untracked())
-            .field("reloading", &self.reloading.get_untracked())
-            .finish()
+        f.debug_struct("Pwa").field("update", &self.update.get_untracked()).field("reloading", &self.reloading.get_untracked()).finish()
     }
 }
 
@@ -55,11 +52,7 @@ impl Pwa {
     /// Registers the service worker (where the browser has them: secure
     /// contexts only) and starts watching for new versions.
     pub fn start() -> Self {
-        let pwa = Self {
-            update: RwSignal::new(Update::None),
-            reloading: RwSignal::new(false),
-            registration: StoredValue::new_local(None),
-        };
+        let pwa = Self { update: RwSignal::new(Update::None), reloading: RwSignal::new(false), registration: StoredValue::new_local(None) };
         if let Some(container) = container() {
             pwa.watch(container);
         }
@@ -75,8 +68,8 @@ impl Pwa {
         match waiting {
             Some(worker) => {
                 let message = js_sys::Object::new();
-                let posted = js_sys::Reflect::set(&message, &"type".into(), &"SKIP_WAITING".into())
-                    .and_then(|_| worker.post_message(&message));
+                let posted =
+                    js_sys::Reflect::set(&message, &"type".into(), &"SKIP_WAITING".into()).and_then(|_| worker.post_message(&message));
                 if let Err(e) = posted {
                     warn!("cannot reach the new service worker: {e:?}");
                     reload();

@@ -36,7 +36,13 @@ pub struct Conversation {
 impl Conversation {
     /// A new, empty conversation.
     pub fn new(now_ms: f64, random: f64) -> Self {
-        Self { id: format!("c{}-{}", now_ms as u64, (random * 1e9) as u64), title: "New chat".into(), entries: Vec::new(), updated: now_ms, rev: 0 }
+        Self {
+            id: format!("c{}-{}", now_ms as u64, (random * 1e9) as u64),
+            title: "New chat".into(),
+            entries: Vec::new(),
+            updated: now_ms,
+            rev: 0,
+        }
     }
 
     /// Sets the title from the first user message, if not done yet.
@@ -193,7 +199,9 @@ pub fn download_state(stored: Option<&StoredModel>, active: Option<&ModelState>,
     match stored {
         Some(m) if m.status == StoreStatus::Complete => DownloadState::Ready { loaded },
         Some(m) if m.status == StoreStatus::NeedsDownload => DownloadState::NeedsDownload,
-        Some(m) if m.status == StoreStatus::Damaged => DownloadState::Damaged(m.problem.clone().unwrap_or_else(|| "its record cannot be read".into())),
+        Some(m) if m.status == StoreStatus::Damaged => {
+            DownloadState::Damaged(m.problem.clone().unwrap_or_else(|| "its record cannot be read".into()))
+        }
         Some(m) => DownloadState::Paused { percent: percent(m.stored_bytes, m.total_size) },
         None if was_complete => DownloadState::NeedsDownload,
         None => DownloadState::NotCached,
@@ -250,7 +258,11 @@ mod tests {
     #[test]
     fn titles_are_short_single_lines() {
         let mut c = Conversation::new(1.0, 0.5);
-        c.entries.push(Entry { role: Role::User, content: "  What is\nthe capital of France, and why is it so very famous among cities?".into(), stats: None });
+        c.entries.push(Entry {
+            role: Role::User,
+            content: "  What is\nthe capital of France, and why is it so very famous among cities?".into(),
+            stats: None,
+        });
         c.retitle();
         assert_eq!(c.title, "What is the capital of France, and why is it so…");
         assert_eq!(c.title.chars().count(), 48);
@@ -276,12 +288,31 @@ mod tests {
         assert_eq!(download_state(Some(&stored(StoreStatus::Complete, 200)), None, true, true), D::Ready { loaded: true });
         assert_eq!(download_state(Some(&stored(StoreStatus::Partial, 50)), None, false, false), D::Paused { percent: 25.0 });
         assert_eq!(download_state(Some(&stored(StoreStatus::NeedsDownload, 0)), None, false, true), D::NeedsDownload);
-        let damaged = StoredModel { problem: Some("its record (meta.json) gives shard 1 a size of 9007199254740992 bytes".into()), ..stored(StoreStatus::Damaged, 0) };
+        let damaged = StoredModel {
+            problem: Some("its record (meta.json) gives shard 1 a size of 9007199254740992 bytes".into()),
+            ..stored(StoreStatus::Damaged, 0)
+        };
         assert_eq!(download_state(Some(&damaged), None, false, true), D::Damaged(damaged.problem.clone().unwrap()));
         assert!(D::Damaged("x".into()).label().contains("Delete it"));
-        let loading = ModelState::Loading { stage: LoadStage::Download, done: 30, total: Some(60), since_ms: 0.0, now_ms: 1.0, rate: None, eta_s: None };
+        let loading = ModelState::Loading {
+            stage: LoadStage::Download,
+            done: 30,
+            total: Some(60),
+            since_ms: 0.0,
+            now_ms: 1.0,
+            rate: None,
+            eta_s: None,
+        };
         assert_eq!(download_state(None, Some(&loading), false, false), D::Downloading { percent: 50.0, verifying: false });
-        let verifying = ModelState::Loading { stage: LoadStage::Verify, done: 60, total: Some(60), since_ms: 0.0, now_ms: 1.0, rate: None, eta_s: None };
+        let verifying = ModelState::Loading {
+            stage: LoadStage::Verify,
+            done: 60,
+            total: Some(60),
+            since_ms: 0.0,
+            now_ms: 1.0,
+            rate: None,
+            eta_s: None,
+        };
         assert_eq!(download_state(None, Some(&verifying), false, false).key(), "verifying");
         let failed = ModelState::Failed("HTTP 404".into());
         assert_eq!(download_state(None, Some(&failed), false, false).label(), "Failed: HTTP 404");

@@ -31,7 +31,10 @@ pub enum StoreError {
 }
 
 fn idb(doing: &'static str) -> impl Fn(JsValue) -> StoreError {
-    move |e| StoreError::Idb { doing, message: e.dyn_ref::<js_sys::Error>().map_or_else(|| format!("{e:?}"), |e| String::from(e.message())) }
+    move |e| StoreError::Idb {
+        doing,
+        message: e.dyn_ref::<js_sys::Error>().map_or_else(|| format!("{e:?}"), |e| String::from(e.message())),
+    }
 }
 
 /// Waits for an IndexedDB request to succeed or fail.

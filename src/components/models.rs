@@ -48,10 +48,7 @@ pub fn ModelsPanel() -> impl IntoView {
     let ctl = expect_context::<Controller>();
     let row_view = move |row: Row| {
         let url = row.url.clone();
-        let source = row.stored.as_ref().map_or_else(
-            || ModelSource::for_url(&url),
-            |m| m.source.clone(),
-        );
+        let source = row.stored.as_ref().map_or_else(|| ModelSource::for_url(&url), |m| m.source.clone());
         let id = row.stored.as_ref().map(|m| m.id.clone());
         let stored_bytes = row.stored.as_ref().map_or(0, |m| m.stored_bytes);
         let (row_url, row_stored) = (row.url.clone(), row.stored.clone());

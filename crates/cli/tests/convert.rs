@@ -34,7 +34,17 @@ fn tiny() -> &'static Path {
         let dir = scratch("hf-tiny");
         let tok = root().join("models/tokenizer.model.v1");
         assert!(tok.exists(), "run scripts/fetch-models");
-        let (ok, out) = sprig(&["synth", "--shape", "tiny", "--sparsity", "0.3", "--tokenizer", tok.to_str().unwrap(), "--output", dir.to_str().unwrap()]);
+        let (ok, out) = sprig(&[
+            "synth",
+            "--shape",
+            "tiny",
+            "--sparsity",
+            "0.3",
+            "--tokenizer",
+            tok.to_str().unwrap(),
+            "--output",
+            dir.to_str().unwrap(),
+        ]);
         assert!(ok, "{out}");
         dir
     })
@@ -43,7 +53,8 @@ fn tiny() -> &'static Path {
 /// Converts `input` into a fresh directory named after `tag` (tests run in parallel).
 fn convert(tag: &str, quant: &str, input: &Path, extra: &[&str]) -> PathBuf {
     let out = scratch(&format!("out-{tag}-{quant}"));
-    let mut args = vec!["convert", "--input", input.to_str().unwrap(), "--output", out.to_str().unwrap(), "--quant", quant, "--shard-size", "6MB"];
+    let mut args =
+        vec!["convert", "--input", input.to_str().unwrap(), "--output", out.to_str().unwrap(), "--quant", quant, "--shard-size", "6MB"];
     args.extend_from_slice(extra);
     let (ok, text) = sprig(&args);
     assert!(ok, "convert --quant {quant} failed:\n{text}");
@@ -61,7 +72,8 @@ fn open(dir: &Path) -> GgufFile<std::io::BufReader<std::fs::File>> {
 }
 
 fn safetensor_paths(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "safetensors")).collect();
+    let mut v: Vec<PathBuf> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "safetensors")).collect();
     v.sort();
     v
 }
@@ -74,7 +86,8 @@ fn f16_conversion_gives_the_logits_of_candle_transformers_mistral_on_the_safeten
     let mut model = Model::load(&mut file).unwrap();
     let ours = model.forward(&tokens).unwrap();
 
-    let cfg: candle_transformers::models::mistral::Config = serde_json::from_slice(&std::fs::read(tiny().join("config.json")).unwrap()).unwrap();
+    let cfg: candle_transformers::models::mistral::Config =
+        serde_json::from_slice(&std::fs::read(tiny().join("config.json")).unwrap()).unwrap();
     // SAFETY: the test's own files, not modified while mapped.
     let vb = unsafe { candle_nn::VarBuilder::from_mmaped_safetensors(&safetensor_paths(tiny()), DType::F32, &Device::Cpu).unwrap() };
     let mut reference = candle_transformers::models::mistral::Model::new(&cfg, vb).unwrap();
@@ -162,7 +175,18 @@ fn every_quant_type_converts_verifies_loads_generates_and_keeps_every_pruned_zer
         assert!((sparsity - 0.3).abs() < 0.01, "{sparsity}");
         assert_zeros_kept(&out, dtype);
         let first = shards(&out)[0].clone();
-        let (ok, text) = sprig(&["generate", "--model", first.to_str().unwrap(), "--prompt", "Hello", "--chat", "--max-tokens", "4", "--temperature", "0"]);
+        let (ok, text) = sprig(&[
+            "generate",
+            "--model",
+            first.to_str().unwrap(),
+            "--prompt",
+            "Hello",
+            "--chat",
+            "--max-tokens",
+            "4",
+            "--temperature",
+            "0",
+        ]);
         assert!(ok, "generate with {quant}: {text}");
         assert!(text.contains("generated 4 tokens") || text.contains("[Eos]"), "{quant}: {text}");
     }
@@ -172,7 +196,8 @@ fn every_quant_type_converts_verifies_loads_generates_and_keeps_every_pruned_zer
 fn q4_k_m_mixes_types_like_llama_cpp_and_records_provenance() {
     let out = convert("mix", "q4_k_m", tiny(), &["--name", "Tiny Wanda"]);
     let file = open(&out);
-    let types: std::collections::HashMap<String, GgmlDType> = file.tensors().into_iter().map(|(n, t)| (n.to_string(), t.ggml_dtype)).collect();
+    let types: std::collections::HashMap<String, GgmlDType> =
+        file.tensors().into_iter().map(|(n, t)| (n.to_string(), t.ggml_dtype)).collect();
     assert_eq!(types["output.weight"], GgmlDType::Q6K);
     // llama.cpp's use_more_bits with 2 layers: the last one (i >= 7n/8) only.
     assert_eq!(types["blk.1.attn_v.weight"], GgmlDType::Q6K);
@@ -206,7 +231,8 @@ fn q4_k_m_mixes_types_like_llama_cpp_and_records_provenance() {
 fn tokenizer_metadata_from_tokenizer_model_tokenizes_like_sentencepiece() {
     let out = convert("tokenizer", "q8_0", tiny(), &["--no-compare"]);
     let t = Tokenizer::from_gguf(&open(&out).metadata()).unwrap();
-    let fx: serde_json::Value = serde_json::from_slice(&std::fs::read(root().join("tests/fixtures/mistral_tokenize.json")).unwrap()).unwrap();
+    let fx: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root().join("tests/fixtures/mistral_tokenize.json")).unwrap()).unwrap();
     let cases = fx["cases"].as_array().unwrap();
     assert!(cases.len() >= 40);
     for case in cases {
@@ -267,8 +293,16 @@ fn damaged(name: &str, damage: impl FnOnce(&Path)) -> PathBuf {
 fn bad_checkpoints_fail_with_a_clear_message_before_writing_anything() {
     type Damage = Box<dyn FnOnce(&Path)>;
     let cases: Vec<(&str, Damage, &str)> = vec![
-        ("missing-shard", Box::new(|d: &Path| std::fs::remove_file(d.join("model-00002-of-00003.safetensors")).unwrap()), "model-00002-of-00003.safetensors"),
-        ("bad-index", Box::new(|d: &Path| std::fs::write(d.join("model.safetensors.index.json"), "{ not json").unwrap()), "model.safetensors.index.json"),
+        (
+            "missing-shard",
+            Box::new(|d: &Path| std::fs::remove_file(d.join("model-00002-of-00003.safetensors")).unwrap()),
+            "model-00002-of-00003.safetensors",
+        ),
+        (
+            "bad-index",
+            Box::new(|d: &Path| std::fs::write(d.join("model.safetensors.index.json"), "{ not json").unwrap()),
+            "model.safetensors.index.json",
+        ),
         (
             "wrong-dtype",
             Box::new(|d: &Path| {

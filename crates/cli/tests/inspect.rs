@@ -40,8 +40,10 @@ fn tokenize_keeps_control_strings_as_text_unless_special() {
 
 #[test]
 fn chat_prompt_and_generate_agree_with_the_fixture() {
-    let fx: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/smollm2_greedy.json")).unwrap()).unwrap();
+    let fx: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/smollm2_greedy.json")).unwrap(),
+    )
+    .unwrap();
     let messages = std::env::temp_dir().join(format!("sprig-cli-test-{}.json", std::process::id()));
     std::fs::write(&messages, fx["messages"].to_string()).unwrap();
     let (ok, ids, err) = sprig(&["chat-prompt", "--model", MODEL, "--messages", messages.to_str().unwrap()]);
@@ -49,7 +51,21 @@ fn chat_prompt_and_generate_agree_with_the_fixture() {
     assert!(ok, "{err}");
     assert_eq!(serde_json::from_str::<serde_json::Value>(&ids).unwrap(), fx["prompt_ids"]);
     let q = fx["messages"][0]["content"].as_str().unwrap();
-    let (ok, out, err) = sprig(&["generate", "--model", MODEL, "--prompt", q, "--chat", "--temperature", "0", "--repeat-penalty", "1", "--max-tokens", "24", "--ids"]);
+    let (ok, out, err) = sprig(&[
+        "generate",
+        "--model",
+        MODEL,
+        "--prompt",
+        q,
+        "--chat",
+        "--temperature",
+        "0",
+        "--repeat-penalty",
+        "1",
+        "--max-tokens",
+        "24",
+        "--ids",
+    ]);
     assert!(ok, "{err}");
     assert_eq!(serde_json::from_str::<serde_json::Value>(out.trim()).unwrap(), fx["ids"]);
     assert!(err.contains("tok/s"), "figures on stderr: {err}");

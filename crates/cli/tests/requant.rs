@@ -87,8 +87,18 @@ fn requant_demo_model_to_q4_0_keeps_metadata_and_generates() {
 
     // The engine loads it and answers greedily.
     let (ok, text, err) = sprig(&[
-        "generate", "--model", &out, "--prompt", "What is the capital of France?", "--chat", "--temperature", "0", "--repeat-penalty", "1",
-        "--max-tokens", "16",
+        "generate",
+        "--model",
+        &out,
+        "--prompt",
+        "What is the capital of France?",
+        "--chat",
+        "--temperature",
+        "0",
+        "--repeat-penalty",
+        "1",
+        "--max-tokens",
+        "16",
     ]);
     assert!(ok, "{err}");
     assert!(err.contains("generated") && !text.trim().is_empty(), "{text}\n{err}");

@@ -39,8 +39,19 @@ fn metadata<R>(model: &GgufFile<R>) -> BTreeMap<String, String> {
 
 fn greedy_ids(model: &str) -> String {
     let (ok, out, err) = sprig(&[
-        "generate", "--model", model, "--prompt", "What is the capital of France?", "--chat", "--temperature", "0", "--repeat-penalty", "1",
-        "--max-tokens", "16", "--ids",
+        "generate",
+        "--model",
+        model,
+        "--prompt",
+        "What is the capital of France?",
+        "--chat",
+        "--temperature",
+        "0",
+        "--repeat-penalty",
+        "1",
+        "--max-tokens",
+        "16",
+        "--ids",
     ]);
     assert!(ok, "{err}");
     out.trim().to_string()

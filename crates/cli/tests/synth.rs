@@ -117,7 +117,8 @@ fn check_shards(dir: &Path, dtype: Dtype, shards: usize) -> (Vec<u8>, Vec<u8>) {
             assert_eq!((view.dtype(), view.shape()), (dtype, expected[&name].as_slice()), "{name}");
             let cols = view.shape()[view.shape().len() - 1];
             let zeros = zeros_per_row(view.data(), cols, dtype);
-            let want = if LINEAR.iter().any(|l| name.ends_with(&format!("{l}.weight"))) { (SPARSITY * cols as f64).round() as usize } else { 0 };
+            let want =
+                if LINEAR.iter().any(|l| name.ends_with(&format!("{l}.weight"))) { (SPARSITY * cols as f64).round() as usize } else { 0 };
             assert!(zeros.iter().all(|&z| z == want), "{name}: zeros per row {zeros:?}, expected {want}");
             match name.as_str() {
                 "model.embed_tokens.weight" => embed = view.data().to_vec(),
@@ -248,7 +249,10 @@ fn config_and_tokenizer_files_are_mistral_instruct_v0_2s() {
 
     let tok = json(&out.join("tokenizer_config.json"));
     assert_eq!((&tok["add_bos_token"], &tok["add_eos_token"]), (&Value::Bool(true), &Value::Bool(false)));
-    assert_eq!((tok["bos_token"].as_str(), tok["eos_token"].as_str(), tok["unk_token"].as_str()), (Some("<s>"), Some("</s>"), Some("<unk>")));
+    assert_eq!(
+        (tok["bos_token"].as_str(), tok["eos_token"].as_str(), tok["unk_token"].as_str()),
+        (Some("<s>"), Some("</s>"), Some("<unk>"))
+    );
     assert!(tok["model_max_length"].is_number());
     let template = tok["chat_template"].as_str().unwrap();
     let chat = serde_json::json!([

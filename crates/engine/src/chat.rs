@@ -136,15 +136,16 @@ fn mistral_v1(tokenizer: &Tokenizer, messages: &[ChatMessage], add_generation_pr
     for (i, m) in turns.iter().enumerate() {
         let expected = if i % 2 == 0 { Role::User } else { Role::Assistant };
         if m.role != expected {
-            return Err(ChatError::Conversation(format!("message {} should be from the {} (roles must alternate)", i + 1, expected.as_str())));
+            return Err(ChatError::Conversation(format!(
+                "message {} should be from the {} (roles must alternate)",
+                i + 1,
+                expected.as_str()
+            )));
         }
         match m.role {
             Role::User => {
-                let content = if first_user && !system.is_empty() {
-                    format!("{}\n\n{}", system.join("\n\n"), m.content)
-                } else {
-                    m.content.clone()
-                };
+                let content =
+                    if first_user && !system.is_empty() { format!("{}\n\n{}", system.join("\n\n"), m.content) } else { m.content.clone() };
                 first_user = false;
                 ids.extend(tokenizer.encode(&format!("[INST] {content} [/INST]"))?);
             }

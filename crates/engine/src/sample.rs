@@ -67,7 +67,11 @@ impl Sampler {
             }
         };
         let penalty = if params.repeat_penalty.is_finite() && params.repeat_penalty > 0.0 { params.repeat_penalty } else { 1.0 };
-        Self { processor: LogitsProcessor::from_sampling(params.seed, sampling), repeat_penalty: penalty, repeat_last_n: params.repeat_last_n }
+        Self {
+            processor: LogitsProcessor::from_sampling(params.seed, sampling),
+            repeat_penalty: penalty,
+            repeat_last_n: params.repeat_last_n,
+        }
     }
 
     /// Picks a token from `logits` (`[vocab]`), penalising those in the last

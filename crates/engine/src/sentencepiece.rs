@@ -108,7 +108,10 @@ enum Field<'a> {
     Fixed32(&'a [u8]),
 }
 
-fn fields<'a>(buf: &'a [u8], mut each: impl FnMut(u64, Field<'a>, usize) -> Result<(), SentencePieceError>) -> Result<(), SentencePieceError> {
+fn fields<'a>(
+    buf: &'a [u8],
+    mut each: impl FnMut(u64, Field<'a>, usize) -> Result<(), SentencePieceError>,
+) -> Result<(), SentencePieceError> {
     let mut r = Reader { buf, pos: 0 };
     while let Some((n, f)) = r.field()? {
         each(n, f, r.pos)?;

@@ -191,7 +191,10 @@ impl Session {
     ///
     /// # Errors
     /// As [`Session::load`].
-    pub fn load_with_progress<R: Read + Seek>(file: &mut GgufFile<R>, on_progress: &mut dyn FnMut(LoadProgress)) -> Result<Self, SessionError> {
+    pub fn load_with_progress<R: Read + Seek>(
+        file: &mut GgufFile<R>,
+        on_progress: &mut dyn FnMut(LoadProgress),
+    ) -> Result<Self, SessionError> {
         Self::load_partition(file, Partition::WHOLE, on_progress)
     }
 
@@ -302,7 +305,12 @@ impl Session {
     ///
     /// # Errors
     /// As [`Session::start`].
-    pub async fn start_with<C: Collective>(&mut self, prompt: &[u32], params: SamplingParams, collective: &mut C) -> Result<usize, SessionError> {
+    pub async fn start_with<C: Collective>(
+        &mut self,
+        prompt: &[u32],
+        params: SamplingParams,
+        collective: &mut C,
+    ) -> Result<usize, SessionError> {
         if prompt.is_empty() {
             return Err(SessionError::State("the prompt is empty"));
         }

@@ -94,7 +94,8 @@ pub fn write_gguf(spec: &SyntheticSpec, tokenizer: &[(String, Value)]) -> candle
         let data: Vec<f32> = (0..rows * cols).map(|_| rng.next_f32() * scale).collect();
         QTensor::quantize(&Tensor::from_vec(data, (rows, cols), &dev)?, dtype)
     };
-    let ones = |n: usize| -> candle_core::Result<QTensor> { QTensor::quantize(&Tensor::ones(n, candle_core::DType::F32, &dev)?, GgmlDType::F32) };
+    let ones =
+        |n: usize| -> candle_core::Result<QTensor> { QTensor::quantize(&Tensor::ones(n, candle_core::DType::F32, &dev)?, GgmlDType::F32) };
     let hd = spec.n_embd / spec.n_head;
     let mut tensors: Vec<(String, QTensor)> = Vec::new();
     tensors.push(("token_embd.weight".into(), matrix(vocab, spec.n_embd, spec.dtype)?));

@@ -18,7 +18,10 @@ use tokenizers::decoders::{
 use tokenizers::models::bpe::{Merges, Vocab, BPE};
 use tokenizers::normalizers::{Prepend, Replace, Sequence as NormalizerSequence};
 use tokenizers::pre_tokenizers::{
-    byte_level::ByteLevel, digits::Digits, sequence::Sequence as PreSequence, split::{Split, SplitPattern},
+    byte_level::ByteLevel,
+    digits::Digits,
+    sequence::Sequence as PreSequence,
+    split::{Split, SplitPattern},
     PreTokenizerWrapper,
 };
 use tokenizers::{AddedToken, SplitDelimiterBehavior};
@@ -137,7 +140,10 @@ impl Tokenizer {
             match meta.opt_u64(key)? {
                 None => Ok(None),
                 Some(id) if (id as usize) < tokens.len() => Ok(Some(id as u32)),
-                Some(id) => Err(GgufError::BadKey { key: key.into(), reason: format!("id {id} is outside the vocabulary of {}", tokens.len()) }.into()),
+                Some(id) => {
+                    Err(GgufError::BadKey { key: key.into(), reason: format!("id {id} is outside the vocabulary of {}", tokens.len()) }
+                        .into())
+                }
             }
         };
         let bos = id_key("tokenizer.ggml.bos_token_id")?;
@@ -320,7 +326,11 @@ fn sentencepiece_bpe(
         None => (0..tokens.len()).map(|i| -(i as f32)).collect(),
     };
     if scores.len() != tokens.len() {
-        return Err(GgufError::BadKey { key: "tokenizer.ggml.scores".into(), reason: format!("{} scores for {} tokens", scores.len(), tokens.len()) }.into());
+        return Err(GgufError::BadKey {
+            key: "tokenizer.ggml.scores".into(),
+            reason: format!("{} scores for {} tokens", scores.len(), tokens.len()),
+        }
+        .into());
     }
     let vocab = vocab_of(tokens);
     let mergeable = |i: usize| matches!(types[i], TokenType::Normal | TokenType::UserDefined);
@@ -353,11 +363,8 @@ fn sentencepiece_bpe(
         NormalizerSequence::new(vec![replace.into()])
     };
     t.with_normalizer(Some(normalizer)).map_err(tk("normalizer"))?;
-    let mut decoders: Vec<DecoderWrapper> = vec![
-        Replace::new("▁", " ").map_err(tk("decoder"))?.into(),
-        ByteFallback::new().into(),
-        Fuse::new().into(),
-    ];
+    let mut decoders: Vec<DecoderWrapper> =
+        vec![Replace::new("▁", " ").map_err(tk("decoder"))?.into(), ByteFallback::new().into(), Fuse::new().into()];
     if prefix {
         decoders.push(Strip::new(' ', 1, 0).into());
     }
@@ -366,7 +373,8 @@ fn sentencepiece_bpe(
 }
 
 const GPT2_REGEX: &str = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
-const LLAMA3_REGEX: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+const LLAMA3_REGEX: &str =
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 const QWEN2_REGEX: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
 fn regex_then_bytes(regex: &str) -> Result<PreTokenizerWrapper, TokenizerError> {
@@ -378,7 +386,9 @@ fn regex_then_bytes(regex: &str) -> Result<PreTokenizerWrapper, TokenizerError> 
 fn pre_tokenizer(pre: &str) -> Result<PreTokenizerWrapper, TokenizerError> {
     Ok(match pre {
         // Digits one by one, then GPT-2's split (SmolLM, StarCoder).
-        "smollm" | "starcoder" | "refact" => PreSequence::new(vec![Digits::new(true).into(), ByteLevel::new(false, true, true).into()]).into(),
+        "smollm" | "starcoder" | "refact" => {
+            PreSequence::new(vec![Digits::new(true).into(), ByteLevel::new(false, true, true).into()]).into()
+        }
         "llama3" | "llama-bpe" | "llama-v3" | "smaug-bpe" | "dbrx" => regex_then_bytes(LLAMA3_REGEX)?,
         "qwen2" | "deepseek-r1-qwen" => regex_then_bytes(QWEN2_REGEX)?,
         // GPT-2's own split; also the choice for unknown values.
@@ -393,14 +403,15 @@ fn byte_level_bpe(meta: &Metadata<'_>, tokens: &[String]) -> Result<tokenizers::
         .enumerate()
         .map(|(i, m)| {
             m.split_once(' ').map(|(a, b)| (a.to_string(), b.to_string())).ok_or_else(|| {
-                TokenizerError::from(GgufError::BadKey { key: "tokenizer.ggml.merges".into(), reason: format!("merge {i} `{m}` is not two pieces") })
+                TokenizerError::from(GgufError::BadKey {
+                    key: "tokenizer.ggml.merges".into(),
+                    reason: format!("merge {i} `{m}` is not two pieces"),
+                })
             })
         })
         .collect::<Result<_, _>>()?;
-    let bpe = BPE::builder()
-        .vocab_and_merges(vocab_of(tokens), merges)
-        .build()
-        .map_err(tk("cannot build the byte-level BPE vocabulary"))?;
+    let bpe =
+        BPE::builder().vocab_and_merges(vocab_of(tokens), merges).build().map_err(tk("cannot build the byte-level BPE vocabulary"))?;
     let mut t = tokenizers::Tokenizer::new(bpe);
     let pre = meta.opt_string("tokenizer.ggml.pre")?.unwrap_or("default");
     t.with_pre_tokenizer(Some(pre_tokenizer(pre)?));

@@ -55,7 +55,15 @@ fn truncated_header_is_a_clear_error() {
 #[test]
 fn byte_level_tokenizer_round_trips() {
     let t = tokenizer();
-    for text in ["Hello, world!", "  leading spaces", "tabs\tand\nnewlines\n\n", "números 12345 and 3.14", "emoji 😀👍🏽 and 世界", "<|im_start|>user", ""] {
+    for text in [
+        "Hello, world!",
+        "  leading spaces",
+        "tabs\tand\nnewlines\n\n",
+        "números 12345 and 3.14",
+        "emoji 😀👍🏽 and 世界",
+        "<|im_start|>user",
+        "",
+    ] {
         let ids = t.encode(text).unwrap();
         assert_eq!(t.decode(&ids, false).unwrap(), text, "{ids:?}");
     }

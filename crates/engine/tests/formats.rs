@@ -44,11 +44,8 @@ fn split(bytes: &[u8], n: usize) -> Vec<Vec<u8>> {
     let per = tensors.len().div_ceil(n);
     (0..n)
         .map(|i| {
-            let mut meta: Vec<(String, Value)> = if i == 0 {
-                content.metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
-            } else {
-                vec![]
-            };
+            let mut meta: Vec<(String, Value)> =
+                if i == 0 { content.metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect() } else { vec![] };
             meta.push(("split.no".into(), Value::U16(i as u16)));
             meta.push(("split.count".into(), Value::U16(n as u16)));
             meta.push(("split.tensors.count".into(), Value::I32(tensors.len() as i32)));
@@ -81,12 +78,8 @@ fn a_missing_or_repeated_shard_is_named() {
     let err = GgufFile::open_split(vec![Cursor::new(shards[0].clone()), Cursor::new(shards[1].clone())]).unwrap_err();
     assert!(matches!(err, GgufError::Split(_)), "{err}");
     assert!(err.to_string().contains("3 shards, 2 were given"), "{err}");
-    let err = GgufFile::open_split(vec![
-        Cursor::new(shards[0].clone()),
-        Cursor::new(shards[1].clone()),
-        Cursor::new(shards[1].clone()),
-    ])
-    .unwrap_err();
+    let err = GgufFile::open_split(vec![Cursor::new(shards[0].clone()), Cursor::new(shards[1].clone()), Cursor::new(shards[1].clone())])
+        .unwrap_err();
     assert!(err.to_string().contains("missing or repeated"), "{err}");
     // One shard alone is not a model either.
     let err = GgufFile::open(Cursor::new(shards[0].clone())).unwrap_err();

@@ -6,8 +6,8 @@
 use sprig_engine::chat::{ChatError, ChatFormat, ChatMessage, TEMPLATE_FUEL};
 use sprig_engine::sentencepiece::SentencePieceModel;
 use sprig_engine::synthetic::{write_gguf, SyntheticSpec};
-use sprig_engine::{GgufFile, Tokenizer};
 use sprig_engine::Role;
+use sprig_engine::{GgufFile, Tokenizer};
 
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
@@ -113,7 +113,10 @@ fn hostile_gguf_headers_are_refused_before_anything_is_allocated_for_them() {
         (Header::new(0, 1).key_u32("general.alignment", 0).bytes(), "general.alignment is 0"),
         (Header::new(0, 1).key_u32("general.alignment", 48).bytes(), "general.alignment is 48"),
         // A 2 GiB tensor in a header of a few hundred bytes.
-        (Header::new(1, 0).tensor("blk.0.ffn_up.weight", &[32768, 65536], 0, 0).bytes(), "tensor `blk.0.ffn_up.weight` needs bytes 0 to 8589934592"),
+        (
+            Header::new(1, 0).tensor("blk.0.ffn_up.weight", &[32768, 65536], 0, 0).bytes(),
+            "tensor `blk.0.ffn_up.weight` needs bytes 0 to 8589934592",
+        ),
         (Header::new(1, 0).tensor("t", &[u64::MAX, 2], 0, 0).bytes(), "tensor `t` has more than"),
         (Header::new(1, 0).tensor("t", &[], 0, 0).bytes(), "tensor `t` has 0 dimensions"),
         (Header::new(1, 0).tensor("t", &[4, 0], 0, 0).bytes(), "tensor `t` has a dimension of 0"),
@@ -122,7 +125,10 @@ fn hostile_gguf_headers_are_refused_before_anything_is_allocated_for_them() {
         (Header::new(1, 0).tensor("t", &[8], 0, u64::MAX - 31).bytes(), "tensor `t` needs bytes"),
         // Lengths that would be allocated as stated.
         (Header::new(0, 1).str("general.name").u32(8).u64(1 << 40).bytes(), "general.name is a string of 1099511627776 bytes"),
-        (Header::new(0, 1).str("tokenizer.ggml.tokens").u32(9).u32(8).u64(1 << 40).bytes(), "tokenizer.ggml.tokens is an array of 1099511627776 values"),
+        (
+            Header::new(0, 1).str("tokenizer.ggml.tokens").u32(9).u32(8).u64(1 << 40).bytes(),
+            "tokenizer.ggml.tokens is an array of 1099511627776 values",
+        ),
         (Header::new(0, 1).str("tokenizer.ggml.tokens").u32(9).u32(8).u64(100_000).bytes(), "past the end of the file"),
         (Header::new(u64::MAX, 0).bytes(), "tensor_count is 18446744073709551615"),
         (Header::new(0, u64::MAX).bytes(), "metadata_kv_count is 18446744073709551615"),

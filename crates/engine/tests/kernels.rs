@@ -160,8 +160,7 @@ fn row_dot_in_order(dtype: GgmlDType, row: &[u8], x: &[f32], q: &[i8], d: &[f32]
                 qs.iter().map(|&v| (v & 0xF) as i8).chain(qs.iter().map(|&v| (v >> 4) as i8)).collect::<Vec<_>>()
             };
             let vals: Vec<i8> = row.chunks(20).flat_map(nibbles).collect();
-            let sums: Vec<f32> =
-                q.chunks(32).zip(d).map(|(q, &d)| d * q.iter().map(|&v| i32::from(v)).sum::<i32>() as f32).collect();
+            let sums: Vec<f32> = q.chunks(32).zip(d).map(|(q, &d)| d * q.iter().map(|&v| i32::from(v)).sum::<i32>() as f32).collect();
             dot32_order(&vals, &scales, q, d) + fdot_order(&mins, &sums)
         }
         _ => unreachable!("{dtype:?}"),
@@ -245,8 +244,7 @@ fn matmul_follows_the_shared_f32_order() {
                 m.matmul(&a, &mut out).unwrap();
                 let (q, d) = a.quantized();
                 for (t, r) in (0..tokens).flat_map(|t| (0..rows).map(move |r| (t, r))) {
-                    let (xt, qt, dt) =
-                        (&x[t * cols..][..cols], &q[t * cols..][..cols], &d[t * cols / 32..][..cols / 32]);
+                    let (xt, qt, dt) = (&x[t * cols..][..cols], &q[t * cols..][..cols], &d[t * cols / 32..][..cols / 32]);
                     let want = row_dot_in_order(dtype, &data[r * row_bytes..][..row_bytes], xt, qt, dt);
                     let got = out[t * rows + r];
                     let ctx = format!("{dtype:?} [{rows} x {cols}] token {t}/{tokens} row {r}");
@@ -277,9 +275,18 @@ fn k_quant_matmul_follows_the_shared_order() {
                 m.matmul(&a, &mut out).unwrap();
                 let (q, d) = a.quantized_k();
                 for (t, r) in (0..tokens).flat_map(|t| (0..rows).map(move |r| (t, r))) {
-                    let want = k_row_dot_in_order(dtype, &data[r * row_bytes..][..row_bytes], &q[t * cols..][..cols], &d[t * cols / 256..][..cols / 256]);
+                    let want = k_row_dot_in_order(
+                        dtype,
+                        &data[r * row_bytes..][..row_bytes],
+                        &q[t * cols..][..cols],
+                        &d[t * cols / 256..][..cols / 256],
+                    );
                     let got = out[t * rows + r];
-                    assert_eq!(got.to_bits(), want.to_bits(), "{dtype:?} [{rows} x {cols}] token {t}/{tokens} row {r}: {got:e} vs {want:e}");
+                    assert_eq!(
+                        got.to_bits(),
+                        want.to_bits(),
+                        "{dtype:?} [{rows} x {cols}] token {t}/{tokens} row {r}: {got:e} vs {want:e}"
+                    );
                 }
             }
         }
@@ -327,14 +334,8 @@ fn rejects_bad_shapes() {
     let dtype = GgmlDType::Q4K;
     let bytes = QMatrix::row_bytes(dtype, 256).unwrap();
     assert_eq!(bytes, 144);
-    assert!(matches!(
-        QMatrix::new(dtype, 2, 256, vec![0; 2 * bytes - 1]),
-        Err(KernelError::DataLength { expected: 288, actual: 287, .. })
-    ));
-    assert!(matches!(
-        QMatrix::new(dtype, 2, 200, vec![0; 288]),
-        Err(KernelError::NotBlockMultiple { cols: 200, block: 256, .. })
-    ));
+    assert!(matches!(QMatrix::new(dtype, 2, 256, vec![0; 2 * bytes - 1]), Err(KernelError::DataLength { expected: 288, actual: 287, .. })));
+    assert!(matches!(QMatrix::new(dtype, 2, 200, vec![0; 288]), Err(KernelError::NotBlockMultiple { cols: 200, block: 256, .. })));
     assert!(matches!(QMatrix::row_bytes(GgmlDType::Q4_0, 48), Err(KernelError::NotBlockMultiple { block: 32, .. })));
     assert!(matches!(QMatrix::row_bytes(GgmlDType::Q8K, 256), Err(KernelError::Unsupported(GgmlDType::Q8K))));
     assert!(matches!(QMatrix::new(GgmlDType::BF16, 1, 4, vec![0; 8]), Err(KernelError::Unsupported(_))));

@@ -140,7 +140,11 @@ fn split_models_compute_the_same_logits_bit_for_bit() {
         });
         let (got, mine) = got;
         for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-            assert!(g == w, "{k} workers, step {i}: logits differ (max {})", g.iter().zip(w).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max));
+            assert!(
+                g == w,
+                "{k} workers, step {i}: logits differ (max {})",
+                g.iter().zip(w).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max)
+            );
         }
         // Each worker holds a slice: together about the whole model.
         let total: usize = others.iter().sum::<usize>() + mine;

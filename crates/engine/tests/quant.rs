@@ -5,9 +5,7 @@
 
 use candle_core::quantized::{ggml_file, GgmlDType, QMatMul, QTensor};
 use candle_core::{Device, Module, Tensor};
-use sprig_engine::quant::{
-    compare_with_plain, encode_keep_zeros, measure, quantize, zero_fraction, QuantError, QuantMode, QuantStats,
-};
+use sprig_engine::quant::{compare_with_plain, encode_keep_zeros, measure, quantize, zero_fraction, QuantError, QuantMode, QuantStats};
 
 const ROWS: usize = 64;
 const COLS: usize = 4096;
@@ -235,8 +233,7 @@ fn qmatmul_runs_on_own_q4k_blocks_like_the_dequantized_matmul() {
     let data = wanda_metric(6);
     let q = keep_zeros(&data, &[ROWS, COLS], GgmlDType::Q4K);
     let w = q.dequantize(&Device::Cpu).unwrap();
-    let x = Tensor::from_vec(dense(3, COLS, 7).iter().map(|v| v * 50.0).collect::<Vec<_>>(), (3, COLS), &Device::Cpu)
-        .unwrap();
+    let x = Tensor::from_vec(dense(3, COLS, 7).iter().map(|v| v * 50.0).collect::<Vec<_>>(), (3, COLS), &Device::Cpu).unwrap();
     let want = x.matmul(&w.t().unwrap()).unwrap();
     let got = QMatMul::from_qtensor(q).unwrap().forward(&x).unwrap();
     assert_eq!(got.dims(), &[3, ROWS]);

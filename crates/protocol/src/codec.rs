@@ -3,8 +3,8 @@
 //! Messages cross the worker boundary as structured-clone objects made by
 //! `serde-wasm-bindgen`, wrapped in a versioned [`Envelope`].
 
-use serde::{de::DeserializeOwned, Serialize};
 use crate::Envelope;
+use serde::{de::DeserializeOwned, Serialize};
 use wasm_bindgen::JsValue;
 
 /// Errors of encoding or decoding a message.
@@ -35,7 +35,6 @@ pub fn encode<T: Serialize>(body: T) -> Result<JsValue, CodecError> {
 /// [`CodecError::Decode`] for a value of the wrong shape,
 /// [`CodecError::Protocol`] for another protocol version.
 pub fn decode<T: DeserializeOwned>(value: JsValue) -> Result<T, CodecError> {
-    let envelope: Envelope<T> =
-        serde_wasm_bindgen::from_value(value).map_err(|e| CodecError::Decode(e.to_string()))?;
+    let envelope: Envelope<T> = serde_wasm_bindgen::from_value(value).map_err(|e| CodecError::Decode(e.to_string()))?;
     Ok(envelope.open()?)
 }

@@ -497,9 +497,15 @@ mod tests {
 
     #[test]
     fn a_url_ending_in_json_is_a_manifest() {
-        assert_eq!(ModelSource::for_url("https://s.example/m.json?v=2#x"), ModelSource::Manifest { url: "https://s.example/m.json?v=2#x".into() });
+        assert_eq!(
+            ModelSource::for_url("https://s.example/m.json?v=2#x"),
+            ModelSource::Manifest { url: "https://s.example/m.json?v=2#x".into() }
+        );
         assert_eq!(ModelSource::for_url("https://s.example/m.gguf"), ModelSource::Url { url: "https://s.example/m.gguf".into() });
-        assert_eq!(ModelSource::for_url("https://s.example/m.gguf?as=.json"), ModelSource::Url { url: "https://s.example/m.gguf?as=.json".into() });
+        assert_eq!(
+            ModelSource::for_url("https://s.example/m.gguf?as=.json"),
+            ModelSource::Url { url: "https://s.example/m.gguf?as=.json".into() }
+        );
         assert_eq!(ModelSource::for_url("m.json").url(), Some("m.json"));
         assert_eq!(ModelSource::File { name: "a.gguf".into(), size: 1 }.url(), None);
     }
@@ -515,7 +521,8 @@ mod tests {
 
     #[test]
     fn generate_round_trips_with_defaults_filled_in() {
-        let json = r#"{"v":4,"body":{"type":"generate","turn":3,"messages":[{"role":"user","content":"hi"}],"settings":{"temperature":0}}}"#;
+        let json =
+            r#"{"v":4,"body":{"type":"generate","turn":3,"messages":[{"role":"user","content":"hi"}],"settings":{"temperature":0}}}"#;
         let req: Envelope<Request> = serde_json::from_str(json).unwrap();
         match req.open().unwrap() {
             Request::Generate { turn: 3, messages, settings } => {

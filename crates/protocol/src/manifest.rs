@@ -191,7 +191,9 @@ mod tests {
     fn the_limits_themselves_are_accepted() {
         let json = format!(r#"{{"name":"m","format":"gguf","total_size":{MAX_SHARDS},"shards":[{}]}}"#, many_shards(MAX_SHARDS));
         assert_eq!(Manifest::parse(&json).unwrap().shards.len(), MAX_SHARDS);
-        let big = GOOD.replace("\"size\":10", &format!("\"size\":{}", MAX_MODEL_BYTES - 20)).replace("\"total_size\":30", &format!("\"total_size\":{MAX_MODEL_BYTES}"));
+        let big = GOOD
+            .replace("\"size\":10", &format!("\"size\":{}", MAX_MODEL_BYTES - 20))
+            .replace("\"total_size\":30", &format!("\"total_size\":{MAX_MODEL_BYTES}"));
         assert_eq!(Manifest::parse(&big).unwrap().total_size, MAX_MODEL_BYTES);
     }
 
@@ -212,7 +214,10 @@ mod tests {
             ("{\"name\":1}".to_string(), "not valid JSON"),
             (r#"{"name":"m","format":"gguf","total_size":0,"shards":[]}"#.to_string(), "no shards"),
             // A shard claiming 2^53 bytes (the manifest that once bricked the store).
-            (GOOD.replace("\"size\":10", "\"size\":9007199254740992").replace("\"total_size\":30", "\"total_size\":9007199254741012"), "total_size is 9007199254741012"),
+            (
+                GOOD.replace("\"size\":10", "\"size\":9007199254740992").replace("\"total_size\":30", "\"total_size\":9007199254741012"),
+                "total_size is 9007199254741012",
+            ),
             (GOOD.replace("\"size\":10", "\"size\":9007199254740992"), "shard 1 of the manifest: the size 9007199254740992"),
             (GOOD.replace("ffff", "0000"), "shard 2 of the manifest: sha256 0000"),
             (GOOD.replace("a.gguf", &"x".repeat(5000)), "shard 1 of the manifest: the url is 5000 bytes"),

@@ -24,9 +24,7 @@ pub enum DownloadError {
     #[error("{0}. What arrived so far is kept: load the model again to resume")]
     Fetch(FetchError),
     /// A shard's bytes did not hash to the manifest's SHA-256, twice.
-    #[error(
-        "shard {shard} ({url}) failed verification twice: expected sha256 {expected}, got {got}; the stored copy was discarded"
-    )]
+    #[error("shard {shard} ({url}) failed verification twice: expected sha256 {expected}, got {got}; the stored copy was discarded")]
     Verification {
         /// Position of the shard, from 1.
         shard: usize,
@@ -208,7 +206,14 @@ pub async fn fetch_chunk(url: &str, start: u64, end: u64, etag: Option<&str>, ct
 /// # Errors
 /// [`DownloadError`]; what was stored stays stored (except a shard that failed
 /// verification).
-pub async fn run(dir: &ModelDir, targets: Vec<Target>, connections: usize, ctl: &Control, total: u64, progress: Progress<'_>) -> Result<(), DownloadError> {
+pub async fn run(
+    dir: &ModelDir,
+    targets: Vec<Target>,
+    connections: usize,
+    ctl: &Control,
+    total: u64,
+    progress: Progress<'_>,
+) -> Result<(), DownloadError> {
     // Resumed shards: hash what is already stored (from disk) before adding to it.
     let mut slots = Vec::with_capacity(targets.len());
     let mut before = 0u64;
@@ -228,8 +233,13 @@ pub async fn run(dir: &ModelDir, targets: Vec<Target>, connections: usize, ctl: 
     }
     {
         let mut s = state.borrow_mut();
-        let tasks: Vec<(usize, usize)> =
-            s.slots.iter().enumerate().filter_map(|(si, slot)| slot.writer.as_ref().map(|w| (si, w))).flat_map(|(si, w)| w.map().missing().into_iter().map(move |ci| (si, ci))).collect();
+        let tasks: Vec<(usize, usize)> = s
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(si, slot)| slot.writer.as_ref().map(|w| (si, w)))
+            .flat_map(|(si, w)| w.map().missing().into_iter().map(move |ci| (si, ci)))
+            .collect();
         s.queue.extend(tasks);
     }
     progress(LoadStage::Download, state.borrow().done, total);
@@ -270,7 +280,9 @@ fn task_range(state: &RefCell<State>, si: usize, ci: usize) -> (String, u64, u64
 fn changed(url: &str) -> DownloadError {
     DownloadError::Protocol {
         url: url.to_string(),
-        message: "the file changed on the server during the download (another ETag); load it again to download the new version from the start".into(),
+        message:
+            "the file changed on the server during the download (another ETag); load it again to download the new version from the start"
+                .into(),
     }
 }
 
@@ -315,7 +327,9 @@ async fn connection(dir: &ModelDir, state: &RefCell<State>, ctl: &Control, progr
         };
         let (url, start, end, etag) = task_range(state, si, ci);
         let outcome = match fetch_chunk(&url, start, end, etag.as_deref(), ctl).await {
-            Ok(RangeReply::Partial { bytes, etag: got, .. }) => same_version(&url, etag.as_deref(), got.as_deref()).and_then(|()| store(state, si, ci, &bytes, progress)),
+            Ok(RangeReply::Partial { bytes, etag: got, .. }) => {
+                same_version(&url, etag.as_deref(), got.as_deref()).and_then(|()| store(state, si, ci, &bytes, progress))
+            }
             Ok(RangeReply::Whole(body)) if etag.is_some() && body.etag != etag => {
                 body.cancel();
                 Err(changed(&url))
@@ -346,7 +360,14 @@ async fn connection(dir: &ModelDir, state: &RefCell<State>, ctl: &Control, progr
 /// For servers without Range: every unfinished shard as one stream, in order,
 /// starting with `first` (already requested for shard `si`). A cut restarts
 /// the shard (with backoff), since nothing can be asked from the middle.
-async fn stream_all(dir: &ModelDir, state: &RefCell<State>, si: usize, first: WholeBody, ctl: &Control, progress: Progress<'_>) -> Result<(), DownloadError> {
+async fn stream_all(
+    dir: &ModelDir,
+    state: &RefCell<State>,
+    si: usize,
+    first: WholeBody,
+    ctl: &Control,
+    progress: Progress<'_>,
+) -> Result<(), DownloadError> {
     let mut pending = Some(first);
     let count = state.borrow().slots.len();
     for index in si..count {
@@ -362,7 +383,9 @@ async fn stream_all(dir: &ModelDir, state: &RefCell<State>, si: usize, first: Wh
                     let size = state.borrow().slots[index].writer.as_ref().map_or(0, |w| w.map().size());
                     match fetch_chunk(&url, 0, size.max(1), None, ctl).await {
                         Ok(RangeReply::Whole(b)) => Ok(b),
-                        Ok(RangeReply::Partial { .. }) => Err(DownloadError::Protocol { url, message: "the server answered a whole-file request with a range".into() }),
+                        Ok(RangeReply::Partial { .. }) => {
+                            Err(DownloadError::Protocol { url, message: "the server answered a whole-file request with a range".into() })
+                        }
                         Err(e) => Err(e),
                     }
                 }
@@ -410,7 +433,13 @@ async fn stream_shard(state: &RefCell<State>, si: usize, mut body: WholeBody, pr
     let mut buf: Vec<u8> = Vec::with_capacity(chunk);
     let mut index = 0usize;
     let mut received = 0u64;
-    while let Some(piece) = body.next(size - received).await.map_err(|e| if matches!(e, FetchError::Aborted) { DownloadError::Stopped } else { DownloadError::Fetch(e) })? {
+    while let Some(piece) = body.next(size - received).await.map_err(|e| {
+        if matches!(e, FetchError::Aborted) {
+            DownloadError::Stopped
+        } else {
+            DownloadError::Fetch(e)
+        }
+    })? {
         received += piece.len() as u64;
         if received > size {
             return Err(DownloadError::Protocol { url, message: format!("the server sends more than the {size} bytes expected") });

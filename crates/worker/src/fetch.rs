@@ -69,7 +69,8 @@ fn same_origin(url: &str) -> bool {
 
 async fn request(url: &str, range: Option<String>, if_range: Option<&str>, signal: Option<&AbortSignal>) -> Result<Response, FetchError> {
     let aborted = || signal.is_some_and(AbortSignal::aborted);
-    let net = |e: &JsValue| if aborted() { FetchError::Aborted } else { FetchError::Network { url: url.to_string(), message: js_message(e) } };
+    let net =
+        |e: &JsValue| if aborted() { FetchError::Aborted } else { FetchError::Network { url: url.to_string(), message: js_message(e) } };
     let init = RequestInit::new();
     init.set_cache(RequestCache::NoStore);
     if let Some(range) = range {
@@ -102,7 +103,8 @@ async fn request(url: &str, range: Option<String>, if_range: Option<&str>, signa
 /// [`FetchError::Body`] for a body longer than `max`.
 pub async fn text(url: &str, max: usize) -> Result<String, FetchError> {
     let net = |e: JsValue| FetchError::Network { url: url.to_string(), message: js_message(&e) };
-    let too_long = |n: f64| FetchError::Body { url: url.to_string(), message: format!("the answer is {n} bytes long; at most {max} are read") };
+    let too_long =
+        |n: f64| FetchError::Body { url: url.to_string(), message: format!("the answer is {n} bytes long; at most {max} are read") };
     let resp = request(url, None, None, None).await?;
     if let Some(n) = header(&resp, "content-length").and_then(|v| v.trim().parse::<f64>().ok()) {
         if n > max as f64 {
@@ -110,7 +112,8 @@ pub async fn text(url: &str, max: usize) -> Result<String, FetchError> {
         }
     }
     let body = JsFuture::from(resp.text().map_err(net)?).await.map_err(net)?;
-    let body: js_sys::JsString = body.dyn_into().map_err(|_| FetchError::Network { url: url.to_string(), message: "the body is not text".into() })?;
+    let body: js_sys::JsString =
+        body.dyn_into().map_err(|_| FetchError::Network { url: url.to_string(), message: "the body is not text".into() })?;
     // UTF-16 units: a lower bound of the UTF-8 length, checked again by the caller.
     if body.length() as usize > max {
         return Err(too_long(f64::from(body.length())));
@@ -171,15 +174,23 @@ impl WholeBody {
     /// [`FetchError::Aborted`] when stopped.
     pub async fn next(&mut self, room: u64) -> Result<Option<Vec<u8>>, FetchError> {
         let result = JsFuture::from(self.reader.read()).await.map_err(|e| {
-            if self.signal.aborted() { FetchError::Aborted } else { FetchError::Body { url: self.url.clone(), message: js_message(&e) } }
+            if self.signal.aborted() {
+                FetchError::Aborted
+            } else {
+                FetchError::Body { url: self.url.clone(), message: js_message(&e) }
+            }
         })?;
         if js_sys::Reflect::get(&result, &"done".into()).map(|v| v.is_truthy()).unwrap_or(true) {
             return Ok(None);
         }
-        let value = js_sys::Reflect::get(&result, &"value".into()).map_err(|e| FetchError::Body { url: self.url.clone(), message: js_message(&e) })?;
+        let value = js_sys::Reflect::get(&result, &"value".into())
+            .map_err(|e| FetchError::Body { url: self.url.clone(), message: js_message(&e) })?;
         let piece = Uint8Array::new(&value);
         if u64::from(piece.length()) > room {
-            return Err(FetchError::Body { url: self.url.clone(), message: format!("the server sends more than the {room} bytes still expected") });
+            return Err(FetchError::Body {
+                url: self.url.clone(),
+                message: format!("the server sends more than the {room} bytes still expected"),
+            });
         }
         Ok(Some(piece.to_vec()))
     }
@@ -215,7 +226,13 @@ pub async fn range(url: &str, start: u64, end: u64, if_range: Option<&str>, sign
         let encoded = header(&resp, "content-encoding").is_some_and(|e| e != "identity");
         let length = if encoded { None } else { header(&resp, "content-length").and_then(|v| v.parse().ok()) };
         let body = resp.body().ok_or_else(|| FetchError::Body { url: url.to_string(), message: "no body".into() })?;
-        return Ok(RangeReply::Whole(WholeBody { url: url.to_string(), reader: body.get_reader().unchecked_into(), signal: signal.clone(), length, etag }));
+        return Ok(RangeReply::Whole(WholeBody {
+            url: url.to_string(),
+            reader: body.get_reader().unchecked_into(),
+            signal: signal.clone(),
+            length,
+            etag,
+        }));
     }
     if resp.status() != 206 {
         return Err(FetchError::Status { url: url.to_string(), status: resp.status() });
@@ -227,7 +244,9 @@ pub async fn range(url: &str, start: u64, end: u64, if_range: Option<&str>, sign
         None => None,
         Some(v) => match content_range(&v) {
             Some((first, last, total)) if first == start && last + 1 == end => total,
-            Some((first, last, _)) => return Err(bad(format!("the server sent bytes {first}-{last} for a request of {start}-{}", end - 1))),
+            Some((first, last, _)) => {
+                return Err(bad(format!("the server sent bytes {first}-{last} for a request of {start}-{}", end - 1)))
+            }
             None => return Err(bad(format!("the server's Content-Range `{v}` does not parse"))),
         },
     };

@@ -6,9 +6,7 @@ use sprig_engine::chat::{ChatMessage, Role as EngineRole};
 use sprig_engine::gguf::GgufFile;
 use sprig_engine::model::{run_to_completion, Alone, Collective, Partition};
 use sprig_engine::{SamplingParams, Session, Step};
-use sprig_protocol::{
-    ErrorKind, Event, GenerationSettings, LoadStage, LoadedModel, Message, ReplyStats, Role, StopReason, WorkerInfo,
-};
+use sprig_protocol::{ErrorKind, Event, GenerationSettings, LoadStage, LoadedModel, Message, ReplyStats, Role, StopReason, WorkerInfo};
 
 use crate::failure::{self, Failure};
 
@@ -178,7 +176,13 @@ impl Host {
     ///
     /// # Errors
     /// [`HostError`]: not a GGUF model, or one that cannot load here.
-    pub fn load<R: Read + Seek>(&mut self, readers: Vec<R>, size: u64, partition: Partition, post: &mut dyn FnMut(Event)) -> Result<LoadedModel, HostError> {
+    pub fn load<R: Read + Seek>(
+        &mut self,
+        readers: Vec<R>,
+        size: u64,
+        partition: Partition,
+        post: &mut dyn FnMut(Event),
+    ) -> Result<LoadedModel, HostError> {
         self.load_file(open(readers)?, size, partition, post)
     }
 
@@ -186,7 +190,13 @@ impl Host {
     ///
     /// # Errors
     /// As [`Host::load`].
-    pub fn load_file<R: Read + Seek>(&mut self, mut file: GgufFile<R>, size: u64, partition: Partition, post: &mut dyn FnMut(Event)) -> Result<LoadedModel, HostError> {
+    pub fn load_file<R: Read + Seek>(
+        &mut self,
+        mut file: GgufFile<R>,
+        size: u64,
+        partition: Partition,
+        post: &mut dyn FnMut(Event),
+    ) -> Result<LoadedModel, HostError> {
         self.session = None;
         self.model = None;
         self.reply = None;
@@ -316,8 +326,8 @@ impl Host {
     /// one worker); see [`step_reply`]. Empty when no reply is in progress.
     pub fn step(&mut self) -> Vec<Event> {
         let Some((mut session, turn, dropped)) = self.lend() else { return Vec::new() };
-        let (events, finished) = run_to_completion(step_reply(&mut session, turn, dropped, &mut Alone))
-            .unwrap_or_else(|e| (vec![engine_error(e)], true));
+        let (events, finished) =
+            run_to_completion(step_reply(&mut session, turn, dropped, &mut Alone)).unwrap_or_else(|e| (vec![engine_error(e)], true));
         self.give_back(session, finished);
         events
     }

@@ -133,7 +133,13 @@ pub async fn from_file(source: &ModelSource, file: Option<File>, requested: usiz
 ///
 /// # Errors
 /// [`LoadError`]; a stop on request is [`Outcome::Stopped`].
-pub async fn from_store(source: &ModelSource, connections: usize, requested: usize, ctl: &Control, downloaded: impl FnOnce()) -> Result<Outcome, LoadError> {
+pub async fn from_store(
+    source: &ModelSource,
+    connections: usize,
+    requested: usize,
+    ctl: &Control,
+    downloaded: impl FnOnce(),
+) -> Result<Outcome, LoadError> {
     let store = ModelStore::open().await?;
     let started = js::now_ms();
     let acquired = acquire::acquire(&store, source, connections, ctl).await;
@@ -167,7 +173,13 @@ pub async fn from_store(source: &ModelSource, connections: usize, requested: usi
 /// Loads the model from `readers`, split across workers when it needs more
 /// than one (or the user asked): starts the others and loads this worker's
 /// slice while they load theirs.
-async fn split<R: Read + Seek>(readers: Vec<R>, size: u64, source: &ModelSource, files: &[File], requested: usize) -> Result<Loaded, LoadError> {
+async fn split<R: Read + Seek>(
+    readers: Vec<R>,
+    size: u64,
+    source: &ModelSource,
+    files: &[File],
+    requested: usize,
+) -> Result<Loaded, LoadError> {
     let gguf = host::open(readers)?;
     // A model whose parts cannot be told fails in the load below, which says why.
     let parts = split_parts(&gguf).unwrap_or(1);

@@ -155,7 +155,11 @@ impl ModelDir {
             }
         }
         let marks = self.dir.read(&shard.chunks()).await?.unwrap_or_default();
-        let mut map = ChunkMap::from_record(shard.size, &marks).map_err(|e| StoreError::Io { action: "read", what: shard.chunks(), message: e.to_string() })?;
+        let mut map = ChunkMap::from_record(shard.size, &marks).map_err(|e| StoreError::Io {
+            action: "read",
+            what: shard.chunks(),
+            message: e.to_string(),
+        })?;
         // A chunk whose bytes are not all there is not stored, whatever the record says.
         let claimed = map.clone();
         map.clear();
@@ -272,8 +276,17 @@ impl ModelDir {
             _ => serde_json::Value::Null,
         };
         let name = value.get("name").and_then(|n| n.as_str()).filter(|n| n.len() <= 200).map_or_else(|| self.id.clone(), str::to_string);
-        let source = value.get("source").and_then(|s| serde_json::from_value(s.clone()).ok()).unwrap_or(ModelSource::Url { url: String::new() });
-        StoredModel { id: self.id.clone(), name, source, total_size: 0, stored_bytes: 0, status: StoreStatus::Damaged, problem: Some(problem) }
+        let source =
+            value.get("source").and_then(|s| serde_json::from_value(s.clone()).ok()).unwrap_or(ModelSource::Url { url: String::new() });
+        StoredModel {
+            id: self.id.clone(),
+            name,
+            source,
+            total_size: 0,
+            stored_bytes: 0,
+            status: StoreStatus::Damaged,
+            problem: Some(problem),
+        }
     }
 }
 

@@ -9,9 +9,8 @@ use sprig_engine::gguf::ByteSource;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{
-    DomException, File, FileSystemDirectoryHandle, FileSystemFileHandle, FileSystemGetDirectoryOptions,
-    FileSystemGetFileOptions, FileSystemReadWriteOptions, FileSystemRemoveOptions, FileSystemSyncAccessHandle,
-    WorkerGlobalScope,
+    DomException, File, FileSystemDirectoryHandle, FileSystemFileHandle, FileSystemGetDirectoryOptions, FileSystemGetFileOptions,
+    FileSystemReadWriteOptions, FileSystemRemoveOptions, FileSystemSyncAccessHandle, WorkerGlobalScope,
 };
 
 /// Why a store operation failed.
@@ -129,7 +128,8 @@ impl Dir {
             // web-sys marks the options unstable, so they are passed by hand.
             let opts = js_sys::Object::new();
             js_sys::Reflect::set(&opts, &"mode".into(), &"read-only".into()).map_err(|e| StoreError::from_js("open", &what, &e))?;
-            let create = js_sys::Reflect::get(&file, &"createSyncAccessHandle".into()).map_err(|e| StoreError::from_js("open", &what, &e))?;
+            let create =
+                js_sys::Reflect::get(&file, &"createSyncAccessHandle".into()).map_err(|e| StoreError::from_js("open", &what, &e))?;
             let create: js_sys::Function = create.dyn_into().map_err(|e| StoreError::from_js("open", &what, &e))?;
             create.call1(&file, &opts).map_err(|e| StoreError::from_js("open", &what, &e))?.unchecked_into()
         } else {
@@ -237,7 +237,8 @@ impl SyncFile {
     /// # Errors
     /// [`StoreError::Full`] when out of space; other refusals.
     pub fn write_at(&mut self, offset: u64, bytes: &[u8]) -> Result<(), StoreError> {
-        let n = self.handle.write_with_u8_array_and_options(bytes, &at(offset)).map_err(|e| StoreError::from_js("write", &self.what, &e))?;
+        let n =
+            self.handle.write_with_u8_array_and_options(bytes, &at(offset)).map_err(|e| StoreError::from_js("write", &self.what, &e))?;
         if (n as usize) < bytes.len() {
             return Err(StoreError::Full { what: self.what.clone(), message: format!("wrote {n} of {} bytes", bytes.len()) });
         }

@@ -17,7 +17,8 @@ use crate::team::{Inbox, Link, Mesh};
 
 fn load<R: Read + Seek>(readers: Vec<R>, partition: Partition) -> Result<Model, String> {
     let mut file = GgufFile::open_split(readers).map_err(|e| format!("not a usable GGUF model: {e}"))?;
-    let mut model = Model::load_partition(&mut file, partition, &mut |_| {}).map_err(|e| format!("cannot load its slice of the model: {e}"))?;
+    let mut model =
+        Model::load_partition(&mut file, partition, &mut |_| {}).map_err(|e| format!("cannot load its slice of the model: {e}"))?;
     // As the coordinating worker does (`Host::load_file`).
     model.reserve_cache(RESERVED_CONTEXT).map_err(|e| format!("cannot load its slice of the model: {e}"))?;
     Ok(model)

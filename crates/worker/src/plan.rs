@@ -68,7 +68,11 @@ fn gb(bytes: u64) -> String {
 ///
 /// # Errors
 /// [`PlanError::Manifest`] or [`PlanError::ShardUrl`].
-pub fn manifest_record(url: &str, json: &str, resolve: impl Fn(&str, &str) -> Result<String, String>) -> Result<(StoreMeta, Vec<String>), PlanError> {
+pub fn manifest_record(
+    url: &str,
+    json: &str,
+    resolve: impl Fn(&str, &str) -> Result<String, String>,
+) -> Result<(StoreMeta, Vec<String>), PlanError> {
     let manifest = Manifest::parse(json).map_err(|source| PlanError::Manifest { url: url.to_string(), source })?;
     let mut urls = Vec::with_capacity(manifest.shards.len());
     let mut shards = Vec::with_capacity(manifest.shards.len());

@@ -90,4 +90,3 @@ pub fn model_id(source: &ModelSource) -> String {
     };
     format!("{kind}{}", &sha256_hex(url.as_bytes())[..20])
 }
-

@@ -21,7 +21,7 @@ use std::task::{Poll, Waker};
 
 use js_sys::{ArrayBuffer, Float32Array};
 use sprig_engine::model::{Collective, CollectiveError};
-use sprig_protocol::{ModelSource, Event};
+use sprig_protocol::{Event, ModelSource};
 use wasm_bindgen::prelude::*;
 use web_sys::{File, MessageChannel, MessageEvent, MessagePort, Worker};
 
@@ -139,9 +139,7 @@ impl Link {
 
 /// Text of a JS value, for error messages.
 pub fn js_text(v: &JsValue) -> String {
-    v.as_string()
-        .or_else(|| js_sys::JSON::stringify(v).ok().and_then(|s| s.as_string()))
-        .unwrap_or_else(|| format!("{v:?}"))
+    v.as_string().or_else(|| js_sys::JSON::stringify(v).ok().and_then(|s| s.as_string())).unwrap_or_else(|| format!("{v:?}"))
 }
 
 /// This worker's channels to every other worker of the model.
@@ -224,7 +222,11 @@ pub struct Team {
 
 impl std::fmt::Debug for Team {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Team").field("workers", &self.workers.len()).field("memory", &self.memory).field("positions", &self.positions).finish_non_exhaustive()
+        f.debug_struct("Team")
+            .field("workers", &self.workers.len())
+            .field("memory", &self.memory)
+            .field("positions", &self.positions)
+            .finish_non_exhaustive()
     }
 }
 

@@ -30,11 +30,7 @@ async fn greedy_generation_matches_native() {
     let mut text = String::new();
     let (ids, stats) = session.generate(&prompt, SamplingParams::greedy(want.len()), &mut |t| text.push_str(t)).unwrap();
     web_sys::console::log_1(
-        &format!(
-            "wasm ({build}): prefill {:.1} tok/s, decode {:.1} tok/s, text {text:?}",
-            stats.prefill_tok_s, stats.decode_tok_s
-        )
-        .into(),
+        &format!("wasm ({build}): prefill {:.1} tok/s, decode {:.1} tok/s, text {text:?}", stats.prefill_tok_s, stats.decode_tok_s).into(),
     );
     assert_eq!(ids, want, "wasm text {text:?}");
 }

@@ -10,12 +10,12 @@
 
 use std::io::Cursor;
 
+use sprig_engine::model::Partition;
 use sprig_engine::sentencepiece::SentencePieceModel;
 use sprig_engine::synthetic::{write_gguf, SyntheticSpec};
 use sprig_protocol::{Event, GenerationSettings, Message, ReplyStats, Role};
 use sprig_worker::host::{memory_bytes, MEMORY_MARGIN, RESERVED_CONTEXT, WASM_MEMORY_BYTES};
 use sprig_worker::Host;
-use sprig_engine::model::Partition;
 use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_dedicated_worker);

@@ -27,8 +27,8 @@ pub struct Args {
 pub fn run(args: &Args) -> anyhow::Result<()> {
     let started = web_time::Instant::now();
     let mut session = super::load_session(&args.model)?;
-    let threads = std::env::var("RAYON_NUM_THREADS")
-        .unwrap_or_else(|_| std::thread::available_parallelism().map_or("?".into(), |n| n.to_string()));
+    let threads =
+        std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| std::thread::available_parallelism().map_or("?".into(), |n| n.to_string()));
     println!("native: {}  load {:.2} s  threads {threads}", args.model.display(), started.elapsed().as_secs_f64());
     let runs = bench::run(&mut session, args.prompt_tokens, args.gen_tokens, args.runs, &mut |i, r| {
         println!("{}", bench::describe(i, r));

@@ -141,7 +141,10 @@ fn pct(a: usize, b: usize) -> f64 {
 }
 
 fn print_report(stats: &[TensorStats]) {
-    eprintln!("\n{:<28} {:>6} {:>14} {:>8} {:>10} {:>11} {:>11} {:>7}", "tensor", "type", "values", "zeros", "kept", "rmse", "plain rmse", "ratio");
+    eprintln!(
+        "\n{:<28} {:>6} {:>14} {:>8} {:>10} {:>11} {:>11} {:>7}",
+        "tensor", "type", "values", "zeros", "kept", "rmse", "plain rmse", "ratio"
+    );
     for s in stats {
         let plain = s.rmse_plain();
         eprintln!(
@@ -161,10 +164,20 @@ fn print_report(stats: &[TensorStats]) {
     let nonzeros: usize = stats.iter().map(TensorStats::nonzeros).sum();
     let err: f64 = stats.iter().map(|s| s.sq_err).sum();
     let bytes: usize = stats.iter().map(|s| s.bytes).sum();
-    eprintln!("\ntotal: {} tensors, {:.3} GB; zeros kept {kept} of {zeros} ({:.4} %); rmse on non-zeros {:.4e}", stats.len(), bytes as f64 / 1e9, pct(kept, zeros), (err / nonzeros.max(1) as f64).sqrt());
+    eprintln!(
+        "\ntotal: {} tensors, {:.3} GB; zeros kept {kept} of {zeros} ({:.4} %); rmse on non-zeros {:.4e}",
+        stats.len(),
+        bytes as f64 / 1e9,
+        pct(kept, zeros),
+        (err / nonzeros.max(1) as f64).sqrt()
+    );
     if stats.iter().all(|s| s.sq_err_plain.is_some()) {
         let plain: f64 = stats.iter().filter_map(|s| s.sq_err_plain).sum();
-        eprintln!("plain quantization of the same tensors: rmse on non-zeros {:.4e} (ratio {:.4})", (plain / nonzeros.max(1) as f64).sqrt(), (err / plain.max(f64::MIN_POSITIVE)).sqrt());
+        eprintln!(
+            "plain quantization of the same tensors: rmse on non-zeros {:.4e} (ratio {:.4})",
+            (plain / nonzeros.max(1) as f64).sqrt(),
+            (err / plain.max(f64::MIN_POSITIVE)).sqrt()
+        );
     }
     let mut types: Vec<(String, usize)> = Vec::new();
     for s in stats {
@@ -221,13 +234,32 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     }
     let (pz, pn) = jobs.iter().zip(&zeros).filter(|(j, _)| j.plan.role == Role::Linear).fold((0, 0), |(a, b), (_, (z, n))| (a + z, b + n));
     let source = cfg.name_or_path.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| {
-        args.input.canonicalize().ok().and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned())).unwrap_or_else(|| "checkpoint".into())
+        args.input
+            .canonicalize()
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| "checkpoint".into())
     });
-    let prov = Provenance { source: source.clone(), pruning_method: args.pruning.clone(), sparsity: pz as f64 / pn.max(1) as f64, keep_zeros: !args.plain };
+    let prov = Provenance {
+        source: source.clone(),
+        pruning_method: args.pruning.clone(),
+        sparsity: pz as f64 / pn.max(1) as f64,
+        keep_zeros: !args.plain,
+    };
     eprintln!("pruned linear weights: {:.2} % zeros", prov.sparsity * 100.0);
 
-    let name = args.name.clone().unwrap_or_else(|| format!("{} ({} {:.0} %, {})", source, args.pruning, prov.sparsity * 100.0, args.quant.name()));
-    let prefix = format!("{}-{}", args.input.canonicalize().ok().and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned())).unwrap_or_else(|| "model".into()), args.quant.name().to_lowercase()).replace([' ', '/', '\\'], "-");
+    let name =
+        args.name.clone().unwrap_or_else(|| format!("{} ({} {:.0} %, {})", source, args.pruning, prov.sparsity * 100.0, args.quant.name()));
+    let prefix = format!(
+        "{}-{}",
+        args.input
+            .canonicalize()
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| "model".into()),
+        args.quant.name().to_lowercase()
+    )
+    .replace([' ', '/', '\\'], "-");
     let meta = build(&cfg, &tok, &name, args.quant, &prov);
     let names: Vec<String> = jobs.iter().map(|j| j.plan.gguf.clone()).collect();
     let sizes: Vec<u64> = jobs.iter().map(|j| data_size(j.dtype, j.src.rows() * j.src.cols())).collect();

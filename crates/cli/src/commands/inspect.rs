@@ -20,7 +20,9 @@ pub struct Args {
 
 fn short(v: &Value) -> String {
     match v {
-        Value::String(s) if s.len() > 80 => format!("{:?}… ({} bytes)", &s[..s.char_indices().nth(60).map_or(s.len(), |(i, _)| i)], s.len()),
+        Value::String(s) if s.len() > 80 => {
+            format!("{:?}… ({} bytes)", &s[..s.char_indices().nth(60).map_or(s.len(), |(i, _)| i)], s.len())
+        }
         Value::String(s) => format!("{s:?}"),
         Value::Array(a) => format!("[{} values]", a.len()),
         other => format!("{other:?}").trim_start_matches(|c: char| c.is_alphanumeric()).trim_matches(|c| c == '(' || c == ')').to_string(),

@@ -46,7 +46,11 @@ pub fn load_session(path: &Path) -> anyhow::Result<sprig_engine::Session> {
 /// # Errors
 /// A message naming the string and the accepted forms.
 pub fn parse_size(text: &str) -> Result<u64, String> {
-    let bad = || format!("invalid size `{text}`: expected bytes or a number with a unit (B, KB, MB, GB, TB, KiB, MiB, GiB, TiB), e.g. 40MB or 512MiB");
+    let bad = || {
+        format!(
+            "invalid size `{text}`: expected bytes or a number with a unit (B, KB, MB, GB, TB, KiB, MiB, GiB, TiB), e.g. 40MB or 512MiB"
+        )
+    };
     let s = text.trim();
     let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
     let (number, unit) = s.split_at(split);

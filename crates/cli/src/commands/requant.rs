@@ -250,8 +250,12 @@ fn output_metadata(meta: &std::collections::HashMap<String, Value>, to: QuantTyp
 fn requantize(path: &Path, name: &str, tensor: &QTensor, to: GgmlDType) -> Result<QTensor, RequantError> {
     let dequantize = |source| RequantError::Dequantize { path: path.into(), name: name.into(), dtype: type_name(tensor.dtype()), source };
     let values = tensor.dequantize(&Device::Cpu).and_then(|t| t.flatten_all()).and_then(|t| t.to_vec1::<f32>()).map_err(dequantize)?;
-    quant::quantize(&values, tensor.shape().dims(), to, QuantMode::Plain)
-        .map_err(|source| RequantError::Quantize { path: path.into(), name: name.into(), dtype: type_name(to), source })
+    quant::quantize(&values, tensor.shape().dims(), to, QuantMode::Plain).map_err(|source| RequantError::Quantize {
+        path: path.into(),
+        name: name.into(),
+        dtype: type_name(to),
+        source,
+    })
 }
 
 /// Writes `tensors` with `metadata` to `output`, through a `.part` file
@@ -296,7 +300,13 @@ fn check_output(input: &Path, output: &Path, force: bool) -> Result<(), RequantE
 /// # Errors
 /// [`RequantError`], naming the file or tensor that failed; nothing is left
 /// at `output` then.
-pub fn requant(input: &Path, output: &Path, to: QuantType, force: bool, on_tensor: &mut dyn FnMut(&TensorChange)) -> Result<Vec<TensorChange>, RequantError> {
+pub fn requant(
+    input: &Path,
+    output: &Path,
+    to: QuantType,
+    force: bool,
+    on_tensor: &mut dyn FnMut(&TensorChange),
+) -> Result<Vec<TensorChange>, RequantError> {
     check_output(input, output, force)?;
     let shards = open_shards(input)?;
     let metadata = match shards.first() {
@@ -319,7 +329,12 @@ pub fn requant(input: &Path, output: &Path, to: QuantType, force: bool, on_tenso
         let from = tensor.dtype();
         let elements = tensor.shape().elem_count();
         let tensor = if requantizes(tensor.shape().dims(), from, target) { requantize(input, &name, &tensor, target)? } else { tensor };
-        let change = TensorChange { name: name.clone(), from, to: tensor.dtype(), bytes: (data_size(from, elements), data_size(tensor.dtype(), elements)) };
+        let change = TensorChange {
+            name: name.clone(),
+            from,
+            to: tensor.dtype(),
+            bytes: (data_size(from, elements), data_size(tensor.dtype(), elements)),
+        };
         on_tensor(&change);
         changes.push(change);
         tensors.push((name, tensor));

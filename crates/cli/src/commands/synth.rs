@@ -127,7 +127,14 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
 }
 
 /// Writes every file of the checkpoint into `dir`.
-fn write_checkpoint(dir: &Path, args: &Args, shape: &Shape, tokenizer: &[u8], plan: &[writer::ShardPlan], total: u64) -> anyhow::Result<()> {
+fn write_checkpoint(
+    dir: &Path,
+    args: &Args,
+    shape: &Shape,
+    tokenizer: &[u8],
+    plan: &[writer::ShardPlan],
+    total: u64,
+) -> anyhow::Result<()> {
     let specs = shape.tensors();
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
     let values = writer::Values { seed: args.seed, sparsity: args.sparsity, dtype: args.dtype, threads };

@@ -81,7 +81,9 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     for (name, dims) in &expected {
         match model.tensor_info(name) {
             None => problems.push(format!("tensor {name} is missing")),
-            Some(t) if t.shape.dims() != dims.as_slice() => problems.push(format!("tensor {name} has shape {:?}, expected {dims:?}", t.shape.dims())),
+            Some(t) if t.shape.dims() != dims.as_slice() => {
+                problems.push(format!("tensor {name} has shape {:?}, expected {dims:?}", t.shape.dims()))
+            }
             Some(_) => {}
         }
     }

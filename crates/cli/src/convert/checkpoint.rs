@@ -237,11 +237,8 @@ impl Checkpoint {
         let config: HfConfig = read_json(&dir.join("config.json"))?;
         config.check()?;
         let index_path = dir.join("model.safetensors.index.json");
-        let weight_map: BTreeMap<String, String> = if index_path.exists() {
-            read_json::<Index>(&index_path)?.weight_map
-        } else {
-            BTreeMap::new()
-        };
+        let weight_map: BTreeMap<String, String> =
+            if index_path.exists() { read_json::<Index>(&index_path)?.weight_map } else { BTreeMap::new() };
         let mut names: Vec<String> = weight_map.values().cloned().collect();
         names.sort();
         names.dedup();

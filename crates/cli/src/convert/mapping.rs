@@ -48,7 +48,14 @@ pub fn plan(cfg: &HfConfig) -> Vec<TensorPlan> {
     let (h, ff, v) = (cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size);
     let q = cfg.num_attention_heads * cfg.head_dim();
     let kv = cfg.kv_heads() * cfg.head_dim();
-    let t = |hf: String, gguf: String, shape: Vec<usize>, role, layer, permute_heads| TensorPlan { hf, gguf, shape, role, layer, permute_heads };
+    let t = |hf: String, gguf: String, shape: Vec<usize>, role, layer, permute_heads| TensorPlan {
+        hf,
+        gguf,
+        shape,
+        role,
+        layer,
+        permute_heads,
+    };
     let mut out = vec![t("model.embed_tokens.weight".into(), "token_embd.weight".into(), vec![v, h], Role::Embedding, None, None)];
     for i in 0..cfg.num_hidden_layers {
         let hf = |s: &str| format!("model.layers.{i}.{s}.weight");

@@ -49,7 +49,8 @@ pub fn read_tokenizer(dir: &Path) -> Result<TokenizerFiles, CheckpointError> {
     let path = dir.join("tokenizer_config.json");
     let (chat_template, add_bos, add_eos) = match std::fs::read(&path) {
         Ok(bytes) => {
-            let json: Json = serde_json::from_slice(&bytes).map_err(|e| CheckpointError::Json { path: path.clone(), message: e.to_string() })?;
+            let json: Json =
+                serde_json::from_slice(&bytes).map_err(|e| CheckpointError::Json { path: path.clone(), message: e.to_string() })?;
             let template = match json.get("chat_template") {
                 Some(Json::String(t)) => Some(t.clone()),
                 // A list of named templates: the default one.

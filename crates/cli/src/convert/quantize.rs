@@ -83,11 +83,27 @@ fn dequantize(q: &QTensor) -> candle_core::Result<Vec<f32>> {
 ///
 /// # Errors
 /// [`ConvertError`].
-pub fn convert(ck: &Checkpoint, t: &TensorPlan, src: &TensorRef, dtype: GgmlDType, mode: QuantMode, compare: bool) -> Result<(QTensor, TensorStats), ConvertError> {
+pub fn convert(
+    ck: &Checkpoint,
+    t: &TensorPlan,
+    src: &TensorRef,
+    dtype: GgmlDType,
+    mode: QuantMode,
+    compare: bool,
+) -> Result<(QTensor, TensorStats), ConvertError> {
     let fail = |message: String| ConvertError::Quantize { name: t.gguf.clone(), dtype, message };
     let (rows, cols) = (src.rows(), src.cols());
     let per_block = (BLOCK_VALUES / cols).max(1);
-    let mut stats = TensorStats { name: t.gguf.clone(), dtype, values: rows * cols, zeros: 0, zeros_kept: 0, sq_err: 0.0, sq_err_plain: compare.then_some(0.0), bytes: 0 };
+    let mut stats = TensorStats {
+        name: t.gguf.clone(),
+        dtype,
+        values: rows * cols,
+        zeros: 0,
+        zeros_kept: 0,
+        sq_err: 0.0,
+        sq_err_plain: compare.then_some(0.0),
+        bytes: 0,
+    };
     let mut bytes = Vec::new();
     let mut data = Vec::with_capacity(per_block * cols);
     for first in (0..rows).step_by(per_block) {

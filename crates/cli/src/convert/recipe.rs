@@ -117,7 +117,14 @@ mod tests {
     use super::*;
 
     fn linear(gguf: &str, layer: usize, cols: usize) -> TensorPlan {
-        TensorPlan { hf: String::new(), gguf: format!("blk.{layer}.{gguf}.weight"), shape: vec![256, cols], role: Role::Linear, layer: Some(layer), permute_heads: None }
+        TensorPlan {
+            hf: String::new(),
+            gguf: format!("blk.{layer}.{gguf}.weight"),
+            shape: vec![256, cols],
+            role: Role::Linear,
+            layer: Some(layer),
+            permute_heads: None,
+        }
     }
 
     #[test]

@@ -233,7 +233,10 @@ pub fn check_header<R: Read + Seek>(r: &mut R) -> Result<(), GgufError> {
             if d == 0 {
                 first = n;
             }
-            elements = elements.checked_mul(n).filter(|&e| e <= MAX_ELEMENTS).ok_or_else(|| bad(&field, format!("has more than {MAX_ELEMENTS} elements")))?;
+            elements = elements
+                .checked_mul(n)
+                .filter(|&e| e <= MAX_ELEMENTS)
+                .ok_or_else(|| bad(&field, format!("has more than {MAX_ELEMENTS} elements")))?;
         }
         let t = s.u32(&field)?;
         let (per, size) = block(t).ok_or_else(|| bad(&field, format!("has the unknown tensor type {t}")))?;
@@ -252,7 +255,10 @@ pub fn check_header<R: Read + Seek>(r: &mut R) -> Result<(), GgufError> {
         if end.is_none_or(|end| end > len) {
             return Err(bad(
                 &field,
-                format!("needs bytes {offset} to {} of the tensor data, past the end of the file ({len} bytes)", offset.saturating_add(bytes)),
+                format!(
+                    "needs bytes {offset} to {} of the tensor data, past the end of the file ({len} bytes)",
+                    offset.saturating_add(bytes)
+                ),
             ));
         }
     }

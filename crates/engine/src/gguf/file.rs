@@ -64,10 +64,7 @@ impl<R: Read + Seek> GgufFile<R> {
             let no = split_key(&shard.content, "split.no")?.unwrap_or(0);
             let count = split_key(&shard.content, "split.count")?.unwrap_or(1);
             if count as usize != given {
-                return Err(GgufError::Split(format!(
-                    "shard {} says the model has {count} shards, {given} were given",
-                    no + 1
-                )));
+                return Err(GgufError::Split(format!("shard {} says the model has {count} shards, {given} were given", no + 1)));
             }
             numbered.push((no, shard));
         }
@@ -88,10 +85,7 @@ impl<R: Read + Seek> GgufFile<R> {
         }
         if let Some(total) = split_key(&shards[0].content, "split.tensors.count")? {
             if total as usize != index.len() {
-                return Err(GgufError::Split(format!(
-                    "the first shard announces {total} tensors, the shards hold {}",
-                    index.len()
-                )));
+                return Err(GgufError::Split(format!("the first shard announces {total} tensors, the shards hold {}", index.len())));
             }
         }
         Ok(Self { shards, index })
@@ -105,10 +99,7 @@ impl<R: Read + Seek> GgufFile<R> {
     pub fn tensor(&mut self, name: &str, device: &Device) -> Result<QTensor, GgufError> {
         let &shard = self.index.get(name).ok_or_else(|| GgufError::MissingTensor { name: name.into() })?;
         let shard = &mut self.shards[shard];
-        shard
-            .content
-            .tensor(&mut shard.reader, name, device)
-            .map_err(|source| GgufError::Tensor { name: name.into(), source })
+        shard.content.tensor(&mut shard.reader, name, device).map_err(|source| GgufError::Tensor { name: name.into(), source })
     }
 
     /// Reads `buf.len()` raw bytes of tensor `name`'s data (GGUF block layout),
@@ -153,11 +144,7 @@ impl<R> GgufFile<R> {
 
     /// All tensors: name and header entry, sorted by name.
     pub fn tensors(&self) -> Vec<(&str, &TensorInfo)> {
-        let mut all: Vec<_> = self
-            .shards
-            .iter()
-            .flat_map(|s| s.content.tensor_infos.iter().map(|(n, t)| (n.as_str(), t)))
-            .collect();
+        let mut all: Vec<_> = self.shards.iter().flat_map(|s| s.content.tensor_infos.iter().map(|(n, t)| (n.as_str(), t))).collect();
         all.sort_by(|a, b| a.0.cmp(b.0));
         all
     }
@@ -188,9 +175,7 @@ pub fn split_paths(path: &Path) -> Vec<PathBuf> {
         if no.len() == 5 && count.len() == 5 && no.parse::<u32>().is_ok() {
             if let Ok(count) = count.parse::<u32>() {
                 if count > 0 {
-                    return (1..=count)
-                        .map(|i| path.with_file_name(format!("{prefix}-{i:05}-of-{count:05}.gguf")))
-                        .collect();
+                    return (1..=count).map(|i| path.with_file_name(format!("{prefix}-{i:05}-of-{count:05}.gguf"))).collect();
                 }
             }
         }

@@ -46,10 +46,7 @@ impl ModelInfo {
     /// # Errors
     /// [`GgufError::MissingKey`] / [`GgufError::BadKey`] when `general.architecture`
     /// is absent or not a string, or a size key is not an integer.
-    pub fn from_parts<'a>(
-        meta: Metadata<'_>,
-        tensors: impl IntoIterator<Item = &'a TensorInfo>,
-    ) -> Result<Self, GgufError> {
+    pub fn from_parts<'a>(meta: Metadata<'_>, tensors: impl IntoIterator<Item = &'a TensorInfo>) -> Result<Self, GgufError> {
         let architecture = meta.string("general.architecture")?.to_string();
         let name = meta.opt_string("general.name")?.unwrap_or(&architecture).to_string();
         let context_length = meta.opt_u64(&format!("{architecture}.context_length"))?;
@@ -66,15 +63,6 @@ impl ModelInfo {
             tensor_bytes += elems / dtype.block_size() as u64 * dtype.type_size() as u64;
             *tensor_types.entry(format!("{dtype:?}")).or_insert(0) += 1;
         }
-        Ok(Self {
-            name,
-            architecture,
-            context_length,
-            block_count,
-            tensor_count,
-            parameter_count,
-            tensor_bytes,
-            tensor_types,
-        })
+        Ok(Self { name, architecture, context_length, block_count, tensor_count, parameter_count, tensor_bytes, tensor_types })
     }
 }

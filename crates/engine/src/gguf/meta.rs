@@ -100,10 +100,7 @@ impl<'a> Metadata<'a> {
     /// # Errors
     /// [`GgufError::BadKey`] when present but not a number.
     pub fn opt_f64(&self, key: &str) -> Result<Option<f64>, GgufError> {
-        self.0
-            .get(key)
-            .map(|v| as_f64(v).ok_or_else(|| bad(key, format!("expected a number, found {v:?}"))))
-            .transpose()
+        self.0.get(key).map(|v| as_f64(v).ok_or_else(|| bad(key, format!("expected a number, found {v:?}")))).transpose()
     }
 
     /// A boolean, if present.
@@ -169,9 +166,9 @@ impl<'a> Metadata<'a> {
                 Value::I16(x) => Ok(i64::from(*x)),
                 Value::I32(x) => Ok(i64::from(*x)),
                 Value::I64(x) => Ok(*x),
-                other => as_u64(other)
-                    .and_then(|x| i64::try_from(x).ok())
-                    .ok_or_else(|| bad(key, format!("element {i} is not an integer"))),
+                other => {
+                    as_u64(other).and_then(|x| i64::try_from(x).ok()).ok_or_else(|| bad(key, format!("element {i} is not an integer")))
+                }
             })
             .collect()
     }

@@ -160,7 +160,10 @@ impl ByteSource for ChunkedBytes {
             let index = (pos / self.chunk_size as u64) as usize;
             let within = (pos % self.chunk_size as u64) as usize;
             let chunk = self.chunks[index].as_ref().ok_or_else(|| {
-                io::Error::new(io::ErrorKind::NotFound, format!("chunk {index} (bytes from {}) is not stored", index as u64 * self.chunk_size as u64))
+                io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("chunk {index} (bytes from {}) is not stored", index as u64 * self.chunk_size as u64),
+                )
             })?;
             let n = (chunk.len() - within).min((end - pos) as usize);
             buf[out..out + n].copy_from_slice(&chunk[within..within + n]);

@@ -141,9 +141,7 @@ fn file_order<R: Read + Seek>(readers: &mut [R]) -> Result<Vec<String>, GgufErro
         super::bounds::check_header(reader)?;
         reader.seek(std::io::SeekFrom::Start(start)).map_err(|source| GgufError::Io { what: "a shard's header".into(), source })?;
         let content = Content::read(reader).map_err(|source| GgufError::Header { source })?;
-        reader
-            .seek(std::io::SeekFrom::Start(start))
-            .map_err(|source| GgufError::Io { what: "a shard's header again".into(), source })?;
+        reader.seek(std::io::SeekFrom::Start(start)).map_err(|source| GgufError::Io { what: "a shard's header again".into(), source })?;
         let no = super::Metadata(&content.metadata).opt_u64(KEY_SPLIT_NO)?.unwrap_or(0);
         let mut names: Vec<(u64, String)> = content.tensor_infos.into_iter().map(|(n, t)| (t.offset, n)).collect();
         names.sort();
@@ -202,9 +200,16 @@ pub fn write_split<R: Read + Seek>(
         .map(|n| model.tensor_info(n).map(padded_size).ok_or_else(|| GgufError::MissingTensor { name: n.clone() }))
         .collect::<Result<_, _>>()?;
     let all_meta = first_shard_metadata(model.metadata().0);
-    write_shards(dir, prefix, &all_meta, &order, &sizes, max_bytes, &mut |names| {
-        names.iter().map(|n| model.tensor(n, &Device::Cpu).map_err(SplitError::from)).collect()
-    }, on_shard)
+    write_shards(
+        dir,
+        prefix,
+        &all_meta,
+        &order,
+        &sizes,
+        max_bytes,
+        &mut |names| names.iter().map(|n| model.tensor(n, &Device::Cpu).map_err(SplitError::from)).collect(),
+        on_shard,
+    )
 }
 
 /// Produces the tensors of one shard, given their names.

@@ -114,12 +114,7 @@ pub(crate) fn k4_scale_bytes(s: &[u8]) -> [u8; 16] {
     const TOP2: u32 = 0x0303_0303;
     let word = |i: usize| u32::from_le_bytes([s[4 * i], s[4 * i + 1], s[4 * i + 2], s[4 * i + 3]]);
     let (a, b, c) = (word(0), word(1), word(2));
-    let words = [
-        a & LOW6,
-        (c & LOW4) | (((a >> 6) & TOP2) << 4),
-        b & LOW6,
-        ((c >> 4) & LOW4) | (((b >> 6) & TOP2) << 4),
-    ];
+    let words = [a & LOW6, (c & LOW4) | (((a >> 6) & TOP2) << 4), b & LOW6, ((c >> 4) & LOW4) | (((b >> 6) & TOP2) << 4)];
     let mut out = [0u8; 16];
     for (o, w) in out.chunks_exact_mut(4).zip(words) {
         o.copy_from_slice(&w.to_le_bytes());

@@ -45,7 +45,7 @@ use std::ops::Range;
 pub use activations::Activations;
 pub use candle_core::quantized::GgmlDType;
 
-use activations::{TokenK, Token32};
+use activations::{Token32, TokenK};
 use layout::{layout, Family, Layout, QK_K};
 use scalar::{KRow, KRowMut, LegacyRow, LegacyRowMut};
 
@@ -578,17 +578,24 @@ impl QMatrix {
                                 unpack(self.row(r0 + i), LegacyRowMut { vals: &mut *v, scales: &mut row_scales[..blocks], mins: m });
                                 (t.interleave)(v, &mut ivals[i * pcols..(i + 1) * pcols]);
                             }
-                            LegacyDot::Row(_) => unpack(self.row(r0 + i), LegacyRowMut { vals: v, scales: &mut row_scales[..blocks], mins: m }),
+                            LegacyDot::Row(_) => {
+                                unpack(self.row(r0 + i), LegacyRowMut { vals: v, scales: &mut row_scales[..blocks], mins: m })
+                            }
                         }
                         row_scales[blocks..].fill(0.0);
                     }
-                    let min_term = |i: usize, tok: &Token32<'_>| if has_min { fdot(&mins[i * blocks..(i + 1) * blocks], tok.sum32) } else { 0.0 };
+                    let min_term =
+                        |i: usize, tok: &Token32<'_>| if has_min { fdot(&mins[i * blocks..(i + 1) * blocks], tok.sum32) } else { 0.0 };
                     match dot {
                         LegacyDot::Row(dot) => {
                             for t in 0..tokens {
                                 let tok = x.token32(t);
                                 for i in 0..n {
-                                    let w = LegacyRow { vals: &vals[i * cols..(i + 1) * cols], scales: &scales[i * padded..i * padded + blocks], mins: &[] };
+                                    let w = LegacyRow {
+                                        vals: &vals[i * cols..(i + 1) * cols],
+                                        scales: &scales[i * padded..i * padded + blocks],
+                                        mins: &[],
+                                    };
                                     let mut acc = dot(w, &tok);
                                     if has_min {
                                         acc += min_term(i, &tok);
@@ -699,13 +706,18 @@ impl QMatrix {
                 for r in 0..self.rows {
                     match dot {
                         LegacyDot::Tile(LegacyTile { unpack: Some(fused), .. }) => {
-                            fused(self.row(r), LegacyRowMut { vals: &mut ivals[..padded * 32], scales: &mut scales[..blocks], mins: &mut *mins });
+                            fused(
+                                self.row(r),
+                                LegacyRowMut { vals: &mut ivals[..padded * 32], scales: &mut scales[..blocks], mins: &mut *mins },
+                            );
                         }
                         LegacyDot::Tile(t) => {
                             unpack(self.row(r), LegacyRowMut { vals: &mut *vals, scales: &mut scales[..blocks], mins: &mut *mins });
                             (t.interleave)(vals, &mut ivals[..padded * 32]);
                         }
-                        LegacyDot::Row(_) => unpack(self.row(r), LegacyRowMut { vals: &mut *vals, scales: &mut scales[..blocks], mins: &mut *mins }),
+                        LegacyDot::Row(_) => {
+                            unpack(self.row(r), LegacyRowMut { vals: &mut *vals, scales: &mut scales[..blocks], mins: &mut *mins })
+                        }
                     }
                     sum += i64::from(ivals[r % cols.max(1)]);
                 }

@@ -11,7 +11,7 @@
 //! - for the K-quants, an integer scale (and minimum) per group of 16 or 32
 //!   and an f32 `d` (and `dmin`) per super-block of 256 ([`KRowMut`]).
 
-use super::activations::{TokenK, Token32};
+use super::activations::{Token32, TokenK};
 use super::layout::{f16_at, f16_to_f32, k4_scale_bytes, q3k_scales, QK_K};
 use super::{GgmlDType, KDot, KDotFn, KUnpackFn, Kernels, LegacyDot, LegacyDotFn, LegacyUnpackFn};
 
@@ -173,7 +173,8 @@ pub(crate) fn unpack_q2k(src: &[u8], out: KRowMut<'_>) {
 /// Q3_K: `d·(sc - 32) · (u - 4)`, 6-bit `sc` per 16 weights, `u` from two
 /// low bits and a high bit. Layout: hmask[32], qs[64], scales[12], d.
 pub(crate) fn unpack_q3k(src: &[u8], out: KRowMut<'_>) {
-    for (((blk, v), sc), d) in src.chunks_exact(110).zip(out.vals.chunks_exact_mut(QK_K)).zip(out.sc.chunks_exact_mut(16)).zip(out.d.iter_mut())
+    for (((blk, v), sc), d) in
+        src.chunks_exact(110).zip(out.vals.chunks_exact_mut(QK_K)).zip(out.sc.chunks_exact_mut(16)).zip(out.d.iter_mut())
     {
         *d = f16_at(blk, 108);
         for (s, b) in sc.iter_mut().zip(q3k_scales(&blk[96..108])) {
@@ -242,7 +243,8 @@ pub(crate) fn unpack_q5k(src: &[u8], out: KRowMut<'_>) {
 /// Q6_K: `d·sc · (u - 32)`, i8 `sc` per 16 weights, 6-bit `u`.
 /// Layout: ql[128], qh[64], scales[16], d.
 pub(crate) fn unpack_q6k(src: &[u8], out: KRowMut<'_>) {
-    for (((blk, v), sc), d) in src.chunks_exact(210).zip(out.vals.chunks_exact_mut(QK_K)).zip(out.sc.chunks_exact_mut(16)).zip(out.d.iter_mut())
+    for (((blk, v), sc), d) in
+        src.chunks_exact(210).zip(out.vals.chunks_exact_mut(QK_K)).zip(out.sc.chunks_exact_mut(16)).zip(out.d.iter_mut())
     {
         *d = f16_at(blk, 208);
         for (s, &b) in sc.iter_mut().zip(&blk[192..208]) {

@@ -13,7 +13,9 @@ use core::arch::wasm32::*;
 use super::activations::{Activations, Token32, TokenK};
 use super::layout::{f16_at, k4_scale_bytes, q3k_scales, QK_K};
 use super::scalar::{self, KRow, KRowMut, LegacyRow, LegacyRowMut};
-use super::{GgmlDType, KDot, KPackedFn, KTile, KTileFn, KUnpackFn, Kernels, LegacyDot, LegacyPackedFn, LegacyTile, LegacyTileFn, LegacyUnpackFn};
+use super::{
+    GgmlDType, KDot, KPackedFn, KTile, KTileFn, KUnpackFn, Kernels, LegacyDot, LegacyPackedFn, LegacyTile, LegacyTileFn, LegacyUnpackFn,
+};
 
 /// Loads 16 bytes from the start of `s`.
 #[inline(always)]
@@ -370,7 +372,10 @@ fn tile_k<D: IDot, const G: usize, const OFFSET: i32, const MIN: bool, const R: 
     assert!(t.iter().zip(&qi).all(|(t, qi)| t.d.len() == supers && t.bsum16.len() == 16 * supers && qi.len() >= QK_K * supers));
     assert!(w.iter().all(|w| {
         let groups = per * supers;
-        w.vals.len() >= QK_K * supers && w.sc.len() >= groups && w.d.len() >= supers && (!MIN || (w.m.len() >= groups && w.dmin.len() >= supers))
+        w.vals.len() >= QK_K * supers
+            && w.sc.len() >= groups
+            && w.d.len() >= supers
+            && (!MIN || (w.m.len() >= groups && w.dmin.len() >= supers))
     }));
     let (qi, vals) = (qi.map(<[i8]>::as_ptr), w.map(|w| w.vals.as_ptr()));
     // The f32 steps of four tokens at once (`v[r][sb % 4]`, lane `k` for
@@ -407,7 +412,17 @@ fn tile_k<D: IDot, const G: usize, const OFFSET: i32, const MIN: bool, const R: 
         }
         let dx = f32x4(t[0].d[sb], t[1.min(T - 1)].d[sb], t[2.min(T - 1)].d[sb], t[3.min(T - 1)].d[sb]);
         for r in 0..R {
-            let lane = |k: usize, m: bool| if k < T { if m { ints[r][k].1 } else { ints[r][k].0 } } else { z };
+            let lane = |k: usize, m: bool| {
+                if k < T {
+                    if m {
+                        ints[r][k].1
+                    } else {
+                        ints[r][k].0
+                    }
+                } else {
+                    z
+                }
+            };
             let isc = hsum_i32x4(lane(0, false), lane(1, false), lane(2, false), lane(3, false));
             let step = f32x4_mul(f32x4_convert_i32x4(isc), f32x4_mul(f32x4_splat(w[r].d[sb]), dx));
             v[r][sb % 4] = if MIN {
@@ -421,9 +436,7 @@ fn tile_k<D: IDot, const G: usize, const OFFSET: i32, const MIN: bool, const R: 
             for r in 0..R {
                 // A last group of fewer than four super-blocks adds +0 to the
                 // other lanes: no change (a lane starting at +0 is never -0).
-                for l in sb % 4 + 1..4 {
-                    v[r][l] = f32x4_splat(0.0);
-                }
+                v[r][sb % 4 + 1..].fill(f32x4_splat(0.0));
                 let by_token = transpose4(v[r]);
                 for k in 0..T {
                     acc[r][k] = f32x4_add(acc[r][k], by_token[k]);
@@ -722,7 +735,8 @@ unsafe fn q6k_ints<D: IDot>(blk: *const u8, x: *const i8, bs: [v128; 4]) -> v128
     // SAFETY: the block's 16 scales are its bytes 192..208.
     let sc = unsafe { ld_at(blk, 192) };
     let (sc_lo, sc_hi) = (i16x8_extend_low_i8x16(sc), i16x8_extend_high_i8x16(sc));
-    let scales = [i32x4_extend_low_i16x8(sc_lo), i32x4_extend_high_i16x8(sc_lo), i32x4_extend_low_i16x8(sc_hi), i32x4_extend_high_i16x8(sc_hi)];
+    let scales =
+        [i32x4_extend_low_i16x8(sc_lo), i32x4_extend_high_i16x8(sc_lo), i32x4_extend_low_i16x8(sc_hi), i32x4_extend_high_i16x8(sc_hi)];
     let mut ints = (z, z);
     for n in 0..2 {
         // Group 8n + 2k + h: weights 128n + 32k + 16h.., plane k.
@@ -1149,7 +1163,12 @@ pub(crate) struct Instances {
 pub(crate) fn kernels_with(dtype: GgmlDType, i: Instances) -> Kernels {
     use GgmlDType as T;
     let [k16_0_min, k16_4, k32_0_min, k16_32] = i.k;
-    let l = |unpack, dot, packed| Kernels::Legacy { unpack, fdot, packed, dot: LegacyDot::Tile(LegacyTile { interleave: interleave::<32>, unpack: None, dot }) };
+    let l = |unpack, dot, packed| Kernels::Legacy {
+        unpack,
+        fdot,
+        packed,
+        dot: LegacyDot::Tile(LegacyTile { interleave: interleave::<32>, unpack: None, dot }),
+    };
     let fused = |k: Kernels, tiled: LegacyUnpackFn| match k {
         Kernels::Legacy { unpack, fdot, packed, dot: LegacyDot::Tile(t) } => {
             Kernels::Legacy { unpack, fdot, packed, dot: LegacyDot::Tile(LegacyTile { unpack: Some(tiled), ..t }) }
@@ -1163,7 +1182,9 @@ pub(crate) fn kernels_with(dtype: GgmlDType, i: Instances) -> Kernels {
         dot: KDot::Tile(KTile { interleave: if group == 16 { interleave::<16> } else { interleave::<32> }, unpack: None, dot }),
     };
     let k_fused = |k: Kernels, tiled: KUnpackFn| match k {
-        Kernels::K { unpack, packed, dot: KDot::Tile(t) } => Kernels::K { unpack, packed, dot: KDot::Tile(KTile { unpack: Some(tiled), ..t }) },
+        Kernels::K { unpack, packed, dot: KDot::Tile(t) } => {
+            Kernels::K { unpack, packed, dot: KDot::Tile(KTile { unpack: Some(tiled), ..t }) }
+        }
         other => other,
     };
     match dtype {

@@ -87,7 +87,10 @@ impl LlamaConfig {
         }
         let trained = meta.usize_at_least(&key("context_length"), 1)?;
         if trained > MAX_TRAINED_CONTEXT {
-            return Err(GgufError::BadKey { key: key("context_length"), reason: format!("{trained} is beyond any model's ({MAX_TRAINED_CONTEXT} at most)") });
+            return Err(GgufError::BadKey {
+                key: key("context_length"),
+                reason: format!("{trained} is beyond any model's ({MAX_TRAINED_CONTEXT} at most)"),
+            });
         }
         // What a session may use: RoPE tables and prompt budgets are sized to it.
         let context_length = trained.min(MAX_CONTEXT);

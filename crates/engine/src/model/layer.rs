@@ -101,7 +101,14 @@ fn norm_rows(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
 
 /// Each segment's projection of its columns of `src` (`[seq, width]`) into
 /// its own `[seq, n_out]` block of `out`.
-fn project(src: &[f32], seq: usize, segments: &[Segment], act: &mut Activations, tmp: &mut Vec<f32>, out: &mut [f32]) -> Result<(), KernelError> {
+fn project(
+    src: &[f32],
+    seq: usize,
+    segments: &[Segment],
+    act: &mut Activations,
+    tmp: &mut Vec<f32>,
+    out: &mut [f32],
+) -> Result<(), KernelError> {
     let width = src.len() / seq;
     let block = out.len() / segments.len().max(1);
     for ((cols, w), out) in segments.iter().zip(out.chunks_exact_mut(block)) {
@@ -204,7 +211,14 @@ impl FeedForward {
     ///
     /// # Errors
     /// Kernel errors (shapes that do not fit).
-    pub fn forward(&self, x: &[f32], input: &StepInput<'_>, s: &mut Scratch, out: &mut [f32], profile: &mut Profile) -> Result<(), KernelError> {
+    pub fn forward(
+        &self,
+        x: &[f32],
+        input: &StepInput<'_>,
+        s: &mut Scratch,
+        out: &mut [f32],
+        profile: &mut Profile,
+    ) -> Result<(), KernelError> {
         let seq = input.seq;
         profile.lap(Stage::Other);
         if self.hidden == 0 {

@@ -188,7 +188,10 @@ impl Model {
     ///
     /// # Errors
     /// As [`Model::load`].
-    pub fn load_with_progress<R: Read + Seek>(file: &mut GgufFile<R>, on_progress: &mut dyn FnMut(LoadProgress)) -> Result<Self, ModelError> {
+    pub fn load_with_progress<R: Read + Seek>(
+        file: &mut GgufFile<R>,
+        on_progress: &mut dyn FnMut(LoadProgress),
+    ) -> Result<Self, ModelError> {
         Self::load_partition(file, Partition::WHOLE, on_progress)
     }
 
@@ -204,11 +207,14 @@ impl Model {
         on_progress: &mut dyn FnMut(LoadProgress),
     ) -> Result<Self, ModelError> {
         let config = LlamaConfig::from_metadata(&file.metadata())?;
-        let embd_info = file.tensor_info("token_embd.weight").ok_or_else(|| GgufError::MissingTensor { name: "token_embd.weight".into() })?;
+        let embd_info =
+            file.tensor_info("token_embd.weight").ok_or_else(|| GgufError::MissingTensor { name: "token_embd.weight".into() })?;
         let vocab = match embd_info.shape.dims() {
             [v, d] if *d == config.n_embd => *v,
             other => {
-                return Err(GgufError::Shape { name: "token_embd.weight".into(), expected: vec![0, config.n_embd], actual: other.to_vec() }.into())
+                return Err(
+                    GgufError::Shape { name: "token_embd.weight".into(), expected: vec![0, config.n_embd], actual: other.to_vec() }.into()
+                )
             }
         };
         let tied = file.tensor_info("output.weight").is_none();
@@ -330,7 +336,9 @@ impl Model {
             let segments = a.wo.iter().chain(&f.down).map(|(_, m)| m.size_in_bytes()).sum::<usize>();
             segments + [&a.wq, &a.wk, &a.wv, &f.gate, &f.up].iter().map(|m| m.size_in_bytes()).sum::<usize>()
         };
-        self.embedding.size_in_bytes() + self.output.as_ref().map_or(0, QMatrix::size_in_bytes) + self.layers.iter().map(layer).sum::<usize>()
+        self.embedding.size_in_bytes()
+            + self.output.as_ref().map_or(0, QMatrix::size_in_bytes)
+            + self.layers.iter().map(layer).sum::<usize>()
     }
 
     /// Milliseconds this worker has spent in exchanges with the other workers
@@ -441,7 +449,8 @@ impl Model {
             }
         }
         self.profile.lap(Stage::Other);
-        let blocks = exchange(collective, split, &self.local, &mut self.gathered, self.partition.count() * step, &mut self.exchange_ms).await?;
+        let blocks =
+            exchange(collective, split, &self.local, &mut self.gathered, self.partition.count() * step, &mut self.exchange_ms).await?;
         self.profile.lap(Stage::Exchange);
         self.x.clear();
         self.x.extend_from_slice(&blocks[..step]);
@@ -468,7 +477,10 @@ impl Model {
             parts.chunks_exact(step).for_each(|p| math::add(&mut self.x, p));
             let ffn_input = StepInput { seq: step / e, ..input };
             self.local.resize(layer.ffn.down.len() * step, 0.0);
-            layer.ffn.forward(&self.x, &ffn_input, &mut self.scratch, &mut self.local, &mut self.profile).map_err(kernel(|| format!("layer {i} feed-forward")))?;
+            layer
+                .ffn
+                .forward(&self.x, &ffn_input, &mut self.scratch, &mut self.local, &mut self.profile)
+                .map_err(kernel(|| format!("layer {i} feed-forward")))?;
             let parts = exchange(collective, split, &self.local, &mut self.gathered, self.segments * step, &mut self.exchange_ms).await?;
             self.profile.lap(Stage::Exchange);
             parts.chunks_exact(step).for_each(|p| math::add(&mut self.x, p));

@@ -28,7 +28,8 @@ pub enum Stage {
     Exchange,
 }
 
-const STAGES: [Stage; 8] = [Stage::Other, Stage::Qkv, Stage::Attention, Stage::Wo, Stage::GateUp, Stage::Down, Stage::Output, Stage::Exchange];
+const STAGES: [Stage; 8] =
+    [Stage::Other, Stage::Qkv, Stage::Attention, Stage::Wo, Stage::GateUp, Stage::Down, Stage::Output, Stage::Exchange];
 
 /// Milliseconds per stage, and the forward passes and tokens they cover.
 #[derive(Debug, Clone, Default)]

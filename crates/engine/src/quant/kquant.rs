@@ -365,11 +365,7 @@ fn sc_near(s: f32, d: f32, (step, cap): (u32, u32), reach: u32) -> impl Iterator
 fn scale_pair(target: f32, r: u32) -> Option<Scales> {
     let d = f16::from_f32(target).max(f16::from_bits(1));
     for drop in 0..=10u16 {
-        let d = if drop == 0 {
-            d
-        } else {
-            f16::from_bits((d.to_bits() + (1 << (drop - 1))) & !((1 << drop) - 1))
-        };
+        let d = if drop == 0 { d } else { f16::from_bits((d.to_bits() + (1 << (drop - 1))) & !((1 << drop) - 1)) };
         if !d.is_finite() {
             return None;
         }

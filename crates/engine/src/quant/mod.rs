@@ -242,8 +242,8 @@ fn keeps_zeros(dtype: GgmlDType) -> bool {
 
 /// Candle's quantizer.
 fn candle_quantize(data: &[f32], shape: &[usize], dtype: GgmlDType) -> Result<QTensor, QuantError> {
-    let tensor = Tensor::from_slice(data, shape, &Device::Cpu)
-        .map_err(|source| QuantError::Candle { op: "build the f32 tensor", source })?;
+    let tensor =
+        Tensor::from_slice(data, shape, &Device::Cpu).map_err(|source| QuantError::Candle { op: "build the f32 tensor", source })?;
     QTensor::quantize(&tensor, dtype).map_err(|source| QuantError::Candle { op: "quantize", source })
 }
 

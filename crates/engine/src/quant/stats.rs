@@ -32,9 +32,7 @@ impl QuantStats {
 
     /// `rmse_nonzero / rmse_nonzero_plain`, when compared and the plain error is not 0.
     pub fn rmse_ratio(&self) -> Option<f64> {
-        self.rmse_nonzero_plain
-            .filter(|&p| p > 0.0)
-            .map(|p| self.rmse_nonzero / p)
+        self.rmse_nonzero_plain.filter(|&p| p > 0.0).map(|p| self.rmse_nonzero / p)
     }
 
     /// Adds another tensor's figures, for totals over a model (errors are
@@ -96,10 +94,7 @@ pub fn compare_with_plain(original: &[f32], q: &QTensor) -> Result<QuantStats, Q
 /// Candle's dequantization of `q`, flattened.
 fn dequantize(q: &QTensor) -> Result<Vec<f32>, QuantError> {
     let candle = |source| QuantError::Candle { op: "dequantize", source };
-    q.dequantize(&Device::Cpu)
-        .and_then(|t| t.flatten_all())
-        .and_then(|t| t.to_vec1::<f32>())
-        .map_err(candle)
+    q.dequantize(&Device::Cpu).and_then(|t| t.flatten_all()).and_then(|t| t.to_vec1::<f32>()).map_err(candle)
 }
 
 /// Zero and error counts of `decoded` against `original` (same length).

@@ -10,8 +10,10 @@ const CHUNK: usize = 4 << 20;
 
 /// The URL of the demo model, given at build time by scripts/test or scripts/bench.
 pub fn model_url() -> &'static str {
-    option_env!("SPRIG_TEST_MODEL_URL")
-        .expect("SPRIG_TEST_MODEL_URL must name the demo model's URL at build time (scripts/test sets it)")
+    match option_env!("SPRIG_TEST_MODEL_URL") {
+        Some(url) => url,
+        None => panic!("SPRIG_TEST_MODEL_URL must name the demo model's URL at build time (scripts/test sets it)"),
+    }
 }
 
 /// Fetches `url` into 4 MiB chunks.

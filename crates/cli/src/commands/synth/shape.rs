@@ -36,7 +36,9 @@ impl Shape {
     pub fn new(name: ShapeName, vocab: usize) -> Self {
         match name {
             ShapeName::Tiny => Self { hidden: 256, intermediate: 512, layers: 2, heads: 4, kv_heads: 2, max_positions: 512, vocab },
-            ShapeName::Mistral7b => Self { hidden: 4096, intermediate: 14_336, layers: 32, heads: 32, kv_heads: 8, max_positions: 32_768, vocab },
+            ShapeName::Mistral7b => {
+                Self { hidden: 4096, intermediate: 14_336, layers: 32, heads: 32, kv_heads: 8, max_positions: 32_768, vocab }
+            }
         }
     }
 

@@ -140,7 +140,13 @@ pub struct Values {
 ///
 /// # Errors
 /// When the file cannot be created, written or synced (with its path).
-pub fn write_shard(path: &Path, specs: &[TensorSpec], shard: &ShardPlan, values: Values, progress: &mut dyn Progress) -> anyhow::Result<()> {
+pub fn write_shard(
+    path: &Path,
+    specs: &[TensorSpec],
+    shard: &ShardPlan,
+    values: Values,
+    progress: &mut dyn Progress,
+) -> anyhow::Result<()> {
     let header = header(specs, shard, values.dtype)?;
     let file = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
     let (full_tx, full_rx) = mpsc::sync_channel::<Vec<u8>>(1);
@@ -230,6 +236,11 @@ mod tests {
         let n = u64::from_le_bytes(h[..8].try_into().unwrap()) as usize;
         assert_eq!((n % 8, h.len()), (0, n + 8));
         let json = std::str::from_utf8(&h[8..]).unwrap();
-        assert!(json.starts_with(r#"{"__metadata__":{"format":"pt"},"lm_head.weight":{"dtype":"F16","shape":[32000,256],"data_offsets":[0,16384000]}"#), "{json}");
+        assert!(
+            json.starts_with(
+                r#"{"__metadata__":{"format":"pt"},"lm_head.weight":{"dtype":"F16","shape":[32000,256],"data_offsets":[0,16384000]}"#
+            ),
+            "{json}"
+        );
     }
 }

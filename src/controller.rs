@@ -8,7 +8,7 @@ use leptos::task::spawn_local;
 use sprig_protocol::{ErrorKind, Event, LoadStage, Message, ModelSource, ReplyStats, Request, Role, StoreStatus, StoredModel, WorkerInfo};
 
 use crate::client::{Incoming, WorkerClient, WORKER_URL};
-use crate::state::{Conversation, Entry, ModelState, Settings};
+use crate::state::{next_model_state, Conversation, Entry, ModelState, Settings};
 use crate::store;
 
 fn now_ms() -> f64 {
@@ -559,21 +559,21 @@ impl Controller {
                 return;
             }
         };
+        // The load's part of the state: one pure step (`state.rs`, tested natively).
+        if let Some(next) = self.model.with_untracked(|m| next_model_state(m, &event, now_ms())) {
+            let ended = matches!(next, ModelState::Failed(_) | ModelState::Paused { .. } | ModelState::Idle);
+            self.model.set(next);
+            if ended {
+                self.refresh_models();
+            }
+        }
         match event {
             Event::Ready => self.worker.set(WorkerStatus::Ready),
             // Only asked for by benchmarks (scripts/bench-browser).
             Event::Bandwidth { .. } => {}
             Event::Hello { info, .. } => self.info.set(Some(info)),
-            Event::Progress { stage, done, total, rate, eta_s } => self.model.update(|m| {
-                let now = now_ms();
-                let since = match m {
-                    ModelState::Loading { stage: s, since_ms, .. } if *s == stage => *since_ms,
-                    _ => now,
-                };
-                *m = ModelState::Loading { stage, done, total, since_ms: since, now_ms: now, rate, eta_s };
-            }),
-            Event::Loaded { model } => {
-                self.model.set(ModelState::Ready(model));
+            Event::Progress { .. } => {}
+            Event::Loaded { .. } => {
                 let source = self.active.get_untracked();
                 if let Some(url) = source.as_ref().and_then(ModelSource::url) {
                     remember_complete(url);
@@ -581,15 +581,7 @@ impl Controller {
                 self.loaded.set(source);
                 self.refresh_models();
             }
-            Event::DownloadStopped { discarded } => {
-                self.model.update(|m| {
-                    *m = match (discarded, &*m) {
-                        (false, ModelState::Loading { done, total, .. }) => ModelState::Paused { done: *done, total: *total },
-                        _ => ModelState::Idle,
-                    }
-                });
-                self.refresh_models();
-            }
+            Event::DownloadStopped { .. } => {}
             Event::Models { models, usage, quota } => {
                 self.stored.set(models);
                 self.storage.set(usage.zip(quota));
@@ -630,15 +622,8 @@ impl Controller {
                 }
             }
             Event::Error { kind, message } => {
-                match kind {
-                    ErrorKind::Panic => self.worker.set(WorkerStatus::Crashed),
-                    ErrorKind::Network | ErrorKind::BadModel | ErrorKind::Storage => {
-                        if matches!(self.model.get_untracked(), ModelState::Loading { .. }) {
-                            self.model.set(ModelState::Failed(message.clone()));
-                            self.refresh_models();
-                        }
-                    }
-                    _ => {}
+                if kind == ErrorKind::Panic {
+                    self.worker.set(WorkerStatus::Crashed);
                 }
                 if self.generating.get_untracked().is_some() && matches!(kind, ErrorKind::Engine | ErrorKind::NotLoaded | ErrorKind::Panic)
                 {

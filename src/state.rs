@@ -1,7 +1,9 @@
 //! The UI's data: conversations, the model's state and the settings.
 
 use serde::{Deserialize, Serialize};
-use sprig_protocol::{GenerationSettings, LoadStage, LoadedModel, ReplyStats, Role, StoreStatus, StoredModel, DEFAULT_CONNECTIONS};
+use sprig_protocol::{
+    ErrorKind, Event, GenerationSettings, LoadStage, LoadedModel, ReplyStats, Role, StoreStatus, StoredModel, DEFAULT_CONNECTIONS,
+};
 
 /// One message shown in the conversation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -88,6 +90,34 @@ pub enum ModelState {
     Ready(LoadedModel),
     /// Loading failed.
     Failed(String),
+}
+
+/// How a worker event moves the model's state (the load's part of the UI's
+/// state), at `now_ms`: `None` when the event does not concern it. A load
+/// ends with `Loaded`, with a stopped download (paused, or cancelled), or
+/// with an error of any kind but two that refuse another request and leave
+/// the load running: `Busy`, and `NotLoaded` (a pause with no download left
+/// to pause). Either way, Load is offered again.
+pub fn next_model_state(state: &ModelState, event: &Event, now_ms: f64) -> Option<ModelState> {
+    let loading = matches!(state, ModelState::Loading { .. });
+    match event {
+        Event::Progress { stage, done, total, rate, eta_s } => {
+            let since_ms = match state {
+                ModelState::Loading { stage: s, since_ms, .. } if s == stage => *since_ms,
+                _ => now_ms,
+            };
+            Some(ModelState::Loading { stage: *stage, done: *done, total: *total, since_ms, now_ms, rate: *rate, eta_s: *eta_s })
+        }
+        Event::Loaded { model } => Some(ModelState::Ready(model.clone())),
+        Event::DownloadStopped { discarded } => Some(match (discarded, state) {
+            (false, ModelState::Loading { done, total, .. }) => ModelState::Paused { done: *done, total: *total },
+            _ => ModelState::Idle,
+        }),
+        Event::Error { kind, message } if loading && !matches!(kind, ErrorKind::Busy | ErrorKind::NotLoaded) => {
+            Some(ModelState::Failed(message.clone()))
+        }
+        _ => None,
+    }
 }
 
 /// Settings of the chat.
@@ -254,6 +284,61 @@ pub fn bytes(n: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn model(name: &str) -> LoadedModel {
+        LoadedModel {
+            name: name.into(),
+            architecture: "llama".into(),
+            quantization: "Q4_1".into(),
+            context_length: 8192,
+            parameter_count: 1,
+            size_bytes: 1,
+            chat_format: "chatml".into(),
+            fetch_ms: 0.0,
+            load_ms: 0.0,
+            memory_bytes: 0,
+            worker_memory_bytes: Vec::new(),
+            kernels: "simd128".into(),
+        }
+    }
+
+    fn loading() -> ModelState {
+        ModelState::Loading { stage: LoadStage::Download, done: 10, total: Some(100), since_ms: 1.0, now_ms: 2.0, rate: None, eta_s: None }
+    }
+
+    #[test]
+    fn a_load_failing_in_any_way_ends_loading_with_its_reason() {
+        use ErrorKind::*;
+        for kind in [BadMessage, Network, BadModel, Engine, Panic, Storage] {
+            let error = Event::Error { kind, message: format!("{kind:?} went wrong") };
+            assert_eq!(next_model_state(&loading(), &error, 3.0), Some(ModelState::Failed(format!("{kind:?} went wrong"))));
+        }
+        // Refusals of another request leave the load running.
+        for kind in [Busy, NotLoaded] {
+            assert_eq!(next_model_state(&loading(), &Event::Error { kind, message: "no".into() }, 3.0), None);
+        }
+        // An error after the load (a reply's) does not touch the model.
+        let ready = ModelState::Ready(model("m"));
+        assert_eq!(next_model_state(&ready, &Event::Error { kind: Engine, message: "x".into() }, 3.0), None);
+    }
+
+    #[test]
+    fn progress_loaded_and_stopped_move_the_load() {
+        let progress = |stage| Event::Progress { stage, done: 20, total: Some(100), rate: Some(5.0), eta_s: Some(16.0) };
+        // The same stage keeps its start; a new one starts now.
+        let Some(ModelState::Loading { since_ms, done, .. }) = next_model_state(&loading(), &progress(LoadStage::Download), 9.0) else {
+            panic!()
+        };
+        assert_eq!((since_ms, done), (1.0, 20));
+        let Some(ModelState::Loading { since_ms, .. }) = next_model_state(&loading(), &progress(LoadStage::Load), 9.0) else { panic!() };
+        assert_eq!(since_ms, 9.0);
+        let model = model("m");
+        assert_eq!(next_model_state(&loading(), &Event::Loaded { model: model.clone() }, 9.0), Some(ModelState::Ready(model)));
+        let paused = next_model_state(&loading(), &Event::DownloadStopped { discarded: false }, 9.0);
+        assert_eq!(paused, Some(ModelState::Paused { done: 10, total: Some(100) }));
+        assert_eq!(next_model_state(&loading(), &Event::DownloadStopped { discarded: true }, 9.0), Some(ModelState::Idle));
+        assert_eq!(next_model_state(&loading(), &Event::Ready, 9.0), None);
+    }
 
     #[test]
     fn titles_are_short_single_lines() {

@@ -27,15 +27,6 @@ export async function launchPersistent(dir) {
   return chromium.launchPersistentContext(dir, OPTIONS);
 }
 
-/** Opens Settings and sets each field of `values` (test id -> value), as a user typing it. */
-export async function setSettings(page, values) {
-  await page.getByTestId('settings').click();
-  for (const [id, value] of Object.entries(values)) {
-    await page.getByTestId(id).fill(String(value));
-    await page.getByTestId(id).dispatchEvent('change');
-  }
-}
-
 /** Collects the page's console errors and uncaught exceptions, for assertions. */
 export function collectErrors(page) {
   const errors = [];

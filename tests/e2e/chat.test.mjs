@@ -3,9 +3,9 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { collectErrors, setSettings, useDistAndBrowser } from './browser.mjs';
+import { collectErrors, useDistAndBrowser } from './browser.mjs';
+import { LOAD_TIMEOUT, send, setSettings, startDemo, waitReady, waitReply } from './app.mjs';
 
-const LOAD_TIMEOUT = 180_000;
 const env = await useDistAndBrowser();
 
 /** A fresh page (own storage) with the demo model loaded. */
@@ -14,10 +14,9 @@ async function loadedPage({ settings, query = '' } = {}) {
   const page = await context.newPage();
   const errors = collectErrors(page);
   await page.goto(env.server.url + '/' + query);
-  await page.getByTestId('model-select').selectOption('demo');
-  await page.getByTestId('model-load').click();
+  await startDemo(page);
   await page.getByTestId('model-progress').waitFor({ timeout: 30_000 });
-  await page.getByTestId('model-ready').waitFor({ timeout: LOAD_TIMEOUT });
+  await waitReady(page);
   if (settings) await setSettings(page, settings);
   return { context, page, errors };
 }
@@ -32,16 +31,6 @@ async function waitStored(page, n) {
   }, n, { timeout: 10_000 });
 }
 
-async function send(page, text) {
-  await page.getByTestId('composer').fill(text);
-  await page.getByTestId('composer').press('Enter');
-}
-
-/** Waits until no reply is streaming, and returns the last reply's stats text. */
-async function waitDone(page, n) {
-  await page.getByTestId('reply-stats').nth(n - 1).waitFor({ timeout: 120_000 });
-  return page.getByTestId('reply-stats').nth(n - 1).textContent();
-}
 
 test('load shows progress, a reply streams token by token, stats appear', async () => {
   const { context, page, errors } = await loadedPage({ settings: { temperature: 0, 'max-tokens': 24 } });
@@ -56,7 +45,7 @@ test('load shows progress, a reply streams token by token, stats appear', async 
   });
   await send(page, 'What is the capital of France?');
   await page.getByTestId('message-user').first().waitFor();
-  const stats = await waitDone(page, 1);
+  const stats = await waitReply(page, 1);
   assert.match(stats, /tokens · [\d.]+ tok\/s/);
   const seen = await page.evaluate(() => [...new Set(window.__seen.filter(Boolean))]);
   assert.ok(seen.length >= 3, `the reply grew over several updates: ${JSON.stringify(seen)}`);
@@ -76,7 +65,7 @@ test('the forced simd128 fallback (?kernels=simd128) chats, with the same greedy
     assert.equal(await page.getByTestId('model-kernels').textContent(), kernels);
     assert.match(await page.getByTestId('model-ready').textContent(), new RegExp(`${kernels} kernels`));
     await send(page, 'What is the capital of France?');
-    await waitDone(page, 1);
+    await waitReply(page, 1);
     replies[kernels] = await page.locator('[data-testid="message-assistant"] .md').first().textContent();
     assert.deepEqual(errors, []);
     await context.close();
@@ -96,7 +85,7 @@ test('Stop ends the reply within a token; a second turn prefills only the new to
     document.querySelector('[data-testid="stop"]').click();
     return Number(document.querySelector('[data-testid="message-assistant"]').dataset.liveTokens);
   });
-  const stats = await waitDone(page, 1);
+  const stats = await waitReply(page, 1);
   assert.match(stats, /stopped/);
   const generated = Number(/^(\d+) tokens/.exec(stats)[1]);
   // At most the token being computed and one already posted arrive after Stop.
@@ -107,7 +96,7 @@ test('Stop ends the reply within a token; a second turn prefills only the new to
   assert.equal(await bubble.textContent(), stopped);
 
   await send(page, 'Shorter, please.');
-  const second = await waitDone(page, 2);
+  const second = await waitReply(page, 2);
   const m = /prompt (\d+) tokens \((\d+) new/.exec(second);
   assert.ok(m, second);
   const [prompt, fresh] = [Number(m[1]), Number(m[2])];
@@ -119,7 +108,7 @@ test('Stop ends the reply within a token; a second turn prefills only the new to
 test('the conversation survives a reload and can be deleted', async () => {
   const { context, page } = await loadedPage({ settings: { temperature: 0, 'max-tokens': 8 } });
   await send(page, 'Remember me: pineapple.');
-  await waitDone(page, 1);
+  await waitReply(page, 1);
   await waitStored(page, 1); // the save is asynchronous
   await page.reload();
   await page.getByTestId('message-user').first().waitFor();
@@ -164,7 +153,7 @@ test('HTML and scripts in a reply render inert', async () => {
   // The model's reply is Markdown; seed the conversation with a reply holding
   // markup, the way a model could write it, then render it through the app.
   await send(page, 'Hi');
-  await waitDone(page, 1);
+  await waitReply(page, 1);
   await waitStored(page, 1);
   const evil = 'Look: <script>window.__pwned=1</script> <img src=x onerror="window.__pwned=2"> [x](javascript:window.__pwned=3)';
   await page.evaluate(async (evil) => {

@@ -10,9 +10,9 @@ import { fileURLToPath } from 'node:url';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startServer } from '../server.mjs';
-import { collectErrors, setSettings, useDistAndBrowser } from './browser.mjs';
+import { collectErrors, useDistAndBrowser } from './browser.mjs';
+import { LOAD_TIMEOUT, openModels, send, setSettings, waitReady, waitReply } from './app.mjs';
 
-const LOAD_TIMEOUT = 180_000;
 const HUGE = 2 ** 53;
 const ZEROS = '0'.repeat(64);
 const env = await useDistAndBrowser();
@@ -26,16 +26,11 @@ async function otherOrigin(files) {
   return { server, close: async () => { await server.close(); await rm(root, { recursive: true, force: true }); } };
 }
 
-async function openModels(page) {
-  const panel = page.getByTestId('models-panel');
-  if (!(await panel.evaluate((d) => d.open))) await panel.locator('summary').click();
-}
-
 /** Loads the demo model (the picker's default), greedy, replies of at most `maxTokens`. */
 async function loadDemo(page, maxTokens) {
   await page.getByTestId('model-select').selectOption({ index: 0 });
   await page.getByTestId('model-load').click();
-  await page.getByTestId('model-ready').waitFor({ timeout: LOAD_TIMEOUT });
+  await waitReady(page);
   await setSettings(page, { temperature: 0, 'max-tokens': maxTokens });
 }
 
@@ -43,9 +38,8 @@ async function loadDemo(page, maxTokens) {
 async function demoChats(page) {
   await loadDemo(page, 8);
   await page.getByTestId('new-chat').click();
-  await page.getByTestId('composer').fill('What is the capital of France?');
-  await page.getByTestId('composer').press('Enter');
-  await page.getByTestId('reply-stats').first().waitFor({ timeout: 120_000 });
+  await send(page, 'What is the capital of France?');
+  await waitReply(page);
   const reply = await page.locator('[data-testid="message-assistant"] .md').first().textContent();
   assert.ok(reply.trim().length > 0, 'the demo model answered');
   return reply;

@@ -15,10 +15,10 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { chromium } from 'playwright-core';
-import { CHROMIUM, collectErrors, setSettings, useDistAndBrowser } from './browser.mjs';
+import { CHROMIUM, collectErrors, useDistAndBrowser } from './browser.mjs';
+import { LOAD_TIMEOUT, openModels, send, setSettings } from './app.mjs';
 import { startServer } from '../server.mjs';
 
-const LOAD_TIMEOUT = 180_000;
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
 const DIST = process.env.SPRIG_DIST ?? join(REPO, 'dist');
 const DEMO = '/models/SmolLM2-135M-Instruct.Q4_1.manifest.json';
@@ -60,16 +60,6 @@ const workerMeta = (page) => page.evaluate(() => document.querySelector('meta[na
 async function swBuild(dir) {
   const text = await readFile(join(dir, 'sw.js'), 'utf8');
   return JSON.parse(/\/\* sprig-build \*\/([\s\S]*?)\/\* \/sprig-build \*\//.exec(text)[1]);
-}
-
-async function send(page, text) {
-  await page.getByTestId('composer').fill(text);
-  await page.getByTestId('composer').press('Enter');
-}
-
-async function openModels(page) {
-  const panel = page.getByTestId('models-panel');
-  if (!(await panel.evaluate((d) => d.open))) await panel.locator('summary').click();
 }
 
 /** Width and height from a PNG's IHDR, or null when `bytes` is no PNG. */

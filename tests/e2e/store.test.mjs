@@ -7,9 +7,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
-import { collectErrors, setSettings, useDistAndBrowser } from './browser.mjs';
+import { collectErrors, useDistAndBrowser } from './browser.mjs';
+import { LOAD_TIMEOUT, ask, openModels, setSettings, startUrl, waitReady } from './app.mjs';
 
-const LOAD_TIMEOUT = 180_000;
 const SPLIT = '/models/split/SmolLM2-135M-Instruct.Q4_1.manifest.json';
 const SINGLE = '/models/SmolLM2-135M-Instruct.Q4_1.gguf';
 const SIZE = 98_362_432;
@@ -26,23 +26,13 @@ async function freshPage() {
 }
 
 /** Starts loading the model at `path` (a manifest or a GGUF file on the test server). */
-async function startLoad(page, path) {
-  await page.getByTestId('model-select').selectOption('custom');
-  await page.getByTestId('model-url').fill(env.server.url + path);
-  await page.getByTestId('model-load').click();
-}
-
-async function ready(page) {
-  await page.getByTestId('model-ready').waitFor({ timeout: LOAD_TIMEOUT });
-}
+const startLoad = (page, path) => startUrl(page, env.server.url + path);
+const ready = (page) => waitReady(page);
 
 /** The greedy 8-token reply to a fixed question. */
 async function answer(page) {
   await setSettings(page, { temperature: 0, 'max-tokens': 8 });
-  await page.getByTestId('composer').fill('What is the capital of France?');
-  await page.getByTestId('composer').press('Enter');
-  await page.getByTestId('reply-stats').first().waitFor({ timeout: 120_000 });
-  return page.locator('[data-testid="message-assistant"] .md').first().textContent();
+  return ask(page, 1, 'What is the capital of France?');
 }
 
 /** The download's progress in percent, from the progress bar (0 when absent). */
@@ -68,11 +58,6 @@ const usage = (page) =>
 /** The Models panel row of the model at `path`. */
 function row(page, path) {
   return page.locator(`[data-testid="stored-model"][data-url="${env.server.url + path}"]`);
-}
-
-async function openModels(page) {
-  const panel = page.getByTestId('models-panel');
-  if (!(await panel.evaluate((d) => d.open))) await panel.locator('summary').click();
 }
 
 const modelBytes = (re = /^\/models\//) => env.server.bytesServed(re);

@@ -3,7 +3,8 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { collectErrors, setSettings, useDistAndBrowser } from './browser.mjs';
+import { collectErrors, useDistAndBrowser } from './browser.mjs';
+import { ask as askNth, setSettings, startDemo } from './app.mjs';
 
 const env = await useDistAndBrowser();
 
@@ -14,17 +15,12 @@ async function pageWith(workers) {
   const errors = collectErrors(page);
   await page.goto(env.server.url + '/');
   await setSettings(page, { workers, temperature: 0, 'max-tokens': 32, 'repeat-penalty': 1 });
-  await page.getByTestId('model-select').selectOption('demo');
-  await page.getByTestId('model-load').click();
+  await startDemo(page);
   return { context, page, errors };
 }
 
-async function ask(page, n, text) {
-  await page.getByTestId('composer').fill(text);
-  await page.getByTestId('composer').press('Enter');
-  await page.getByTestId('reply-stats').nth(n - 1).waitFor({ timeout: 180_000 });
-  return page.locator('[data-testid="message-assistant"] .md').nth(n - 1).textContent();
-}
+/** A split model's reply may take longer. */
+const ask = (page, n, text) => askNth(page, n, text, 180_000);
 
 /** Two turns (the second reusing the first's cache) and the ready line. */
 async function conversation(workers) {

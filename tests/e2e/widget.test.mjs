@@ -17,9 +17,9 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { collectErrors, useDistAndBrowser } from './browser.mjs';
+import { LOAD_TIMEOUT } from './app.mjs';
 import { startServer } from '../server.mjs';
 
-const LOAD_TIMEOUT = 180_000;
 const MANIFEST = '/models/SmolLM2-135M-Instruct.Q4_1.manifest.json';
 const env = await useDistAndBrowser();
 const sites = { dir: null, host: null, foreign: null };

@@ -1,31 +1,24 @@
 //! Runs the real `sprig` binary on the demo model.
 
-use std::process::Command;
+mod common;
+
+use common::{greedy_chat, sprig, MODEL};
 
 #[test]
 fn inspect_prints_the_demo_model_as_json() {
-    let model = concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    let out = Command::new(env!("CARGO_BIN_EXE_sprig")).args(["inspect", "--json", model]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (ok, out, err) = sprig(&["inspect", "--json", MODEL]);
+    assert!(ok, "{err}");
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(json["architecture"], "llama");
     assert_eq!(json["block_count"], 30);
 }
 
 #[test]
 fn inspect_of_a_missing_file_fails_with_its_name() {
-    let out = Command::new(env!("CARGO_BIN_EXE_sprig")).args(["inspect", "/nonexistent/x.gguf"]).output().unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let (ok, _, err) = sprig(&["inspect", "/nonexistent/x.gguf"]);
+    assert!(!ok);
     assert!(err.contains("/nonexistent/x.gguf"), "{err}");
 }
-
-fn sprig(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_sprig")).args(args).output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
-}
-
-const MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/SmolLM2-135M-Instruct.Q4_1.gguf");
 
 #[test]
 fn tokenize_keeps_control_strings_as_text_unless_special() {
@@ -51,21 +44,7 @@ fn chat_prompt_and_generate_agree_with_the_fixture() {
     assert!(ok, "{err}");
     assert_eq!(serde_json::from_str::<serde_json::Value>(&ids).unwrap(), fx["prompt_ids"]);
     let q = fx["messages"][0]["content"].as_str().unwrap();
-    let (ok, out, err) = sprig(&[
-        "generate",
-        "--model",
-        MODEL,
-        "--prompt",
-        q,
-        "--chat",
-        "--temperature",
-        "0",
-        "--repeat-penalty",
-        "1",
-        "--max-tokens",
-        "24",
-        "--ids",
-    ]);
+    let (ok, out, err) = greedy_chat(MODEL, q, 24, &["--ids"]);
     assert!(ok, "{err}");
     assert_eq!(serde_json::from_str::<serde_json::Value>(out.trim()).unwrap(), fx["ids"]);
     assert!(err.contains("tok/s"), "figures on stderr: {err}");

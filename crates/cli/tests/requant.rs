@@ -14,7 +14,7 @@ use candle_core::quantized::GgmlDType;
 use candle_core::Device;
 use sprig_engine::GgufFile;
 
-use common::{model_file, sprig, TempDir, MODEL};
+use common::{greedy_chat, model_file, sprig, TempDir, MODEL};
 
 fn header(path: &str) -> Content {
     Content::read(&mut BufReader::new(File::open(path).unwrap())).unwrap()
@@ -86,20 +86,7 @@ fn requant_demo_model_to_q4_0_keeps_metadata_and_generates() {
     }
 
     // The engine loads it and answers greedily.
-    let (ok, text, err) = sprig(&[
-        "generate",
-        "--model",
-        &out,
-        "--prompt",
-        "What is the capital of France?",
-        "--chat",
-        "--temperature",
-        "0",
-        "--repeat-penalty",
-        "1",
-        "--max-tokens",
-        "16",
-    ]);
+    let (ok, text, err) = greedy_chat(&out, "What is the capital of France?", 16, &[]);
     assert!(ok, "{err}");
     assert!(err.contains("generated") && !text.trim().is_empty(), "{text}\n{err}");
     assert!(text.contains("Paris"), "the Q4_0 model's greedy answer: {text}");

@@ -13,7 +13,7 @@ use candle_core::Device;
 use sha2::{Digest, Sha256};
 use sprig_engine::GgufFile;
 
-use common::{model_file, sprig, TempDir, MODEL};
+use common::{greedy_chat, model_file, sprig, TempDir, MODEL};
 
 const TOKENIZER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/tokenizer.model.v1");
 const PREFIX: &str = "SmolLM2-135M-Instruct.Q4_1";
@@ -38,21 +38,7 @@ fn metadata<R>(model: &GgufFile<R>) -> BTreeMap<String, String> {
 }
 
 fn greedy_ids(model: &str) -> String {
-    let (ok, out, err) = sprig(&[
-        "generate",
-        "--model",
-        model,
-        "--prompt",
-        "What is the capital of France?",
-        "--chat",
-        "--temperature",
-        "0",
-        "--repeat-penalty",
-        "1",
-        "--max-tokens",
-        "16",
-        "--ids",
-    ]);
+    let (ok, out, err) = greedy_chat(model, "What is the capital of France?", 16, &["--ids"]);
     assert!(ok, "{err}");
     out.trim().to_string()
 }

@@ -2,10 +2,11 @@
 //! read back independently with the `safetensors` crate (the reference
 //! implementation), `serde_json` and `minijinja`.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use safetensors::{Dtype, SafeTensors, View};
 use serde_json::Value;
@@ -13,10 +14,11 @@ use serde_json::Value;
 const TOKENIZER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/tokenizer.model.v1");
 const SPARSITY: f64 = 0.3;
 
+/// Runs `sprig` (with Mistral's tokenizer at hand): whether it succeeded, and its stderr.
 fn sprig(args: &[&str]) -> (bool, String) {
-    assert!(Path::new(TOKENIZER).exists(), "{TOKENIZER} is missing: run scripts/fetch-models");
-    let out = Command::new(env!("CARGO_BIN_EXE_sprig")).args(args).output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    common::model_file(TOKENIZER);
+    let (ok, _, err) = common::sprig(args);
+    (ok, err)
 }
 
 /// Runs `sprig synth --shape tiny` into `out` with `extra` arguments; panics on failure.

@@ -13,6 +13,23 @@ pub fn sprig(args: &[&str]) -> (bool, String, String) {
     (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
+/// Runs `sprig` with `args`: whether it succeeded, and its stdout and stderr
+/// together (for messages that may go to either).
+pub fn sprig_merged(args: &[&str]) -> (bool, String) {
+    let (ok, out, err) = sprig(args);
+    (ok, out + &err)
+}
+
+/// Asks `model` `question` as a chat, greedily with no repeat penalty, for
+/// `max_tokens` tokens (`extra`: more arguments, e.g. `--ids`): as [`sprig`].
+pub fn greedy_chat(model: &str, question: &str, max_tokens: usize, extra: &[&str]) -> (bool, String, String) {
+    let max_tokens = max_tokens.to_string();
+    let mut args = vec!["generate", "--model", model, "--prompt", question, "--chat", "--temperature", "0", "--repeat-penalty", "1"];
+    args.extend(["--max-tokens", &max_tokens]);
+    args.extend(extra);
+    sprig(&args)
+}
+
 /// `path`, checked to exist.
 pub fn model_file(path: &str) -> &str {
     assert!(Path::new(path).exists(), "{path} is missing: run scripts/fetch-models");

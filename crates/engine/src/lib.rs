@@ -11,6 +11,22 @@
 //! ([`session`]). [`quant`] quantizes f32 weights to GGUF types, optionally
 //! keeping the exact zeros of pruned weights. It compiles for native targets and for
 //! `wasm32-unknown-unknown` with `+simd128`.
+//!
+//! A chat turn, from a GGUF file to streamed text:
+//!
+//! ```no_run
+//! use sprig_engine::{ChatMessage, GgufFile, Role, SamplingParams, Session};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let file = std::fs::File::open("models/SmolLM2-135M-Instruct.Q4_1.gguf")?;
+//! let mut gguf = GgufFile::open(std::io::BufReader::new(file))?;
+//! let mut session = Session::load(&mut gguf)?;
+//! let prompt = session.chat_prompt(&[ChatMessage::new(Role::User, "What is the capital of France?")])?;
+//! let (ids, stats) = session.generate(&prompt, SamplingParams::greedy(32), &mut |text| print!("{text}"))?;
+//! println!("\n{} tokens at {:.1} tok/s", ids.len(), stats.decode_tok_s);
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod bandwidth;
 pub mod bench;

@@ -4,6 +4,19 @@
 //! one the other side can read. Every message travels inside an [`Envelope`] that
 //! carries [`PROTOCOL_VERSION`]; a receiver answers a message it cannot decode or
 //! whose version differs with [`Event::Error`], never with a panic.
+//!
+//! A shard manifest, checked before anything is sized from it:
+//!
+//! ```no_run
+//! use sprig_protocol::Manifest;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let json = std::fs::read_to_string("models/SmolLM2-135M-Instruct.Q4_1.manifest.json")?;
+//! let manifest = Manifest::parse(&json)?;
+//! println!("{}: {} bytes in {} shards", manifest.name, manifest.total_size, manifest.shards.len());
+//! # Ok(())
+//! # }
+//! ```
 
 use serde::{Deserialize, Serialize};
 

@@ -56,7 +56,11 @@ fn MessageBubble(
     index: usize,
 ) -> impl IntoView {
     let ctl = expect_context::<Controller>();
-    let entry = move || ctl.conversation.with(|c| c.entries.get(index).cloned());
+    // This message alone, memoized: a token appended to the streaming reply
+    // changes only that entry, so the other bubbles' Markdown is not rendered
+    // again (what each still does per token is compare its entry).
+    let entry_memo = Memo::new(move |_| ctl.conversation.with(|c| c.entries.get(index).cloned()));
+    let entry = move || entry_memo.get();
     let role = ctl.conversation.with_untracked(|c| c.entries.get(index).map(|e| e.role)).unwrap_or(Role::User);
     let is_last = move || ctl.conversation.with(|c| c.entries.len() == index + 1);
     let streaming = move || is_last() && ctl.generating.get().is_some();

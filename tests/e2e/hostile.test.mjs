@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startServer } from '../server.mjs';
 import { collectErrors, useDistAndBrowser } from './browser.mjs';
-import { LOAD_TIMEOUT, openModels, send, setSettings, waitReady, waitReply } from './app.mjs';
+import { LOAD_TIMEOUT, openModels, send, setSettings, startDemo, waitReady, waitReply } from './app.mjs';
 
 const HUGE = 2 ** 53;
 const ZEROS = '0'.repeat(64);
@@ -28,8 +28,7 @@ async function otherOrigin(files) {
 
 /** Loads the demo model (the picker's default), greedy, replies of at most `maxTokens`. */
 async function loadDemo(page, maxTokens) {
-  await page.getByTestId('model-select').selectOption({ index: 0 });
-  await page.getByTestId('model-load').click();
+  await startDemo(page);
   await waitReady(page);
   await setSettings(page, { temperature: 0, 'max-tokens': maxTokens });
 }

@@ -102,6 +102,19 @@ fn f16_conversion_is_identical_for_every_value() {
     }
 }
 
+/// `m` times `tokens` activations `x`, by the portable kernels and by
+/// `backend`, each end to end (its own activation quantization too).
+fn scalar_and(backend: Backend, m: &QMatrix, x: &[f32], tokens: usize) -> (Vec<f32>, Vec<f32>) {
+    let (cols, rows) = (m.cols(), m.rows());
+    let (mut xa, mut xb) = (Activations::new(), Activations::new());
+    xa.quantize_with(x, tokens, cols, Backend::Scalar).unwrap();
+    xb.quantize_with(x, tokens, cols, backend).unwrap();
+    let (mut want, mut got) = (vec![0f32; tokens * rows], vec![0f32; tokens * rows]);
+    m.matmul_with(&xa, &mut want, Backend::Scalar).unwrap();
+    m.matmul_with(&xb, &mut got, backend).unwrap();
+    (want, got)
+}
+
 /// Row counts of the matmul comparison.
 const ROWS: [usize; 4] = [1, 37, 64, 192];
 /// Column counts (those that are a multiple of the type's block): partial
@@ -121,13 +134,7 @@ fn matmul_is_identical_to_the_scalar_reference() {
                     let (m, _) = build(dtype, rows, cols, (1000 * n + rows * cols) as u64);
                     for tokens in TOKENS {
                         let x = Rng((tokens * cols) as u64).values(tokens * cols);
-                        // Each backend end to end: its own activation quantization too.
-                        let (mut xa, mut xb) = (Activations::new(), Activations::new());
-                        xa.quantize_with(&x, tokens, cols, Backend::Scalar).unwrap();
-                        xb.quantize_with(&x, tokens, cols, backend).unwrap();
-                        let (mut want, mut got) = (vec![0f32; tokens * rows], vec![0f32; tokens * rows]);
-                        m.matmul_with(&xa, &mut want, Backend::Scalar).unwrap();
-                        m.matmul_with(&xb, &mut got, backend).unwrap();
+                        let (want, got) = scalar_and(backend, &m, &x, tokens);
                         compared += want.len();
                         let diff: Vec<usize> = (0..want.len()).filter(|&i| want[i].to_bits() != got[i].to_bits()).collect();
                         if let Some(&i) = diff.first() {
@@ -168,12 +175,7 @@ fn matmul_is_identical_on_raw_bytes() {
                 // Every value at ±1e3 (one per block surely positive): q at ±127.
                 let x: Vec<f32> =
                     (0..tokens * cols).map(|i| if i % 32 == 5 || rng.next().is_multiple_of(2) { 1e3 } else { -1e3 }).collect();
-                let (mut xa, mut xb) = (Activations::new(), Activations::new());
-                xa.quantize_with(&x, tokens, cols, Backend::Scalar).unwrap();
-                xb.quantize_with(&x, tokens, cols, backend).unwrap();
-                let (mut want, mut got) = (vec![0f32; tokens * rows], vec![0f32; tokens * rows]);
-                m.matmul_with(&xa, &mut want, Backend::Scalar).unwrap();
-                m.matmul_with(&xb, &mut got, backend).unwrap();
+                let (want, got) = scalar_and(backend, &m, &x, tokens);
                 let (want, got): (Vec<u32>, Vec<u32>) = (want.iter().map(|&v| bits(v)).collect(), got.iter().map(|&v| bits(v)).collect());
                 assert_eq!(want, got, "{backend:?} {dtype:?} tokens {tokens}");
             }

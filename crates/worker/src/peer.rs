@@ -60,9 +60,9 @@ pub async fn run(rank: usize, count: usize, source: ModelSource, files: Vec<File
     };
     // How far this worker's cache can grow: rank 0 fits the conversation to
     // the smallest of the workers'.
-    let reserved = RESERVED_CONTEXT.min(model.config().context_length);
-    let positions = usable_positions(reserved, model.cache_bytes() as u64, memory_bytes());
-    let _ = coordinator.send(&PeerMessage::Loaded { memory: memory_bytes(), positions: positions.min(1 << 40) as u64 });
+    let (reserved, memory) = (RESERVED_CONTEXT.min(model.config().context_length), memory_bytes());
+    let positions = usable_positions(reserved, model.cache_bytes() as u64, memory);
+    let _ = coordinator.send(&PeerMessage::Loaded { memory, positions: positions.min(1 << 40) as u64 });
     loop {
         let Some(coordinator) = mesh.link(0) else { return };
         match coordinator.recv().await {

@@ -528,7 +528,7 @@ pub fn EmbedApp(
     config: EmbedConfig,
 ) -> impl IntoView {
     let ctl = expect_context::<Controller>();
-    ctl.settings.update(|s| {
+    ctl.update_settings(|s| {
         if let Some(p) = &config.system_prompt {
             s.system_prompt.clone_from(p);
         }
@@ -550,7 +550,7 @@ pub fn EmbedApp(
                         ctl.load(url); // from the store when it is there; queued until the worker is up
                     } else {
                         set_blocked.set(true);
-                        ctl.model.set(ModelState::Failed(STORAGE_BLOCKED.into()));
+                        ctl.refuse_load(STORAGE_BLOCKED.into());
                         // the bridge tells the page
                     }
                 });
@@ -579,6 +579,7 @@ pub fn EmbedApp(
     let pinned = StoredValue::new(true);
     Effect::new(move |_| {
         ctl.conversation.track();
+        ctl.reply.track();
         request_animation_frame(move || {
             if let Some(el) = scroller.get_untracked() {
                 if pinned.get_value() {

@@ -19,7 +19,7 @@ pub fn Banners() -> impl IntoView {
         <Show when=move || ctl.error.get().is_some()>
             <p class="banner error" role="alert" data-testid="error">
                 <span>{move || ctl.error.get()}</span>
-                <button class="dismiss" aria-label="Dismiss the error" on:click=move |_| ctl.error.set(None)>"×"</button>
+                <button class="dismiss" aria-label="Dismiss the error" on:click=move |_| ctl.dismiss_error()>"×"</button>
             </p>
         </Show>
         <Show when=move || ctl.notice.get().is_some()>

@@ -5,7 +5,8 @@
 use leptos::prelude::*;
 use sprig_protocol::{ModelSource, StoreStatus, StoredModel};
 
-use crate::controller::{absolute, remembered_complete, stored_for, Controller};
+use crate::controller::{absolute, stored_for, Controller};
+use crate::remembered;
 use crate::state::{bytes, download_state, DownloadState, ModelState, CATALOG};
 
 /// One row: a model's name, URL and what the store knows of it.
@@ -56,7 +57,7 @@ pub fn ModelsPanel() -> impl IntoView {
             let model = ctl.model.get();
             let active = source_url(&ctl.active.get()).is_some_and(|u| u == row_url);
             let loaded = active && matches!(model, ModelState::Ready(_)) && source_url(&ctl.loaded.get()).is_some_and(|u| u == row_url);
-            let was_complete = remembered_complete().contains(&row_url);
+            let was_complete = remembered::complete().contains(&row_url);
             let live = active.then_some(&model).filter(|m| !matches!(m, ModelState::Ready(_) | ModelState::Idle));
             download_state(row_stored.as_ref(), live, loaded, was_complete)
         });

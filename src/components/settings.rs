@@ -49,33 +49,33 @@ pub fn SettingsPanel() -> impl IntoView {
                 <span>"System prompt"</span>
                 <textarea data-testid="system-prompt" rows="2"
                     prop:value=move || s.with(|s| s.system_prompt.clone())
-                    on:change=move |ev| s.update(|s| s.system_prompt = event_target_value(&ev))></textarea>
+                    on:change=move |ev| ctl.update_settings(|s| s.system_prompt = event_target_value(&ev))></textarea>
             </label>
             <div class="grid">
                 <NumberField label="Temperature" testid="temperature" min=0.0 max=2.0 step=0.05
                     get=Signal::derive(move || s.with(|s| s.generation.temperature))
-                    set=Callback::new(move |v| s.update(|s| s.generation.temperature = v)) />
+                    set=Callback::new(move |v| ctl.update_settings(|s| s.generation.temperature = v)) />
                 <NumberField label="Top-p" testid="top-p" min=0.0 max=1.0 step=0.05
                     get=Signal::derive(move || s.with(|s| s.generation.top_p))
-                    set=Callback::new(move |v| s.update(|s| s.generation.top_p = v)) />
+                    set=Callback::new(move |v| ctl.update_settings(|s| s.generation.top_p = v)) />
                 <NumberField label="Top-k (0 = off)" testid="top-k" min=0.0 max=1000.0 step=1.0
                     get=Signal::derive(move || s.with(|s| s.generation.top_k as f64))
-                    set=Callback::new(move |v: f64| s.update(|s| s.generation.top_k = v as usize)) />
+                    set=Callback::new(move |v: f64| ctl.update_settings(|s| s.generation.top_k = v as usize)) />
                 <NumberField label="Repeat penalty" testid="repeat-penalty" min=1.0 max=2.0 step=0.05
                     get=Signal::derive(move || s.with(|s| f64::from(s.generation.repeat_penalty)))
-                    set=Callback::new(move |v: f64| s.update(|s| s.generation.repeat_penalty = v as f32)) />
+                    set=Callback::new(move |v: f64| ctl.update_settings(|s| s.generation.repeat_penalty = v as f32)) />
                 <NumberField label="Max new tokens" testid="max-tokens" min=1.0 max=4096.0 step=1.0
                     get=Signal::derive(move || s.with(|s| s.generation.max_tokens as f64))
-                    set=Callback::new(move |v: f64| s.update(|s| s.generation.max_tokens = v as usize)) />
+                    set=Callback::new(move |v: f64| ctl.update_settings(|s| s.generation.max_tokens = v as usize)) />
                 <NumberField label="Seed" testid="seed" min=0.0 max=4_294_967_295.0 step=1.0
                     get=Signal::derive(move || s.with(|s| s.generation.seed as f64))
-                    set=Callback::new(move |v: f64| s.update(|s| s.generation.seed = v as u64)) />
+                    set=Callback::new(move |v: f64| ctl.update_settings(|s| s.generation.seed = v as u64)) />
                 <NumberField label="Download connections" testid="connections" min=1.0 max=16.0 step=1.0
                     get=Signal::derive(move || s.with(|s| s.connections as f64))
-                    set=Callback::new(move |v: f64| s.update(|s| s.connections = (v as usize).clamp(1, 16))) />
+                    set=Callback::new(move |v: f64| ctl.update_settings(|s| s.connections = (v as usize).clamp(1, 16))) />
                 <NumberField label="Model workers (0 = by model size)" testid="workers" min=0.0 max=16.0 step=1.0
                     get=Signal::derive(move || s.with(|s| s.workers as f64))
-                    set=Callback::new(move |v: f64| s.update(|s| s.workers = (v as usize).min(16))) />
+                    set=Callback::new(move |v: f64| ctl.update_settings(|s| s.workers = (v as usize).min(16))) />
             </div>
         </details>
     }

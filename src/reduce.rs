@@ -6,7 +6,7 @@
 
 use sprig_protocol::{ErrorKind, Event, Message, ModelSource, Request, Role};
 
-use crate::state::{next_model_state, Conversation, Entry, ModelState};
+use crate::state::{next_model_state, Conversation, Entry, LoadProgress, ModelState};
 use crate::ui_state::{Effect, Part, Reply, ReplyEnd, UiEvent, UiState, WorkerStatus, SAVE_EVERY_MS};
 
 /// Applies `event` to `state`; returns the effects, in order, each
@@ -115,15 +115,7 @@ impl Step<'_> {
 
     fn start_load(&mut self, source: ModelSource, now_ms: f64) {
         self.error(None);
-        self.set_model(ModelState::Loading {
-            stage: sprig_protocol::LoadStage::Download,
-            done: 0,
-            total: None,
-            since_ms: now_ms,
-            now_ms,
-            rate: None,
-            eta_s: None,
-        });
+        self.set_model(ModelState::Loading(LoadProgress::start(now_ms)));
         let file = matches!(source, ModelSource::File { .. });
         self.s.models.active = Some(source.clone());
         if !file && self.s.models.persisted != Some(true) {
@@ -158,7 +150,7 @@ impl Step<'_> {
                 self.s.link.status = WorkerStatus::Crashed;
                 self.show(Part::Link);
                 self.end_reply(ReplyEnd::Failed(message.clone()));
-                if matches!(self.s.models.model, ModelState::Loading { .. }) {
+                if matches!(self.s.models.model, ModelState::Loading(_)) {
                     self.set_model(ModelState::Failed(message.clone()));
                 }
                 self.error(Some(message));
@@ -482,7 +474,7 @@ mod tests {
     fn load_is_offered_again_with(s: &UiState, reason: &str) {
         assert_eq!(s.models.model, ModelState::Failed(reason.into()), "the load ended, with its reason");
         // Load is enabled whenever the model is not loading.
-        assert!(!matches!(s.models.model, ModelState::Loading { .. }));
+        assert!(!matches!(s.models.model, ModelState::Loading(_)));
     }
 
     #[test]
@@ -491,7 +483,7 @@ mod tests {
         s.settings = Settings { connections: 3, workers: 2, ..Settings::default() };
         s.banners.error = Some("old".into());
         let effects = reduce(&mut s, UiEvent::Load { source: demo(), now_ms: 7.0 });
-        assert!(matches!(s.models.model, ModelState::Loading { stage: LoadStage::Download, done: 0, since_ms: 7.0, .. }));
+        assert_eq!(s.models.model, ModelState::Loading(LoadProgress::start(7.0)));
         assert_eq!(s.models.active, Some(demo()));
         assert_eq!(s.banners.error, None);
         assert!(effects.contains(&Effect::AskPersistence));
@@ -530,7 +522,7 @@ mod tests {
         for kind in [Busy, NotLoaded] {
             let mut s = loading();
             worker(&mut s, Event::Error { kind, message: "no".into() });
-            assert!(matches!(s.models.model, ModelState::Loading { .. }));
+            assert!(matches!(s.models.model, ModelState::Loading(_)));
         }
     }
 

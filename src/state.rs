@@ -56,6 +56,50 @@ impl Conversation {
     }
 }
 
+/// How far a load has come, from the worker's latest [`Event::Progress`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadProgress {
+    /// Which phase.
+    pub stage: LoadStage,
+    /// Bytes done.
+    pub done: u64,
+    /// Bytes in all, when known.
+    pub total: Option<u64>,
+    /// When this phase started (ms).
+    pub since_ms: f64,
+    /// Now (ms).
+    pub now_ms: f64,
+    /// Download speed (bytes/s), once the worker has measured it.
+    pub rate: Option<f64>,
+    /// Seconds left at that speed.
+    pub eta_s: Option<f64>,
+}
+
+impl LoadProgress {
+    /// A load starting at `now_ms`: nothing downloaded yet.
+    pub fn start(now_ms: f64) -> Self {
+        Self { stage: LoadStage::Download, done: 0, total: None, since_ms: now_ms, now_ms, rate: None, eta_s: None }
+    }
+
+    /// Percent done, when the total is known.
+    pub fn percent(&self) -> Option<f64> {
+        self.total.filter(|t| *t > 0).map(|t| percent(self.done, t))
+    }
+
+    /// "12.3 MiB/s, about 1:05 left", from the worker's figures; for the load
+    /// stage (no rate), the speed of reading since the stage began.
+    pub fn speed(&self) -> String {
+        let elapsed_ms = self.now_ms - self.since_ms;
+        let rate = self.rate.unwrap_or(if elapsed_ms > 0.0 { self.done as f64 / (elapsed_ms / 1000.0) } else { 0.0 });
+        let mut s = format!("{}/s", bytes(rate as u64));
+        if let Some(secs) = self.eta_s.filter(|s| s.is_finite() && *s >= 1.0) {
+            let secs = secs.ceil() as u64;
+            s.push_str(&format!(", about {}:{:02} left", secs / 60, secs % 60));
+        }
+        s
+    }
+}
+
 /// Where the model stands.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub enum ModelState {
@@ -63,22 +107,7 @@ pub enum ModelState {
     #[default]
     Idle,
     /// Downloading or loading.
-    Loading {
-        /// Which phase.
-        stage: LoadStage,
-        /// Bytes done.
-        done: u64,
-        /// Bytes in all, when known.
-        total: Option<u64>,
-        /// When this phase started (ms).
-        since_ms: f64,
-        /// Now (ms).
-        now_ms: f64,
-        /// Download speed (bytes/s), once the worker has measured it.
-        rate: Option<f64>,
-        /// Seconds left at that speed.
-        eta_s: Option<f64>,
-    },
+    Loading(LoadProgress),
     /// A download paused by the user; loading the same model resumes it.
     Paused {
         /// Bytes stored.
@@ -99,18 +128,26 @@ pub enum ModelState {
 /// the load running: `Busy`, and `NotLoaded` (a pause with no download left
 /// to pause). Either way, Load is offered again.
 pub fn next_model_state(state: &ModelState, event: &Event, now_ms: f64) -> Option<ModelState> {
-    let loading = matches!(state, ModelState::Loading { .. });
+    let loading = matches!(state, ModelState::Loading(_));
     match event {
         Event::Progress { stage, done, total, rate, eta_s } => {
             let since_ms = match state {
-                ModelState::Loading { stage: s, since_ms, .. } if s == stage => *since_ms,
+                ModelState::Loading(p) if p.stage == *stage => p.since_ms,
                 _ => now_ms,
             };
-            Some(ModelState::Loading { stage: *stage, done: *done, total: *total, since_ms, now_ms, rate: *rate, eta_s: *eta_s })
+            Some(ModelState::Loading(LoadProgress {
+                stage: *stage,
+                done: *done,
+                total: *total,
+                since_ms,
+                now_ms,
+                rate: *rate,
+                eta_s: *eta_s,
+            }))
         }
         Event::Loaded { model } => Some(ModelState::Ready(model.clone())),
         Event::DownloadStopped { discarded } => Some(match (discarded, state) {
-            (false, ModelState::Loading { done, total, .. }) => ModelState::Paused { done: *done, total: *total },
+            (false, ModelState::Loading(p)) => ModelState::Paused { done: p.done, total: p.total },
             _ => ModelState::Idle,
         }),
         Event::Error { kind, message } if loading && !matches!(kind, ErrorKind::Busy | ErrorKind::NotLoaded) => {
@@ -218,9 +255,12 @@ fn percent(done: u64, total: u64) -> f64 {
 /// whether this browser once held it complete (`was_complete`).
 pub fn download_state(stored: Option<&StoredModel>, active: Option<&ModelState>, loaded: bool, was_complete: bool) -> DownloadState {
     match active {
-        Some(ModelState::Loading { stage: LoadStage::Load, .. }) => return DownloadState::Loading,
-        Some(ModelState::Loading { stage, done, total, .. }) => {
-            return DownloadState::Downloading { percent: total.map_or(0.0, |t| percent(*done, t)), verifying: *stage == LoadStage::Verify }
+        Some(ModelState::Loading(p)) if p.stage == LoadStage::Load => return DownloadState::Loading,
+        Some(ModelState::Loading(p)) => {
+            return DownloadState::Downloading {
+                percent: p.total.map_or(0.0, |t| percent(p.done, t)),
+                verifying: p.stage == LoadStage::Verify,
+            }
         }
         Some(ModelState::Paused { done, total }) => return DownloadState::Paused { percent: total.map_or(0.0, |t| percent(*done, t)) },
         Some(ModelState::Failed(reason)) => return DownloadState::Failed(reason.clone()),
@@ -303,7 +343,15 @@ mod tests {
     }
 
     fn loading() -> ModelState {
-        ModelState::Loading { stage: LoadStage::Download, done: 10, total: Some(100), since_ms: 1.0, now_ms: 2.0, rate: None, eta_s: None }
+        ModelState::Loading(LoadProgress {
+            stage: LoadStage::Download,
+            done: 10,
+            total: Some(100),
+            since_ms: 1.0,
+            now_ms: 2.0,
+            rate: None,
+            eta_s: None,
+        })
     }
 
     #[test]
@@ -326,12 +374,10 @@ mod tests {
     fn progress_loaded_and_stopped_move_the_load() {
         let progress = |stage| Event::Progress { stage, done: 20, total: Some(100), rate: Some(5.0), eta_s: Some(16.0) };
         // The same stage keeps its start; a new one starts now.
-        let Some(ModelState::Loading { since_ms, done, .. }) = next_model_state(&loading(), &progress(LoadStage::Download), 9.0) else {
-            panic!()
-        };
-        assert_eq!((since_ms, done), (1.0, 20));
-        let Some(ModelState::Loading { since_ms, .. }) = next_model_state(&loading(), &progress(LoadStage::Load), 9.0) else { panic!() };
-        assert_eq!(since_ms, 9.0);
+        let Some(ModelState::Loading(p)) = next_model_state(&loading(), &progress(LoadStage::Download), 9.0) else { panic!() };
+        assert_eq!((p.since_ms, p.done), (1.0, 20));
+        let Some(ModelState::Loading(p)) = next_model_state(&loading(), &progress(LoadStage::Load), 9.0) else { panic!() };
+        assert_eq!(p.since_ms, 9.0);
         let model = model("m");
         assert_eq!(next_model_state(&loading(), &Event::Loaded { model: model.clone() }, 9.0), Some(ModelState::Ready(model)));
         let paused = next_model_state(&loading(), &Event::DownloadStopped { discarded: false }, 9.0);
@@ -379,7 +425,7 @@ mod tests {
         };
         assert_eq!(download_state(Some(&damaged), None, false, true), D::Damaged(damaged.problem.clone().unwrap()));
         assert!(D::Damaged("x".into()).label().contains("Delete it"));
-        let loading = ModelState::Loading {
+        let loading = ModelState::Loading(LoadProgress {
             stage: LoadStage::Download,
             done: 30,
             total: Some(60),
@@ -387,9 +433,9 @@ mod tests {
             now_ms: 1.0,
             rate: None,
             eta_s: None,
-        };
+        });
         assert_eq!(download_state(None, Some(&loading), false, false), D::Downloading { percent: 50.0, verifying: false });
-        let verifying = ModelState::Loading {
+        let verifying = ModelState::Loading(LoadProgress {
             stage: LoadStage::Verify,
             done: 60,
             total: Some(60),
@@ -397,7 +443,7 @@ mod tests {
             now_ms: 1.0,
             rate: None,
             eta_s: None,
-        };
+        });
         assert_eq!(download_state(None, Some(&verifying), false, false).key(), "verifying");
         let failed = ModelState::Failed("HTTP 404".into());
         assert_eq!(download_state(None, Some(&failed), false, false).label(), "Failed: HTTP 404");

@@ -6,6 +6,7 @@ pub mod conversation;
 pub mod history;
 pub mod model_panel;
 pub mod models;
+pub mod progress;
 pub mod settings;
 pub mod status;
 pub mod update_prompt;

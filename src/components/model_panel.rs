@@ -3,20 +3,9 @@
 use leptos::prelude::*;
 use sprig_protocol::LoadStage;
 
+use crate::components::progress::LoadProgressBar;
 use crate::controller::Controller;
 use crate::state::{bytes, ModelState, CATALOG};
-
-/// "12.3 MiB/s, about 1:05 left", from the worker's figures; for the load
-/// stage (no rate), the speed of reading since the stage began.
-pub(crate) fn speed(done: u64, rate: Option<f64>, eta_s: Option<f64>, elapsed_ms: f64) -> String {
-    let rate = rate.unwrap_or(if elapsed_ms > 0.0 { done as f64 / (elapsed_ms / 1000.0) } else { 0.0 });
-    let mut s = format!("{}/s", bytes(rate as u64));
-    if let Some(secs) = eta_s.filter(|s| s.is_finite() && *s >= 1.0) {
-        let secs = secs.ceil() as u64;
-        s.push_str(&format!(", about {}:{:02} left", secs / 60, secs % 60));
-    }
-    s
-}
 
 /// The model picker, load button, progress bar and model badge.
 #[component]
@@ -24,7 +13,7 @@ pub fn ModelPanel() -> impl IntoView {
     let ctl = expect_context::<Controller>();
     let (choice, set_choice) = signal(CATALOG[0].key.to_string());
     let (custom_url, set_custom_url) = signal(String::new());
-    let loading = move || matches!(ctl.model.get(), ModelState::Loading { .. });
+    let loading = move || matches!(ctl.model.get(), ModelState::Loading(_));
     let url = move || {
         let key = choice.get();
         CATALOG.iter().find(|m| m.key == key).map_or_else(|| custom_url.get(), |m| m.url.to_string())
@@ -78,25 +67,10 @@ pub fn ModelPanel() -> impl IntoView {
             </div>
             {move || match ctl.model.get() {
                 ModelState::Idle => view! { <p class="muted">"No model loaded. Models run on this device; nothing is sent to a server."</p> }.into_any(),
-                ModelState::Loading { stage, done, total, since_ms, now_ms, rate, eta_s } => {
-                    let what = match stage {
-                        LoadStage::Download => "Downloading",
-                        LoadStage::Verify => "Verifying what is stored",
-                        LoadStage::Load => "Loading into the engine",
-                    };
-                    let downloading = stage != LoadStage::Load;
-                    let pct = total.filter(|t| *t > 0).map(|t| (done as f64 / t as f64 * 100.0).min(100.0));
-                    let label = match (pct, total) {
-                        (Some(p), Some(t)) => format!("{what}: {} of {} ({p:.0} %), {}", bytes(done), bytes(t), speed(done, rate, eta_s, now_ms - since_ms)),
-                        _ => format!("{what}: {}, {}", bytes(done), speed(done, rate, eta_s, now_ms - since_ms)),
-                    };
-                    let aria = label.clone();
+                ModelState::Loading(progress) => {
+                    let downloading = progress.stage != LoadStage::Load;
                     view! {
-                        <div class="progress" data-testid="model-progress" role="progressbar"
-                            aria-valuemin="0" aria-valuemax="100" aria-valuenow=pct.map(|p| format!("{p:.0}")) aria-label=aria>
-                            <div class="bar" style=format!("width: {:.1}%", pct.unwrap_or(0.0))></div>
-                            <span>{label}</span>
-                        </div>
+                        <LoadProgressBar progress />
                         <Show when=move || downloading>
                             <div class="download-actions">
                                 <button data-testid="download-pause" on:click=move |_| ctl.pause()>"Pause"</button>

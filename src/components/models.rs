@@ -61,7 +61,7 @@ pub fn ModelsPanel() -> impl IntoView {
             let live = active.then_some(&model).filter(|m| !matches!(m, ModelState::Ready(_) | ModelState::Idle));
             download_state(row_stored.as_ref(), live, loaded, was_complete)
         });
-        let busy = move || matches!(ctl.model.get(), ModelState::Loading { .. });
+        let busy = move || matches!(ctl.model.get(), ModelState::Loading(_));
         view! {
             <li class="stored-model" data-testid="stored-model" data-url=row.url.clone() data-state=move || state.get().key()>
                 <div class="stored-name">

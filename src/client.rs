@@ -4,9 +4,10 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
+use gloo_events::EventListener;
 use sprig_protocol::codec::{decode, encode, CodecError};
 use sprig_protocol::{Event, Request};
-use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
 use web_sys::{ErrorEvent, MessageEvent, Worker};
 
 /// The worker's loader as Trunk names it, beside `index.html`. Every build
@@ -157,8 +158,8 @@ struct Pending {
 pub struct WorkerClient {
     worker: Worker,
     pending: Rc<RefCell<Pending>>,
-    _on_message: Closure<dyn FnMut(MessageEvent)>,
-    _on_error: Closure<dyn FnMut(ErrorEvent)>,
+    /// The worker's `message` and `error` listeners, removed on drop.
+    _listeners: [EventListener; 2],
 }
 
 impl std::fmt::Debug for WorkerClient {
@@ -180,7 +181,8 @@ impl WorkerClient {
 
         let on_message = {
             let (worker, pending, on_event) = (worker.clone(), pending.clone(), on_event.clone());
-            Closure::<dyn FnMut(MessageEvent)>::new(move |msg: MessageEvent| {
+            EventListener::new(&worker.clone(), "message", move |msg| {
+                let Some(msg) = msg.dyn_ref::<MessageEvent>() else { return };
                 let event = decode::<Event>(msg.data()).map_err(ClientError::from);
                 if let Ok(Event::Ready) = event {
                     let queued = {
@@ -197,17 +199,15 @@ impl WorkerClient {
                 on_event(event);
             })
         };
-        worker.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
-
         let on_error = {
             let url = url.to_string();
-            Closure::<dyn FnMut(ErrorEvent)>::new(move |e: ErrorEvent| {
-                on_event(Err(ClientError::Spawn { url: url.clone(), message: e.message() }));
+            EventListener::new(&worker, "error", move |e| {
+                let message = e.dyn_ref::<ErrorEvent>().map_or_else(|| "the worker failed".to_string(), ErrorEvent::message);
+                on_event(Err(ClientError::Spawn { url: url.clone(), message }));
             })
         };
-        worker.set_onerror(Some(on_error.as_ref().unchecked_ref()));
 
-        Ok(Self { worker, pending, _on_message: on_message, _on_error: on_error })
+        Ok(Self { worker, pending, _listeners: [on_message, on_error] })
     }
 
     /// Sends a request now, or as soon as the worker is ready.

@@ -10,6 +10,7 @@
 use std::cell::Cell;
 use std::rc::Rc;
 
+use gloo_events::EventListener;
 use leptos::logging::warn;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
@@ -84,16 +85,15 @@ impl Pwa {
         // A first visit's page becomes controlled by `clients.claim()`: that
         // change is no new version. Any later one is.
         let controlled = Rc::new(Cell::new(container.controller().is_some()));
-        let on_change = Closure::<dyn FnMut()>::new(move || {
+        EventListener::new(&container, "controllerchange", move |_| {
             if self.reloading.get_untracked() {
                 reload();
             } else if controlled.get() {
                 self.update.set(Update::Elsewhere);
             }
             controlled.set(true);
-        });
-        container.set_oncontrollerchange(Some(on_change.as_ref().unchecked_ref()));
-        on_change.forget(); // lives as long as the page
+        })
+        .forget(); // lives as long as the page
 
         spawn_local(async move {
             let options = RegistrationOptions::new();
@@ -120,29 +120,23 @@ impl Pwa {
         if let Some(worker) = registration.installing() {
             self.watch_installing(container.clone(), worker);
         }
-        let on_found = {
-            let (container, registration) = (container.clone(), registration.clone());
-            Closure::<dyn FnMut()>::new(move || {
-                if let Some(worker) = registration.installing() {
-                    self.watch_installing(container.clone(), worker);
-                }
-            })
-        };
-        registration.set_onupdatefound(Some(on_found.as_ref().unchecked_ref()));
-        on_found.forget(); // lives as long as the page
+        let (container, watched) = (container.clone(), registration.clone());
+        EventListener::new(registration, "updatefound", move |_| {
+            if let Some(worker) = watched.installing() {
+                self.watch_installing(container.clone(), worker);
+            }
+        })
+        .forget(); // lives as long as the page
     }
 
     fn watch_installing(self, container: ServiceWorkerContainer, worker: ServiceWorker) {
-        let on_state = {
-            let worker = worker.clone();
-            Closure::<dyn FnMut()>::new(move || {
-                if worker.state() == ServiceWorkerState::Installed && container.controller().is_some() {
-                    self.update.set(Update::Waiting);
-                }
-            })
-        };
-        worker.set_onstatechange(Some(on_state.as_ref().unchecked_ref()));
-        on_state.forget(); // one per new version; lives as long as the page
+        let watched = worker.clone();
+        EventListener::new(&worker, "statechange", move |_| {
+            if watched.state() == ServiceWorkerState::Installed && container.controller().is_some() {
+                self.update.set(Update::Waiting);
+            }
+        })
+        .forget(); // one per new version; lives as long as the page
     }
 }
 

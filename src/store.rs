@@ -5,6 +5,7 @@
 //! it stores the conversation only if what is stored is an older revision
 //! ([`Conversation::rev`]), so two tabs never silently overwrite each other.
 
+use gloo_events::EventListener;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{IdbDatabase, IdbOpenDbRequest, IdbRequest, IdbTransactionMode};
@@ -69,7 +70,7 @@ async fn open_new() -> Result<IdbDatabase, StoreError> {
         .map_err(idb("opening"))?
         .ok_or_else(|| StoreError::Idb { doing: "opening", message: "IndexedDB is not available".into() })?;
     let request: IdbOpenDbRequest = factory.open_with_u32(DB, 1).map_err(idb("opening"))?;
-    let upgrade = Closure::<dyn FnMut(web_sys::Event)>::new(move |e: web_sys::Event| {
+    let upgrade = EventListener::once(&request, "upgradeneeded", move |e| {
         let db = e
             .target()
             .and_then(|t| t.dyn_into::<IdbOpenDbRequest>().ok())
@@ -81,7 +82,6 @@ async fn open_new() -> Result<IdbDatabase, StoreError> {
             }
         }
     });
-    request.set_onupgradeneeded(Some(upgrade.as_ref().unchecked_ref()));
     let db = wait(&request, "opening").await?;
     drop(upgrade);
     db.dyn_into::<IdbDatabase>().map_err(idb("opening"))

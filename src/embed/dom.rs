@@ -2,8 +2,9 @@
 //! storage probe and the document's dressing. Everything that decides what
 //! to say is in `bridge.rs`; this file only carries it.
 
+use gloo_events::EventListener;
 use leptos::prelude::{document, window};
-use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
 
 use super::bridge::{Inbound, Outbound};
 use super::config::{EmbedConfig, Theme};
@@ -62,22 +63,20 @@ impl Parent {
 /// Calls `on_message` with each bridge message and `on_escape` on each
 /// Escape key not already handled, for as long as the page lives.
 pub fn listen(parent: std::rc::Rc<Parent>, on_message: impl Fn(Inbound) + 'static, on_escape: impl Fn() + 'static) {
-    let on_message = Closure::<dyn Fn(web_sys::MessageEvent)>::new(move |event: web_sys::MessageEvent| {
-        if let Some(message) = parent.accept(&event) {
+    let w = window();
+    EventListener::new(&w, "message", move |event| {
+        if let Some(message) = event.dyn_ref::<web_sys::MessageEvent>().and_then(|e| parent.accept(e)) {
             on_message(message);
         }
-    });
-    let on_key = Closure::<dyn Fn(web_sys::KeyboardEvent)>::new(move |event: web_sys::KeyboardEvent| {
-        if event.key() == "Escape" && !event.default_prevented() {
+    })
+    .forget();
+    EventListener::new(&w, "keydown", move |event| {
+        let escape = event.dyn_ref::<web_sys::KeyboardEvent>().is_some_and(|k| k.key() == "Escape");
+        if escape && !event.default_prevented() {
             on_escape();
         }
-    });
-    let w = window();
-    let _ = w.add_event_listener_with_callback("message", on_message.as_ref().unchecked_ref());
-    let _ = w.add_event_listener_with_callback("keydown", on_key.as_ref().unchecked_ref());
-    // The widget lives as long as its page.
-    on_message.forget();
-    on_key.forget();
+    })
+    .forget();
 }
 
 /// Whether the browser lets this page use its file storage (OPFS), where the

@@ -266,11 +266,5 @@ pub async fn range(url: &str, start: u64, end: u64, if_range: Option<&str>, sign
 
 /// Waits `ms` milliseconds.
 pub async fn sleep(ms: u32) {
-    let promise = js_sys::Promise::new(&mut |resolve, _| {
-        let ms = i32::try_from(ms).unwrap_or(i32::MAX);
-        if scope().set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms).is_err() {
-            let _ = resolve.call0(&JsValue::NULL);
-        }
-    });
-    let _ = JsFuture::from(promise).await;
+    gloo_timers::future::TimeoutFuture::new(ms).await;
 }

@@ -76,8 +76,8 @@ pub fn start() {
         js::post(failure::event(&failure::Panicked(info.to_string())));
     }));
     let shared = Rc::new(RefCell::new(Coordinator::new()));
-    let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |msg: MessageEvent| {
-        let data = msg.data();
+    let on_message = gloo_events::EventListener::new(&js::scope(), "message", move |msg| {
+        let Some(data) = msg.dyn_ref::<MessageEvent>().map(MessageEvent::data) else { return };
         if PeerMessage::is_init(&data) {
             match PeerMessage::decode(&data) {
                 Ok(PeerMessage::Init { rank, count, source, files, ports }) => {
@@ -94,7 +94,6 @@ pub fn start() {
             Err(e) => js::post(failure::event(&e)),
         }
     });
-    js::scope().set_onmessage(Some(on_message.as_ref().unchecked_ref()));
     // The handler lives as long as the worker.
     on_message.forget();
     js::post(Event::Ready);

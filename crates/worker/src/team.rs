@@ -19,6 +19,7 @@ use std::future::poll_fn;
 use std::rc::Rc;
 use std::task::{Poll, Waker};
 
+use gloo_events::EventListener;
 use js_sys::{ArrayBuffer, Float32Array};
 use sprig_engine::model::{Collective, CollectiveError};
 use sprig_protocol::{Event, ModelSource};
@@ -70,10 +71,14 @@ impl Inbox {
         PeerMessage::decode(&self.recv_raw().await)
     }
 
-    /// A handler that puts every message it gets here.
-    fn handler(&self) -> Closure<dyn FnMut(MessageEvent)> {
+    /// Puts every message `target` gets here, until the listener is dropped.
+    fn listen(&self, target: &web_sys::EventTarget) -> EventListener {
         let inbox = self.clone();
-        Closure::new(move |e: MessageEvent| inbox.push(e.data()))
+        EventListener::new(target, "message", move |e| {
+            if let Some(e) = e.dyn_ref::<MessageEvent>() {
+                inbox.push(e.data());
+            }
+        })
     }
 }
 
@@ -86,15 +91,15 @@ pub struct Link {
     /// new one (hundreds of KiB during a prompt) being made for every
     /// exchange and left to the garbage collector.
     spare: RefCell<Vec<ArrayBuffer>>,
-    _on_message: Closure<dyn FnMut(MessageEvent)>,
+    _on_message: EventListener,
 }
 
 impl Link {
     /// Listens on `port`, queueing its messages in `inbox`.
     pub fn new(port: MessagePort, inbox: Inbox) -> Self {
-        let on_message = inbox.handler();
-        // Setting onmessage also starts the port.
-        port.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+        let on_message = inbox.listen(&port);
+        // A port listened to with addEventListener delivers nothing before start().
+        port.start();
         Self { port, inbox, spare: RefCell::new(Vec::new()), _on_message: on_message }
     }
 
@@ -211,7 +216,7 @@ impl Collective for Mesh {
 /// The workers rank 0 started, and its mesh.
 pub struct Team {
     workers: Vec<Worker>,
-    _handlers: Vec<Closure<dyn FnMut(MessageEvent)>>,
+    _handlers: Vec<EventListener>,
     /// Rank 0's channels.
     pub mesh: Mesh,
     /// Each other worker's memory after loading, in rank order from 1.
@@ -267,6 +272,10 @@ pub enum TeamError {
     },
 }
 
+/// How long a worker of the team may take to start its wasm and say it is
+/// ready (compiling the module takes seconds even on slow devices).
+const START_TIMEOUT_MS: u32 = 60_000;
+
 impl Team {
     /// Starts `count - 1` workers from `script` (this worker's own loader),
     /// waits until each is ready, wires the mesh, and sends each its
@@ -274,7 +283,8 @@ impl Team {
     /// and the picked `files` of a local one).
     ///
     /// # Errors
-    /// A worker that cannot start or fails before it is ready.
+    /// A worker that cannot start, fails before it is ready, or is not
+    /// ready within a minute.
     pub async fn start(script: &str, count: usize, source: &ModelSource, files: &[File]) -> Result<Self, TeamError> {
         let mut workers = Vec::with_capacity(count - 1);
         let mut handlers = Vec::with_capacity(count - 1);
@@ -284,13 +294,11 @@ impl Team {
             let inbox = Inbox::default();
             // Messages the worker posts on its own scope (its ready signal,
             // a panic report) land in the same inbox as its channel's.
-            let handler = inbox.handler();
-            worker.set_onmessage(Some(handler.as_ref().unchecked_ref()));
+            let handler = inbox.listen(&worker);
             let on_error = inbox.clone();
-            let error_handler = Closure::<dyn FnMut(MessageEvent)>::new(move |_e: MessageEvent| {
+            let error_handler = EventListener::new(&worker, "error", move |_| {
                 on_error.push(PeerMessage::Error { message: "the worker's script failed to start".into() }.encode().0);
             });
-            worker.set_onerror(Some(error_handler.as_ref().unchecked_ref()));
             workers.push(worker);
             handlers.push(handler);
             handlers.push(error_handler);
@@ -299,7 +307,14 @@ impl Team {
         // Each worker announces readiness (the protocol's `Ready`, as to the
         // UI) once its wasm runs; a message posted before that would be lost.
         for (rank, inbox) in inboxes.iter().enumerate().skip(1) {
-            let first = inbox.recv_raw().await;
+            let ready = std::pin::pin!(inbox.recv_raw());
+            let timeout = std::pin::pin!(gloo_timers::future::TimeoutFuture::new(START_TIMEOUT_MS));
+            let first = match futures_util::future::select(ready, timeout).await {
+                futures_util::future::Either::Left((first, _)) => first,
+                futures_util::future::Either::Right(_) => {
+                    return Err(TeamError::Start { rank, message: format!("it was not ready after {} s", START_TIMEOUT_MS / 1000) })
+                }
+            };
             match sprig_protocol::codec::decode::<Event>(first.clone()) {
                 Ok(Event::Ready) => continue,
                 Ok(Event::Error { message, .. }) => return Err(TeamError::Failed { rank, message }),

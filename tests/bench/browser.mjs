@@ -11,7 +11,7 @@
 //
 // Before the runs, a second Sprig worker (the build's own worker loader,
 // started in the app's page) measures its wasm memory read bandwidth
-// (Request::ProbeBandwidth: 256 MiB, best of 5 reads). Decoding a token reads
+// (Request::ProbeBandwidth, in the build with feature bench that scripts/bench-browser makes: 256 MiB, best of 5 reads). Decoding a token reads
 // every weight matrix once, so GB/s ÷ (weight bytes per token) bounds decode
 // speed; each table gives decode as a fraction of that bound. The weight
 // bytes per token are the GGUF's tensor data, without the token embedding

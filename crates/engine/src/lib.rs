@@ -28,6 +28,7 @@
 //! # }
 //! ```
 
+#[cfg(feature = "bench")]
 pub mod bandwidth;
 pub mod bench;
 pub mod chat;

@@ -254,7 +254,8 @@ pub enum Request {
     /// a buffer of `bytes` once (the worker's memory grows by that much and
     /// keeps it), times a few full reads and answers with [`Event::Bandwidth`].
     /// The worker is busy for the measurement (well under a second for
-    /// 256 MiB).
+    /// 256 MiB). Only in builds with the `bench` feature (`scripts/bench-browser`).
+    #[cfg(feature = "bench")]
     ProbeBandwidth {
         /// The buffer's size in bytes; larger than the caches (e.g. 256 MiB).
         bytes: u64,
@@ -435,7 +436,8 @@ pub enum Event {
         /// Its figures.
         stats: ReplyStats,
     },
-    /// The answer to [`Request::ProbeBandwidth`].
+    /// The answer to `Request::ProbeBandwidth` (feature `bench`).
+    #[cfg(feature = "bench")]
     Bandwidth {
         /// The buffer's size in bytes, as asked.
         bytes: u64,
@@ -571,6 +573,7 @@ mod tests {
         assert_eq!(back, ev);
     }
 
+    #[cfg(feature = "bench")]
     #[test]
     fn bandwidth_probe_round_trips_through_json() {
         let json = format!(r#"{{"v":{PROTOCOL_VERSION},"body":{{"type":"probe_bandwidth","bytes":268435456}}}}"#);

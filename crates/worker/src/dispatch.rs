@@ -55,6 +55,7 @@ pub fn on_request(shared: &Shared, request: Request, file: Option<File>) {
         }
         Request::Stop => shared.borrow_mut().host_mut().cancel(),
         // Five timed reads of a buffer the memory keeps (wasm memory never shrinks).
+        #[cfg(feature = "bench")]
         Request::ProbeBandwidth { bytes } => {
             let gb_per_s = sprig_engine::bandwidth::read_bandwidth(usize::try_from(bytes).unwrap_or(usize::MAX), 5);
             js::post(Event::Bandwidth { bytes, gb_per_s });

@@ -233,11 +233,6 @@ impl Session {
         &self.chat
     }
 
-    /// Replaces the chat format (e.g. to force the model's own template).
-    pub fn set_chat_format(&mut self, chat: ChatFormat) {
-        self.chat = chat;
-    }
-
     /// The ids whose keys and values are cached.
     pub fn cached(&self) -> &[u32] {
         &self.cached

@@ -109,11 +109,12 @@ pub fn memory_bytes() -> u64 {
         .map_or(0, |b| u64::from(b.byte_length()))
 }
 
-/// The loaded model (if any) and the reply in progress (if any).
+/// The loaded model's session (if any) and the reply in progress (if any).
+/// What the model is ([`LoadedModel`]) is told once, by the load, and not
+/// kept here.
 #[derive(Debug, Default)]
 pub struct Host {
     session: Option<Session>,
-    model: Option<LoadedModel>,
     reply: Option<Reply>,
     /// A stop requested while the session was lent out.
     cancel_pending: bool,
@@ -145,7 +146,6 @@ impl Host {
     /// Forgets the model (and any reply in progress).
     pub fn unload(&mut self) {
         self.session = None;
-        self.model = None;
         self.reply = None;
     }
 
@@ -158,11 +158,6 @@ impl Host {
     /// Puts back a session taken with [`Host::take_session`].
     pub fn restore_session(&mut self, session: Session) {
         self.session = Some(session);
-    }
-
-    /// What is loaded, if anything.
-    pub fn model(&self) -> Option<&LoadedModel> {
-        self.model.as_ref()
     }
 
     /// Whether a reply is in progress.
@@ -198,7 +193,6 @@ impl Host {
         post: &mut dyn FnMut(Event),
     ) -> Result<LoadedModel, HostError> {
         self.session = None;
-        self.model = None;
         self.reply = None;
         let started = web_time::Instant::now();
         let info = file.info().map_err(|e| HostError::BadModel(e.to_string()))?;
@@ -233,7 +227,6 @@ impl Host {
             kernels: sprig_engine::kernels::BUILD.to_string(),
         };
         self.session = Some(session);
-        self.model = Some(model.clone());
         Ok(model)
     }
 
@@ -274,11 +267,7 @@ impl Host {
         let reserved = RESERVED_CONTEXT.min(session.model().config().context_length);
         let mine = usable_positions(reserved, session.model().cache_bytes() as u64, memory_bytes);
         session.limit_context(others.iter().copied().fold(mine, usize::min));
-        let context = session.context();
-        if let Some(m) = self.model.as_mut() {
-            m.context_length = context as u64;
-        }
-        Some(context)
+        Some(session.context())
     }
 
     /// Takes the session out while an asynchronous step runs on it (so no

@@ -99,11 +99,6 @@ impl ChunkedBytes {
         store
     }
 
-    /// Number of chunks.
-    pub fn chunk_count(&self) -> usize {
-        self.chunks.len()
-    }
-
     /// Stores chunk `index`.
     ///
     /// # Errors

@@ -17,7 +17,7 @@ use crate::client::{WorkerClient, WORKER_URL};
 use crate::reduce::reduce;
 use crate::remembered;
 use crate::state::{Conversation, ModelState, Settings};
-use crate::store;
+use crate::store::{self, ConversationStore};
 use crate::ui_state::{Effect, Part, Reply, UiEvent, UiState};
 pub use crate::ui_state::{ReplyEnd, WorkerStatus};
 
@@ -70,6 +70,8 @@ pub struct Controller {
     state: StoredValue<UiState>,
     parts: Parts,
     client: StoredValue<Option<WorkerClient>, LocalStorage>,
+    /// Where conversations are saved (IndexedDB).
+    conversations: StoredValue<ConversationStore, LocalStorage>,
     /// A picked file waiting for its load request to be posted.
     pending_file: StoredValue<Option<web_sys::File>, LocalStorage>,
     on_reply_end: StoredValue<Vec<ReplyListener>, LocalStorage>,
@@ -146,6 +148,7 @@ impl Controller {
             state,
             parts,
             client: StoredValue::new_local(None),
+            conversations: StoredValue::new_local(ConversationStore::new()),
             pending_file: StoredValue::new_local(None),
             on_reply_end: StoredValue::new_local(Vec::new()),
             worker: view(state, link, |s| s.link.status),
@@ -211,7 +214,7 @@ impl Controller {
                 self.dispatch(UiEvent::PostFailed { request, message });
             }
             Effect::Save(conversation) => spawn_local(async move {
-                match store::save(&conversation).await {
+                match self.conversations.get_value().save(&conversation).await {
                     Ok(store::Saved::Stored) => {}
                     Ok(store::Saved::Conflict) => {
                         self.dispatch(UiEvent::SaveConflict { mine: conversation, fresh_id: fresh_conversation().id })
@@ -220,7 +223,7 @@ impl Controller {
                 }
             }),
             Effect::Open(id) => spawn_local(async move {
-                match store::load_all().await {
+                match self.conversations.get_value().load_all().await {
                     Ok((all, _)) => {
                         if let Some(c) = all.into_iter().find(|c| c.id == id) {
                             self.dispatch(UiEvent::Opened(c));
@@ -230,7 +233,7 @@ impl Controller {
                 }
             }),
             Effect::Delete(id) => spawn_local(async move {
-                if let Err(e) = store::delete(&id).await {
+                if let Err(e) = self.conversations.get_value().delete(&id).await {
                     self.dispatch(UiEvent::Failed(e.to_string()));
                 }
             }),
@@ -257,7 +260,7 @@ impl Controller {
 
     fn restore(self) {
         spawn_local(async move {
-            self.dispatch(match store::load_all().await {
+            self.dispatch(match self.conversations.get_value().load_all().await {
                 Ok((all, unreadable)) => UiEvent::Restored { all, unreadable },
                 Err(e) => UiEvent::Failed(e.to_string()),
             });

@@ -48,19 +48,87 @@ async fn wait(request: &IdbRequest, doing: &'static str) -> Result<JsValue, Stor
     request.result().map_err(idb(doing))
 }
 
-thread_local! {
-    /// The open database, kept so that saves and deletes start their
-    /// transactions at once (a reload right after cannot overtake them).
-    static OPEN: std::cell::RefCell<Option<IdbDatabase>> = const { std::cell::RefCell::new(None) };
+/// The conversation store: a handle that opens the database once and keeps
+/// it open, so that saves and deletes start their transactions at once (a
+/// reload right after cannot overtake them). Clones share the database.
+#[derive(Debug, Clone, Default)]
+pub struct ConversationStore {
+    db: std::rc::Rc<std::cell::RefCell<Option<IdbDatabase>>>,
 }
 
-async fn open() -> Result<IdbDatabase, StoreError> {
-    if let Some(db) = OPEN.with(|o| o.borrow().clone()) {
-        return Ok(db);
+impl ConversationStore {
+    /// A store; the database opens on first use.
+    pub fn new() -> Self {
+        Self::default()
     }
-    let db = open_new().await?;
-    OPEN.with(|o| *o.borrow_mut() = Some(db.clone()));
-    Ok(db)
+
+    async fn open(&self) -> Result<IdbDatabase, StoreError> {
+        if let Some(db) = self.db.borrow().clone() {
+            return Ok(db);
+        }
+        let db = open_new().await?;
+        *self.db.borrow_mut() = Some(db.clone());
+        Ok(db)
+    }
+
+    /// Saves a conversation as its revision `conversation.rev`, unless the
+    /// stored copy is that revision or newer.
+    ///
+    /// # Errors
+    /// [`StoreError`] when IndexedDB fails (e.g. the storage is full).
+    pub async fn save(&self, conversation: &Conversation) -> Result<Saved, StoreError> {
+        let json = serde_json::to_string(conversation).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let db = self.open().await?;
+        // Transactions on one store run in the order they were made, so saves
+        // of one tab land in order; the read and the write share one.
+        let tx = db.transaction_with_str_and_mode(STORE, IdbTransactionMode::Readwrite).map_err(idb("saving"))?;
+        let store = tx.object_store(STORE).map_err(idb("saving"))?;
+        let key = JsValue::from_str(&conversation.id);
+        let stored = wait(&store.get(&key).map_err(idb("saving"))?, "saving").await?;
+        let stored_rev = stored.as_string().map(|s| serde_json::from_str::<Conversation>(&s).map_or(0, |c| c.rev));
+        if !may_replace(stored_rev, conversation.rev) {
+            return Ok(Saved::Conflict);
+        }
+        let req = store.put_with_key(&JsValue::from_str(&json), &key).map_err(idb("saving"))?;
+        wait(&req, "saving").await?;
+        Ok(Saved::Stored)
+    }
+
+    /// Deletes a conversation.
+    ///
+    /// # Errors
+    /// [`StoreError`] when IndexedDB fails.
+    pub async fn delete(&self, id: &str) -> Result<(), StoreError> {
+        let db = self.open().await?;
+        let tx = db.transaction_with_str_and_mode(STORE, IdbTransactionMode::Readwrite).map_err(idb("deleting"))?;
+        let store = tx.object_store(STORE).map_err(idb("deleting"))?;
+        let req = store.delete(&JsValue::from_str(id)).map_err(idb("deleting"))?;
+        wait(&req, "deleting").await?;
+        Ok(())
+    }
+
+    /// All saved conversations, most recently updated first. Unreadable entries
+    /// are skipped and counted.
+    ///
+    /// # Errors
+    /// [`StoreError`] when IndexedDB fails.
+    pub async fn load_all(&self) -> Result<(Vec<Conversation>, usize), StoreError> {
+        let db = self.open().await?;
+        let tx = db.transaction_with_str(STORE).map_err(idb("loading"))?;
+        let store = tx.object_store(STORE).map_err(idb("loading"))?;
+        let req = store.get_all().map_err(idb("loading"))?;
+        let all = wait(&req, "loading").await?;
+        let mut out = Vec::new();
+        let mut bad = 0;
+        for v in js_sys::Array::from(&all).iter() {
+            match v.as_string().and_then(|s| serde_json::from_str::<Conversation>(&s).ok()) {
+                Some(c) => out.push(c),
+                None => bad += 1,
+            }
+        }
+        out.sort_by(|a, b| b.updated.total_cmp(&a.updated));
+        Ok((out, bad))
+    }
 }
 
 async fn open_new() -> Result<IdbDatabase, StoreError> {
@@ -100,65 +168,6 @@ pub enum Saved {
 /// revision `stored` (`None`: nothing stored): only a newer revision may.
 pub fn may_replace(stored: Option<u64>, mine: u64) -> bool {
     stored.is_none_or(|s| s < mine)
-}
-
-/// Saves a conversation as its revision `conversation.rev`, unless the
-/// stored copy is that revision or newer.
-///
-/// # Errors
-/// [`StoreError`] when IndexedDB fails (e.g. the storage is full).
-pub async fn save(conversation: &Conversation) -> Result<Saved, StoreError> {
-    let json = serde_json::to_string(conversation).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let db = open().await?;
-    // Transactions on one store run in the order they were made, so saves
-    // of one tab land in order; the read and the write share one.
-    let tx = db.transaction_with_str_and_mode(STORE, IdbTransactionMode::Readwrite).map_err(idb("saving"))?;
-    let store = tx.object_store(STORE).map_err(idb("saving"))?;
-    let key = JsValue::from_str(&conversation.id);
-    let stored = wait(&store.get(&key).map_err(idb("saving"))?, "saving").await?;
-    let stored_rev = stored.as_string().map(|s| serde_json::from_str::<Conversation>(&s).map_or(0, |c| c.rev));
-    if !may_replace(stored_rev, conversation.rev) {
-        return Ok(Saved::Conflict);
-    }
-    let req = store.put_with_key(&JsValue::from_str(&json), &key).map_err(idb("saving"))?;
-    wait(&req, "saving").await?;
-    Ok(Saved::Stored)
-}
-
-/// Deletes a conversation.
-///
-/// # Errors
-/// [`StoreError`] when IndexedDB fails.
-pub async fn delete(id: &str) -> Result<(), StoreError> {
-    let db = open().await?;
-    let tx = db.transaction_with_str_and_mode(STORE, IdbTransactionMode::Readwrite).map_err(idb("deleting"))?;
-    let store = tx.object_store(STORE).map_err(idb("deleting"))?;
-    let req = store.delete(&JsValue::from_str(id)).map_err(idb("deleting"))?;
-    wait(&req, "deleting").await?;
-    Ok(())
-}
-
-/// All saved conversations, most recently updated first. Unreadable entries
-/// are skipped and counted.
-///
-/// # Errors
-/// [`StoreError`] when IndexedDB fails.
-pub async fn load_all() -> Result<(Vec<Conversation>, usize), StoreError> {
-    let db = open().await?;
-    let tx = db.transaction_with_str(STORE).map_err(idb("loading"))?;
-    let store = tx.object_store(STORE).map_err(idb("loading"))?;
-    let req = store.get_all().map_err(idb("loading"))?;
-    let all = wait(&req, "loading").await?;
-    let mut out = Vec::new();
-    let mut bad = 0;
-    for v in js_sys::Array::from(&all).iter() {
-        match v.as_string().and_then(|s| serde_json::from_str::<Conversation>(&s).ok()) {
-            Some(c) => out.push(c),
-            None => bad += 1,
-        }
-    }
-    out.sort_by(|a, b| b.updated.total_cmp(&a.updated));
-    Ok((out, bad))
 }
 
 #[cfg(test)]

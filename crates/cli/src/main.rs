@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 
 mod commands;
 mod convert;
+mod quality;
 
 /// Sprig's native tools: inspect, tokenize, run, split, re-quantize and synthesize GGUF models.
 #[derive(Debug, Parser)]
@@ -39,6 +40,8 @@ enum Command {
     Convert(commands::convert::Args),
     /// Check a converted model: manifest hashes, shard sizes, GGUF structure and tensor shapes.
     Verify(commands::verify::Args),
+    /// Measure perplexity on a text as llama.cpp does; save or compare next-token distributions (KL divergence).
+    Perplexity(commands::perplexity::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -55,5 +58,6 @@ fn main() -> anyhow::Result<()> {
         Command::Synth(args) => commands::synth::run(&args),
         Command::Convert(args) => commands::convert::run(&args),
         Command::Verify(args) => commands::verify::run(&args),
+        Command::Perplexity(args) => commands::perplexity::run(&args),
     }
 }

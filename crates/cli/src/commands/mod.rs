@@ -7,6 +7,7 @@ pub mod convert;
 pub mod generate;
 pub mod inspect;
 pub mod manifest;
+pub mod perplexity;
 pub mod requant;
 pub mod split;
 pub mod synth;

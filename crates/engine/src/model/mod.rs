@@ -88,6 +88,12 @@ pub enum ModelError {
     /// A forward pass with no tokens.
     #[error("a forward pass needs at least one token")]
     NoTokens,
+    /// The memory cannot hold the logits of every token asked for.
+    #[error("not enough memory for the logits of {tokens} tokens")]
+    LogitsMemory {
+        /// Tokens asked for.
+        tokens: usize,
+    },
     /// The memory cannot hold the key/value cache asked for.
     #[error("not enough memory for the key/value cache of {positions} positions")]
     CacheMemory {
@@ -405,6 +411,44 @@ impl Model {
     /// # Errors
     /// As [`Model::forward`].
     pub async fn forward_with<C: Collective>(&mut self, tokens: &[u32], collective: &mut C) -> Result<&[f32], ModelError> {
+        let pos = self.check_step(tokens)?;
+        collective.begin(pos, tokens).await?;
+        let result = self.run(tokens, pos, collective, false).await;
+        if result.is_err() {
+            // Layers before the failing one appended to their caches: undo it,
+            // so the cache always holds exactly the positions that ran.
+            self.truncate_cache(pos);
+        }
+        result?;
+        Ok(&self.logits)
+    }
+
+    /// Runs `tokens` after the cached positions and returns the logits of
+    /// every one of them (`[tokens × vocab]`, token after token), as a
+    /// perplexity needs: the last layer and the output projection then run
+    /// for every token, not only the last. The model must not be split.
+    ///
+    /// # Errors
+    /// As [`Model::forward`].
+    pub fn forward_all(&mut self, tokens: &[u32]) -> Result<Vec<f32>, ModelError> {
+        if self.partition.count() > 1 {
+            return Err(CollectiveError("every position's logits are computed by a whole model only".into()).into());
+        }
+        let pos = self.check_step(tokens)?;
+        let seq = tokens.len();
+        let more = (seq * self.vocab).saturating_sub(self.logits.len());
+        self.logits.try_reserve_exact(more).map_err(|_| ModelError::LogitsMemory { tokens: seq })?;
+        let result = run_to_completion(self.run(tokens, pos, &mut Alone, true)).map_err(ModelError::from).and_then(|r| r);
+        if result.is_err() {
+            self.truncate_cache(pos);
+        }
+        result?;
+        Ok(std::mem::replace(&mut self.logits, vec![0.0; self.vocab]))
+    }
+
+    /// Checks a step of `tokens` against the context and the vocabulary and
+    /// reserves the cache's room (fallibly); returns the position it starts at.
+    fn check_step(&mut self, tokens: &[u32]) -> Result<usize, ModelError> {
         let seq = tokens.len();
         if seq == 0 {
             return Err(ModelError::NoTokens);
@@ -420,18 +464,10 @@ impl Model {
         // The cache's room first, fallibly: memory running out is an error
         // here, never an abort in the middle of a layer.
         self.reserve_cache(pos + seq)?;
-        collective.begin(pos, tokens).await?;
-        let result = self.run(tokens, pos, collective).await;
-        if result.is_err() {
-            // Layers before the failing one appended to their caches: undo it,
-            // so the cache always holds exactly the positions that ran.
-            self.truncate_cache(pos);
-        }
-        result?;
-        Ok(&self.logits)
+        Ok(pos)
     }
 
-    async fn run<C: Collective>(&mut self, tokens: &[u32], pos: usize, collective: &mut C) -> Result<(), ModelError> {
+    async fn run<C: Collective>(&mut self, tokens: &[u32], pos: usize, collective: &mut C, every: bool) -> Result<(), ModelError> {
         let seq = tokens.len();
         let e = self.config.n_embd;
         let split = self.partition.count() > 1;
@@ -461,7 +497,7 @@ impl Model {
             // The last layer of a prompt computes only the last token's
             // output (all tokens' keys and values still join the cache):
             // nothing reads the others'. Every worker does the same.
-            let last_only = i + 1 == n_layer && seq > 1;
+            let last_only = i + 1 == n_layer && seq > 1 && !every;
             let step = if last_only { e } else { seq * e };
             self.local.resize(layer.attention.wo.len() * step, 0.0);
             layer
@@ -485,9 +521,14 @@ impl Model {
             self.profile.lap(Stage::Exchange);
             parts.chunks_exact(step).for_each(|p| math::add(&mut self.x, p));
         }
-        self.last.resize(e, 0.0);
-        math::rms_norm(&self.x[self.x.len() - e..], &self.output_norm, input.eps, &mut self.last);
-        self.head_act.quantize(&self.last, 1, e).map_err(kernel(|| "output norm".into()))?;
+        // The output of the last token, or of every token.
+        let rows = if every { seq } else { 1 };
+        self.last.resize(rows * e, 0.0);
+        for (x, out) in self.x[self.x.len() - rows * e..].chunks_exact(e).zip(self.last.chunks_exact_mut(e)) {
+            math::rms_norm(x, &self.output_norm, input.eps, out);
+        }
+        self.head_act.quantize(&self.last, rows, e).map_err(kernel(|| "output norm".into()))?;
+        self.logits.resize(rows * self.vocab, 0.0);
         self.profile.lap(Stage::Other);
         let table = self.output.as_ref().unwrap_or(&self.embedding);
         if split {

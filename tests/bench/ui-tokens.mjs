@@ -41,7 +41,9 @@
 //
 // The cases alternate (2, 100, 2, 100, …) for RUNS runs each. Nothing polls the DOM while a reply streams: a
 // MutationObserver watching only the attributes data-live-tokens and
-// aria-busy calls back into node at the first token and at the end.
+// aria-busy calls back into node at the first token and at the end (and one
+// watching only the conversation's own children, for a finished reply shown
+// as a new bubble).
 //
 // Run by scripts/bench-ui.
 // Env: SPRIG_DIST (built dist), RUNS (default 3), MAX_TOKENS (default 128),
@@ -266,6 +268,22 @@ async function run(n, runNo) {
           }
         }
       }).observe(document.body, { subtree: true, attributes: true, attributeFilter: ['data-live-tokens', 'aria-busy'] });
+      // A UI that shows the finished reply as a new bubble (the streaming
+      // one removed) ends it with a child added to the conversation: watched
+      // without its subtree, so the tokens' re-rendering is not observed.
+      new MutationObserver((muts) => {
+        const now = performance.now();
+        for (const m of muts) {
+          for (const node of m.addedNodes) {
+            if (rec.tFirst !== null && rec.tEnd === null && node.nodeType === 1
+              && node.dataset.testid === 'message-assistant' && node.getAttribute('aria-busy') === 'false') {
+              rec.tEnd = now;
+              rec.putsEnd = window.__benchPuts;
+              window.__benchMark('end');
+            }
+          }
+        }
+      }).observe(document.querySelector('section.conversation'), { childList: true });
     });
 
     // The idle load of the main thread, with the model ready.

@@ -28,7 +28,8 @@ pub struct Args {
     /// Where to write the shards and manifest.json (must be absent or empty unless --force).
     #[arg(long)]
     pub output: PathBuf,
-    /// Quantization (f32, f16, q8_0, q6_k, q5_k, q4_k, q4_0, q3_k, q2_k, q4_k_m).
+    /// Quantization (f32, f16, q8_0, q6_k, q5_k, q5_1, q5_0, q4_k, q4_1, q4_0, q3_k, q2_k, q4_k_m;
+    /// q4_1, q5_0 and q5_1 only with --plain: their per-block minimum cannot keep zeros exactly).
     #[arg(long, default_value = "q4_k_m", value_parser = parse_recipe)]
     pub quant: Recipe,
     /// Maximum tensor data per shard.

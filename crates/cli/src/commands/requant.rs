@@ -1,9 +1,15 @@
 //! `sprig requant IN.gguf OUT.gguf --quant q4_0`: re-quantizes a GGUF model
 //! the way llama-quantize does, keeping its metadata, tokenizer and tensor
-//! order. Every 2-D tensor whose rows are a whole number of the new type's
-//! blocks is dequantized and quantized again to that type (one tensor at a
-//! time); the others (1-D norms, rows that do not fit) keep their type and
-//! bytes. `general.file_type` follows the new type when the file has it.
+//! order, with the quantizer choices of `sprig convert`: pruned zeros kept
+//! (the default) or `--plain`, every type, and the `q4_k_m` mix.
+//!
+//! With one type, every 2-D tensor whose rows are a whole number of its
+//! blocks is dequantized and quantized again to it (one tensor at a time);
+//! the others (1-D norms, rows that do not fit) keep their type and bytes.
+//! With `q4_k_m`, each matrix gets the type `sprig convert` gives it (Q6_K for
+//! the output matrix and some attn_v / ffn_down, Q4_K for the rest, Q8_0 or
+//! F16 where the rows do not fit), read from its GGUF name. `general.file_type`
+//! follows the recipe when the file has it.
 //!
 //! candle's GGUF writer takes every tensor at once, so the output is held in
 //! memory before it is written (about the output file's size).
@@ -25,78 +31,8 @@ use sprig_engine::gguf::{split_paths, GgufError, Metadata};
 use sprig_engine::quant::{self, QuantError, QuantMode};
 use sprig_engine::GgufFile;
 
+use crate::convert::mapping::{Role, TensorPlan};
 use crate::convert::recipe::{type_name, Recipe};
-
-/// The types `--quant` accepts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum QuantType {
-    /// 32-bit floats (dequantizes).
-    #[value(name = "f32")]
-    F32,
-    /// 16-bit floats.
-    #[value(name = "f16")]
-    F16,
-    /// 8-bit, blocks of 32.
-    #[value(name = "q8_0")]
-    Q8_0,
-    /// 5-bit with a minimum, blocks of 32.
-    #[value(name = "q5_1")]
-    Q5_1,
-    /// 5-bit, blocks of 32.
-    #[value(name = "q5_0")]
-    Q5_0,
-    /// 4-bit with a minimum, blocks of 32.
-    #[value(name = "q4_1")]
-    Q4_1,
-    /// 4-bit, blocks of 32.
-    #[value(name = "q4_0")]
-    Q4_0,
-    /// 6-bit k-quant, super-blocks of 256.
-    #[value(name = "q6_k")]
-    Q6K,
-    /// 5-bit k-quant, super-blocks of 256.
-    #[value(name = "q5_k")]
-    Q5K,
-    /// 4-bit k-quant, super-blocks of 256.
-    #[value(name = "q4_k")]
-    Q4K,
-    /// 3-bit k-quant, super-blocks of 256.
-    #[value(name = "q3_k")]
-    Q3K,
-    /// 2-bit k-quant, super-blocks of 256.
-    #[value(name = "q2_k")]
-    Q2K,
-}
-
-impl QuantType {
-    /// The ggml type.
-    pub fn dtype(self) -> GgmlDType {
-        match self {
-            Self::F32 => GgmlDType::F32,
-            Self::F16 => GgmlDType::F16,
-            Self::Q8_0 => GgmlDType::Q8_0,
-            Self::Q5_1 => GgmlDType::Q5_1,
-            Self::Q5_0 => GgmlDType::Q5_0,
-            Self::Q4_1 => GgmlDType::Q4_1,
-            Self::Q4_0 => GgmlDType::Q4_0,
-            Self::Q6K => GgmlDType::Q6K,
-            Self::Q5K => GgmlDType::Q5K,
-            Self::Q4K => GgmlDType::Q4K,
-            Self::Q3K => GgmlDType::Q3K,
-            Self::Q2K => GgmlDType::Q2K,
-        }
-    }
-
-    /// llama.cpp's `general.file_type` number for a model mostly of this type.
-    pub fn file_type(self) -> u32 {
-        match self {
-            Self::Q4_1 => 3,
-            Self::Q5_0 => 8,
-            Self::Q5_1 => 9,
-            other => Recipe::Uniform(other.dtype()).file_type(),
-        }
-    }
-}
 
 /// Arguments of `sprig requant`.
 #[derive(Debug, clap::Args)]
@@ -105,12 +41,21 @@ pub struct Args {
     pub input: PathBuf,
     /// The GGUF file to write (one file).
     pub output: PathBuf,
-    /// The new type of the 2-D tensors whose rows fit its blocks.
-    #[arg(long, value_enum, ignore_case = true)]
-    pub quant: QuantType,
+    /// The new type of the 2-D tensors whose rows fit its blocks (f32, f16,
+    /// q8_0, q6_k, q5_k, q5_1, q5_0, q4_k, q4_1, q4_0, q3_k, q2_k), or q4_k_m.
+    #[arg(long, value_parser = parse_recipe)]
+    pub quant: Recipe,
+    /// Use candle's plain quantizer (pruned zeros may not stay zero); by
+    /// default every weight that is 0 stays exactly 0.
+    #[arg(long)]
+    pub plain: bool,
     /// Replace the output if it exists.
     #[arg(long)]
     pub force: bool,
+}
+
+fn parse_recipe(s: &str) -> Result<Recipe, String> {
+    s.parse()
 }
 
 /// Errors of `sprig requant`, each naming the file or tensor that failed.
@@ -204,6 +149,31 @@ pub fn requantizes(shape: &[usize], from: GgmlDType, to: GgmlDType) -> bool {
     matches!(shape, [_, cols] if cols % to.block_size() == 0) && from != to
 }
 
+/// A GGUF tensor's role, from its name (`token_embd.weight`,
+/// `blk.3.attn_v.weight`, `output.weight`, `*_norm.weight`), as `sprig
+/// convert`'s recipes read it.
+pub fn plan_of(name: &str, shape: &[usize]) -> TensorPlan {
+    let layer = name.strip_prefix("blk.").and_then(|rest| rest.split('.').next()).and_then(|n| n.parse().ok());
+    let role = match name {
+        "token_embd.weight" => Role::Embedding,
+        "output.weight" => Role::Output,
+        _ if shape.len() < 2 || name.ends_with("_norm.weight") => Role::Norm,
+        _ => Role::Linear,
+    };
+    TensorPlan { hf: String::new(), gguf: name.to_string(), shape: shape.to_vec(), role, layer, permute_heads: None }
+}
+
+/// The type `recipe` gives the tensor `name` of `shape` and type `from` in a
+/// model of `layers` blocks, when it changes: one type changes every 2-D
+/// tensor whose rows fit it; `q4_k_m` gives each matrix its type.
+pub fn target(recipe: Recipe, name: &str, shape: &[usize], from: GgmlDType, layers: usize) -> Option<GgmlDType> {
+    match recipe {
+        Recipe::Uniform(to) => requantizes(shape, from, to).then_some(to),
+        Recipe::Q4KM if shape.len() == 2 => Some(recipe.dtype(&plan_of(name, shape), layers)).filter(|to| *to != from),
+        Recipe::Q4KM => None,
+    }
+}
+
 /// Opens every shard of the model `input` names, with its header; sorted by
 /// shard number, readers rewound.
 fn open_shards(input: &Path) -> Result<Vec<(Content, BufReader<File>)>, RequantError> {
@@ -222,10 +192,20 @@ fn open_shards(input: &Path) -> Result<Vec<(Content, BufReader<File>)>, RequantE
     Ok(shards.into_iter().map(|(_, content, reader)| (content, reader)).collect())
 }
 
+/// The model's number of blocks: `{arch}.block_count`, or 0 when absent
+/// (then no layer gets `q4_k_m`'s extra bits but by its name).
+fn block_count(meta: &std::collections::HashMap<String, Value>) -> usize {
+    let arch = match meta.get("general.architecture") {
+        Some(Value::String(a)) => a.clone(),
+        _ => return 0,
+    };
+    Metadata(meta).opt_u64(&format!("{arch}.block_count")).ok().flatten().map_or(0, |n| usize::try_from(n).unwrap_or(0))
+}
+
 /// The output's metadata: the input's without the `split.*` keys, sorted by
 /// key, with `general.alignment` at the alignment candle writes and
 /// `general.file_type` (when present, in its own integer type) set to `to`'s.
-fn output_metadata(meta: &std::collections::HashMap<String, Value>, to: QuantType) -> Vec<(String, Value)> {
+fn output_metadata(meta: &std::collections::HashMap<String, Value>, to: Recipe) -> Vec<(String, Value)> {
     let file_type = to.file_type();
     let mut out: Vec<(String, Value)> = meta
         .iter()
@@ -247,10 +227,10 @@ fn output_metadata(meta: &std::collections::HashMap<String, Value>, to: QuantTyp
 }
 
 /// Re-quantizes `tensor` (named `name`, read from `path`) to `to`.
-fn requantize(path: &Path, name: &str, tensor: &QTensor, to: GgmlDType) -> Result<QTensor, RequantError> {
+fn requantize(path: &Path, name: &str, tensor: &QTensor, to: GgmlDType, mode: QuantMode) -> Result<QTensor, RequantError> {
     let dequantize = |source| RequantError::Dequantize { path: path.into(), name: name.into(), dtype: type_name(tensor.dtype()), source };
     let values = tensor.dequantize(&Device::Cpu).and_then(|t| t.flatten_all()).and_then(|t| t.to_vec1::<f32>()).map_err(dequantize)?;
-    quant::quantize(&values, tensor.shape().dims(), to, QuantMode::Plain).map_err(|source| RequantError::Quantize {
+    quant::quantize(&values, tensor.shape().dims(), to, mode).map_err(|source| RequantError::Quantize {
         path: path.into(),
         name: name.into(),
         dtype: type_name(to),
@@ -294,8 +274,9 @@ fn check_output(input: &Path, output: &Path, force: bool) -> Result<(), RequantE
     Ok(())
 }
 
-/// Re-quantizes the model `input` to `to` into the single file `output`;
-/// `on_tensor` is told about each tensor as it is done, in file order.
+/// Re-quantizes the model `input` with `recipe` (zeros kept or not, as
+/// `mode` says) into the single file `output`; `on_tensor` is told about each
+/// tensor as it is done, in file order.
 ///
 /// # Errors
 /// [`RequantError`], naming the file or tensor that failed; nothing is left
@@ -303,15 +284,20 @@ fn check_output(input: &Path, output: &Path, force: bool) -> Result<(), RequantE
 pub fn requant(
     input: &Path,
     output: &Path,
-    to: QuantType,
+    recipe: Recipe,
+    mode: QuantMode,
     force: bool,
     on_tensor: &mut dyn FnMut(&TensorChange),
 ) -> Result<Vec<TensorChange>, RequantError> {
     check_output(input, output, force)?;
     let shards = open_shards(input)?;
     let metadata = match shards.first() {
-        Some((content, _)) => output_metadata(&content.metadata, to),
+        Some((content, _)) => output_metadata(&content.metadata, recipe),
         None => Vec::new(),
+    };
+    let layers = match shards.first() {
+        Some((content, _)) => block_count(&content.metadata),
+        None => 0,
     };
     let mut order = Vec::new();
     for (content, _) in &shards {
@@ -321,14 +307,16 @@ pub fn requant(
     }
     let mut model = GgufFile::open_split(shards.into_iter().map(|(_, reader)| reader).collect())
         .map_err(|source| RequantError::Read { path: input.into(), source })?;
-    let target = to.dtype();
     let mut tensors = Vec::with_capacity(order.len());
     let mut changes = Vec::with_capacity(order.len());
     for name in order {
         let tensor = model.tensor(&name, &Device::Cpu).map_err(|source| RequantError::Read { path: input.into(), source })?;
         let from = tensor.dtype();
         let elements = tensor.shape().elem_count();
-        let tensor = if requantizes(tensor.shape().dims(), from, target) { requantize(input, &name, &tensor, target)? } else { tensor };
+        let tensor = match target(recipe, &name, tensor.shape().dims(), from, layers) {
+            Some(to) => requantize(input, &name, &tensor, to, mode)?,
+            None => tensor,
+        };
         let change = TensorChange {
             name: name.clone(),
             from,
@@ -351,7 +339,8 @@ fn mib(bytes: u64) -> String {
 /// then the totals.
 pub fn run(args: &Args) -> anyhow::Result<()> {
     let mut first = true;
-    let changes = requant(&args.input, &args.output, args.quant, args.force, &mut |c| {
+    let mode = if args.plain { QuantMode::Plain } else { QuantMode::KeepZeros };
+    let changes = requant(&args.input, &args.output, args.quant, mode, args.force, &mut |c| {
         if std::mem::take(&mut first) {
             println!("{:<40} {:<6}    new", "tensor", "old");
         }
@@ -367,9 +356,10 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let kept = kept.iter().map(|(t, n)| format!("{t} ×{n}")).collect::<Vec<_>>().join(", ");
     let (before, after) = changes.iter().fold((0, 0), |(b, a), c| (b + c.bytes.0, a + c.bytes.1));
     println!(
-        "\n{requantized} of {} tensors re-quantized to {}; kept: {}",
+        "\n{requantized} of {} tensors re-quantized to {}{}; kept: {}",
         changes.len(),
-        type_name(args.quant.dtype()),
+        args.quant.name(),
+        if args.plain { " (plain)" } else { "" },
         if kept.is_empty() { "none".into() } else { kept }
     );
     println!("tensor data: {} -> {}", mib(before), mib(after));
@@ -394,10 +384,26 @@ mod tests {
 
     #[test]
     fn file_types_follow_llama_cpp() {
-        assert_eq!(QuantType::Q4_0.file_type(), 2);
-        assert_eq!(QuantType::Q4_1.file_type(), 3);
-        assert_eq!(QuantType::Q8_0.file_type(), 7);
-        assert_eq!(QuantType::Q6K.file_type(), 18);
+        let ft = |s: &str| s.parse::<Recipe>().unwrap().file_type();
+        assert_eq!((ft("q4_0"), ft("q4_1"), ft("q5_0"), ft("q5_1"), ft("q8_0"), ft("q6_k"), ft("q4_k_m")), (2, 3, 8, 9, 7, 18, 15));
+    }
+
+    #[test]
+    fn q4_k_m_reads_each_tensors_role_from_its_name() {
+        let r = Recipe::Q4KM;
+        let t = |name: &str, shape: &[usize]| target(r, name, shape, GgmlDType::F16, 32);
+        assert_eq!(t("blk.0.attn_v.weight", &[1024, 4096]), Some(GgmlDType::Q6K));
+        assert_eq!(t("blk.5.attn_v.weight", &[1024, 4096]), Some(GgmlDType::Q4K));
+        assert_eq!(t("blk.31.ffn_down.weight", &[4096, 14336]), Some(GgmlDType::Q6K));
+        assert_eq!(t("blk.5.ffn_up.weight", &[14336, 4096]), Some(GgmlDType::Q4K));
+        assert_eq!(t("output.weight", &[32000, 4096]), Some(GgmlDType::Q6K));
+        assert_eq!(t("blk.5.ffn_up.weight", &[1536, 576]), Some(GgmlDType::Q8_0), "rows of 576 do not fit Q4_K's 256");
+        assert_eq!(t("blk.0.attn_norm.weight", &[4096]), None);
+        assert_eq!(plan_of("token_embd.weight", &[32000, 4096]).role, Role::Embedding);
+        assert_eq!(plan_of("blk.12.attn_q.weight", &[4096, 4096]).layer, Some(12));
+        // One type: only 2-D tensors whose rows fit, of another type.
+        assert_eq!(target(Recipe::Uniform(GgmlDType::Q4_0), "output.weight", &[10, 64], GgmlDType::Q8_0, 2), Some(GgmlDType::Q4_0));
+        assert_eq!(target(Recipe::Uniform(GgmlDType::Q4_0), "x", &[64], GgmlDType::F32, 2), None);
     }
 
     #[test]
@@ -408,7 +414,7 @@ mod tests {
             ("split.no".to_string(), Value::U16(0)),
         ]
         .into();
-        let out = output_metadata(&meta, QuantType::Q4_0);
+        let out = output_metadata(&meta, Recipe::Uniform(GgmlDType::Q4_0));
         let keys: Vec<&str> = out.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(keys, ["general.file_type", "general.name"]);
         assert!(matches!(out[0].1, Value::U32(2)));

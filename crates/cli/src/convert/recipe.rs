@@ -22,7 +22,7 @@ pub enum Recipe {
 }
 
 /// The names `--quant` accepts.
-pub const NAMES: &str = "f32, f16, q8_0, q6_k, q5_k, q4_k, q4_0, q3_k, q2_k, q4_k_m";
+pub const NAMES: &str = "f32, f16, q8_0, q6_k, q5_k, q5_1, q5_0, q4_k, q4_1, q4_0, q3_k, q2_k, q4_k_m";
 
 impl FromStr for Recipe {
     type Err = String;
@@ -34,6 +34,9 @@ impl FromStr for Recipe {
             "q8_0" => Self::Uniform(GgmlDType::Q8_0),
             "q6_k" => Self::Uniform(GgmlDType::Q6K),
             "q5_k" => Self::Uniform(GgmlDType::Q5K),
+            "q5_1" => Self::Uniform(GgmlDType::Q5_1),
+            "q5_0" => Self::Uniform(GgmlDType::Q5_0),
+            "q4_1" => Self::Uniform(GgmlDType::Q4_1),
             "q4_k" => Self::Uniform(GgmlDType::Q4K),
             "q4_0" => Self::Uniform(GgmlDType::Q4_0),
             "q3_k" => Self::Uniform(GgmlDType::Q3K),
@@ -76,6 +79,9 @@ impl Recipe {
                 GgmlDType::F32 => 0,
                 GgmlDType::F16 => 1,
                 GgmlDType::Q4_0 => 2,
+                GgmlDType::Q4_1 => 3,
+                GgmlDType::Q5_0 => 8,
+                GgmlDType::Q5_1 => 9,
                 GgmlDType::Q8_0 => 7,
                 GgmlDType::Q2K => 10,
                 GgmlDType::Q3K => 12,

@@ -71,7 +71,7 @@ pub enum QuantError {
         value: f32,
     },
     /// The type cannot be produced in this mode.
-    #[error("{dtype:?} is not supported in {mode:?} mode")]
+    #[error("{dtype:?} is not supported in {mode:?} mode (its per-block minimum cannot hold 0 exactly: quantize it plainly)")]
     Unsupported {
         /// The type asked for.
         dtype: GgmlDType,

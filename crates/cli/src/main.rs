@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 
 mod commands;
 mod convert;
+mod prune;
 mod quality;
 
 /// Sprig's native tools: inspect, tokenize, run, split, re-quantize and synthesize GGUF models.
@@ -42,6 +43,8 @@ enum Command {
     Verify(commands::verify::Args),
     /// Measure perplexity on a text as llama.cpp does; save or compare next-token distributions (KL divergence).
     Perplexity(commands::perplexity::Args),
+    /// Prune every linear layer of a GGUF model (Wanda or magnitude), writing an F16 or F32 GGUF.
+    Prune(commands::prune::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -59,5 +62,6 @@ fn main() -> anyhow::Result<()> {
         Command::Convert(args) => commands::convert::run(&args),
         Command::Verify(args) => commands::verify::run(&args),
         Command::Perplexity(args) => commands::perplexity::run(&args),
+        Command::Prune(args) => commands::prune::run(&args),
     }
 }

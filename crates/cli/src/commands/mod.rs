@@ -8,6 +8,7 @@ pub mod generate;
 pub mod inspect;
 pub mod manifest;
 pub mod perplexity;
+pub mod prune;
 pub mod requant;
 pub mod split;
 pub mod synth;

@@ -1,5 +1,6 @@
 //! `sprig inspect FILE`: metadata, tensor table, per-tensor types and total size,
-//! read from the header alone.
+//! read from the header alone; with `--sparsity`, also the share of exact
+//! zeros in the blocks' linear layers, read from the weights (dequantized).
 
 use std::path::PathBuf;
 
@@ -16,6 +17,28 @@ pub struct Args {
     /// Also list every tensor.
     #[arg(long)]
     pub tensors: bool,
+    /// Also measure the sparsity of the linear layers (reads every weight).
+    #[arg(long)]
+    pub sparsity: bool,
+}
+
+/// The share of weights that are exactly 0 in the blocks' linear layers
+/// (`blk.N.{attn_q, …, ffn_down}.weight`) of `file`, as they dequantize.
+fn linear_sparsity<R: std::io::Read + std::io::Seek>(file: &mut sprig_engine::GgufFile<R>) -> anyhow::Result<f64> {
+    let names: Vec<String> = file
+        .tensors()
+        .into_iter()
+        .map(|(n, _)| n.to_string())
+        .filter(|n| n.starts_with("blk.") && super::prune::LINEAR.iter().any(|k| n.ends_with(&format!(".{k}.weight"))))
+        .collect();
+    let (mut zeros, mut all) = (0usize, 0usize);
+    for name in names {
+        let t = file.tensor(&name, &candle_core::Device::Cpu)?;
+        let v = t.dequantize(&candle_core::Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?;
+        zeros += v.iter().filter(|x| **x == 0.0).count();
+        all += v.len();
+    }
+    Ok(if all == 0 { 0.0 } else { zeros as f64 / all as f64 })
 }
 
 fn short(v: &Value) -> String {
@@ -31,7 +54,8 @@ fn short(v: &Value) -> String {
 
 /// Runs `sprig inspect`.
 pub fn run(args: &Args) -> anyhow::Result<()> {
-    let file = super::open_gguf(&args.file)?;
+    let mut file = super::open_gguf(&args.file)?;
+    let sparsity = if args.sparsity { Some(linear_sparsity(&mut file)?) } else { None };
     let info = file.info()?;
     let tensors = file.tensors();
     if args.json {
@@ -50,6 +74,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             "tensor_bytes": info.tensor_bytes,
             "tensor_types": info.tensor_types,
             "tensors": if args.tensors { serde_json::Value::Array(table) } else { serde_json::Value::Null },
+            "linear_sparsity": sparsity,
         });
         println!("{json:#}");
         return Ok(());
@@ -61,6 +86,9 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     println!("parameters:   {} ({:.1} M)", info.parameter_count, info.parameter_count as f64 / 1e6);
     println!("tensor data:  {:.1} MiB", info.tensor_bytes as f64 / (1024.0 * 1024.0));
     println!("types:        {}", info.tensor_types.iter().map(|(t, n)| format!("{t} ×{n}")).collect::<Vec<_>>().join(", "));
+    if let Some(s) = sparsity {
+        println!("sparsity:     {:.3} % of the linear layers' weights are 0", s * 100.0);
+    }
     println!("\nmetadata:");
     let meta = file.metadata();
     let mut keys: Vec<_> = meta.0.keys().collect();

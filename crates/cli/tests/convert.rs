@@ -190,33 +190,13 @@ fn every_quant_type_converts_verifies_loads_generates_and_keeps_every_pruned_zer
     }
 }
 
-/// Every tensor of a GGUF (any shard names the model), dequantized.
-fn all_values(first_shard: &Path) -> std::collections::BTreeMap<String, (GgmlDType, Vec<f32>)> {
-    let mut file = common_open(first_shard);
-    let names: Vec<String> = file.tensors().into_iter().map(|(n, _)| n.to_string()).collect();
-    names
-        .into_iter()
-        .map(|n| {
-            let t = file.tensor(&n, &Device::Cpu).unwrap();
-            let v = t.dequantize(&Device::Cpu).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-            (n, (t.dtype(), v))
-        })
-        .collect()
-}
-
-fn common_open(path: &Path) -> GgufFile<std::io::BufReader<std::fs::File>> {
-    let readers =
-        sprig_engine::gguf::split_paths(path).into_iter().map(|p| std::io::BufReader::new(std::fs::File::open(p).unwrap())).collect();
-    GgufFile::open_split(readers).unwrap()
-}
-
 #[test]
 fn requant_keeps_pruned_zeros_by_default_like_convert_and_mixes_q4_k_m() {
     // The pruned checkpoint as an F16 GGUF: its zeros are the pruned weights.
     let f16 = convert("requant", "f16", tiny(), &[]);
     let input = shards(&f16).remove(0);
-    let source = all_values(&input);
-    let zeros = |name: &str| source[name].1.iter().filter(|v| **v == 0.0).count();
+    let source = common::dequantized(input.to_str().unwrap());
+    let zeros = |name: &str| source[name].2.iter().filter(|v| **v == 0.0).count();
     assert!(zeros("blk.0.ffn_up.weight") > 0);
     let requant = |quant: &str, extra: &[&str]| {
         let out = scratch(&format!("requant-{quant}{}.gguf", extra.len()));
@@ -224,13 +204,13 @@ fn requant_keeps_pruned_zeros_by_default_like_convert_and_mixes_q4_k_m() {
         args.extend_from_slice(extra);
         let (ok, text) = sprig(&args);
         assert!(ok, "{text}");
-        all_values(&out)
+        common::dequantized(out.to_str().unwrap())
     };
-    let zeros_lost = |values: &std::collections::BTreeMap<String, (GgmlDType, Vec<f32>)>| -> usize {
+    let zeros_lost = |values: &std::collections::BTreeMap<String, (GgmlDType, Vec<usize>, Vec<f32>)>| -> usize {
         values
             .iter()
             .filter(|(n, _)| n.starts_with("blk.") && !n.ends_with("_norm.weight"))
-            .map(|(n, (_, v))| source[n].1.iter().zip(v).filter(|(s, q)| **s == 0.0 && **q != 0.0).count())
+            .map(|(n, (_, _, v))| source[n].2.iter().zip(v).filter(|(s, q)| **s == 0.0 && **q != 0.0).count())
             .sum()
     };
     // Q4_K (a per-block minimum): zeros kept by default, not by candle's plain quantizer.

@@ -9,35 +9,23 @@ use std::fs::File;
 use std::io::BufReader;
 
 use candle_core::quantized::GgmlDType;
-use candle_core::Device;
 use sprig_engine::GgufFile;
 
-use common::{greedy_chat, model_file, sprig, TempDir, MODEL};
+use common::{dequantized, greedy_chat, model_file, sprig, TempDir, MODEL};
+
+/// Every tensor's type, shape and values, as `dequantized` reads them.
+type Tensors = std::collections::BTreeMap<String, (GgmlDType, Vec<usize>, Vec<f32>)>;
 
 const CALIB: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/quality/persuasion.txt");
 const LINEAR: [&str; 7] = ["attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"];
-
-/// Every tensor's type, shape and values.
-fn read(path: &str) -> HashMap<String, (GgmlDType, Vec<usize>, Vec<f32>)> {
-    let mut file = GgufFile::open(BufReader::new(File::open(path).unwrap())).unwrap();
-    let names: Vec<String> = file.tensors().into_iter().map(|(n, _)| n.to_string()).collect();
-    names
-        .into_iter()
-        .map(|n| {
-            let t = file.tensor(&n, &Device::Cpu).unwrap();
-            let v = t.dequantize(&Device::Cpu).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-            (n, (t.dtype(), t.shape().dims().to_vec(), v))
-        })
-        .collect()
-}
 
 fn zeros(v: &[f32]) -> usize {
     v.iter().filter(|x| **x == 0.0).count()
 }
 
 /// Checks the pruned model at `path` against the input: returns its linear layers.
-fn check_pruned(path: &str, input: &HashMap<String, (GgmlDType, Vec<usize>, Vec<f32>)>) -> HashMap<String, Vec<f32>> {
-    let out = read(path);
+fn check_pruned(path: &str, input: &Tensors) -> HashMap<String, Vec<f32>> {
+    let out = dequantized(path);
     assert_eq!(out.len(), input.len(), "the same tensors");
     let mut linear = HashMap::new();
     for (name, (dtype, shape, values)) in &out {
@@ -67,7 +55,7 @@ fn check_pruned(path: &str, input: &HashMap<String, (GgmlDType, Vec<usize>, Vec<
 #[test]
 fn magnitude_and_wanda_prune_exactly_and_the_model_still_talks() {
     let model = model_file(MODEL);
-    let input = read(model);
+    let input = dequantized(model);
     let dir = TempDir::new("prune");
 
     let magnitude = dir.path("magnitude.gguf");

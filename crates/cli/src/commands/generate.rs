@@ -55,10 +55,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         messages.push(ChatMessage::new(Role::User, args.prompt.clone()));
         session.chat_prompt(&messages)?
     } else {
-        let t = session.tokenizer();
-        let mut ids: Vec<u32> = t.bos().filter(|_| t.add_bos()).into_iter().collect();
-        ids.extend(t.encode(&args.prompt)?);
-        ids
+        super::text_ids(session.tokenizer(), &args.prompt)?
     };
     let params = SamplingParams {
         temperature: args.temperature,

@@ -34,6 +34,17 @@ pub fn open_gguf(path: &Path) -> anyhow::Result<GgufFile<BufReader<File>>> {
     GgufFile::open_split(readers).with_context(|| format!("cannot read {}", path.display()))
 }
 
+/// The ids of plain `text` as llama.cpp's tools tokenize it: BOS first when
+/// the model adds one, text that looks like a special token read as text.
+///
+/// # Errors
+/// The tokenizer fails on the text.
+pub fn text_ids(tokenizer: &sprig_engine::Tokenizer, text: &str) -> anyhow::Result<Vec<u32>> {
+    let mut ids: Vec<u32> = tokenizer.bos().filter(|_| tokenizer.add_bos()).into_iter().collect();
+    ids.extend(tokenizer.encode(text)?);
+    Ok(ids)
+}
+
 /// Loads a chat session from a GGUF model on the CPU.
 pub fn load_session(path: &Path) -> anyhow::Result<sprig_engine::Session> {
     let mut file = open_gguf(path)?;

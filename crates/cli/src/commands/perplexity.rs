@@ -65,14 +65,6 @@ const PERCENTILES: [(&str, f64); 11] = [
     ("min", 0.0),
 ];
 
-/// The tokens of `text` as llama.cpp's perplexity tokenizes it: BOS first
-/// when the model adds one, special tokens' text read as plain text.
-pub fn tokenize(tokenizer: &Tokenizer, text: &str) -> anyhow::Result<Vec<u32>> {
-    let mut ids: Vec<u32> = tokenizer.bos().filter(|_| tokenizer.add_bos()).into_iter().collect();
-    ids.extend(tokenizer.encode(text)?);
-    Ok(ids)
-}
-
 /// Runs `sprig perplexity`.
 pub fn run(args: &Args) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&args.text).with_context(|| format!("cannot read {} as UTF-8 text", args.text.display()))?;
@@ -85,7 +77,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         bail!("--ctx {ctx}: it must be from 4 to the model's context, {trained}");
     }
     let started = Instant::now();
-    let tokens = tokenize(&tokenizer, &text)?;
+    let tokens = super::text_ids(&tokenizer, &text)?;
     eprintln!("tokenized {} in {:.1} s: {} tokens", args.text.display(), started.elapsed().as_secs_f64(), tokens.len());
     if tokens.len() < 2 * ctx {
         bail!("{} has {} tokens: at least 2 × --ctx = {} are needed", args.text.display(), tokens.len(), 2 * ctx);

@@ -21,12 +21,14 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
-use candle_core::quantized::gguf_file::{self, Value};
+use candle_core::quantized::gguf_file::Value;
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
 use sprig_engine::model::LlamaConfig;
 use sprig_engine::Tokenizer;
 
+use super::requant::{check_output, output_metadata, write};
+use crate::convert::recipe::Recipe;
 use crate::prune::forward::{Block, InputNorms, Runner};
 use crate::prune::select::{prune_rows, pruned_per_row};
 
@@ -142,8 +144,8 @@ pub struct Dense {
     pub cfg: LlamaConfig,
     /// Its tokenizer.
     pub tokenizer: Tokenizer,
-    /// Its metadata but the `split.*` keys.
-    pub metadata: Vec<(String, Value)>,
+    /// Its metadata.
+    pub metadata: HashMap<String, Value>,
     /// Its tensors in file order: data offset, name, shape.
     pub order: Vec<(u64, String, Vec<usize>)>,
     /// Every tensor: shape and values (row-major).
@@ -159,9 +161,7 @@ pub fn read_dense(path: &std::path::Path) -> anyhow::Result<Dense> {
     let (cfg, tokenizer, metadata) = {
         let meta = file.metadata();
         let cfg = LlamaConfig::from_metadata(&meta).with_context(|| format!("{} is not a model sprig can prune", path.display()))?;
-        let raw: Vec<(String, Value)> =
-            meta.0.iter().filter(|(k, _)| !k.starts_with("split.")).map(|(k, v)| (k.clone(), v.clone())).collect();
-        (cfg, Tokenizer::from_gguf(&meta)?, raw)
+        (cfg, Tokenizer::from_gguf(&meta)?, meta.0.clone())
     };
     let mut order: Vec<(u64, String, Vec<usize>)> =
         file.tensors().into_iter().map(|(name, info)| (info.offset, name.to_string(), info.shape.dims().to_vec())).collect();
@@ -180,9 +180,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     if !(0.0..1.0).contains(&args.sparsity) {
         bail!("--sparsity {}: it must be at least 0 and below 1", args.sparsity);
     }
-    if args.output.exists() && !args.force {
-        bail!("{} exists; pass --force to replace it", args.output.display());
-    }
+    check_output(&args.input, &args.output, args.force)?;
     let calib_text = match (args.method, &args.calib) {
         (Method::Wanda, None) => bail!("--method wanda needs --calib TEXT (calibration text)"),
         (Method::Wanda, Some(p)) => Some(std::fs::read_to_string(p).with_context(|| format!("cannot read {} as UTF-8 text", p.display()))?),
@@ -195,8 +193,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
 
     let mut runner = match &calib_text {
         Some(text) => {
-            let mut ids: Vec<u32> = tokenizer.bos().filter(|_| tokenizer.add_bos()).into_iter().collect();
-            ids.extend(tokenizer.encode(text)?);
+            let ids = super::text_ids(&tokenizer, text)?;
             let need = args.chunks * args.ctx;
             if args.chunks == 0 || args.ctx < 2 || ids.len() < need {
                 bail!("the calibration text has {} tokens: --chunks {} × --ctx {} = {need} are needed", ids.len(), args.chunks, args.ctx);
@@ -238,11 +235,13 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         let q = QTensor::quantize(&t, if shape.len() >= 2 { dtype } else { GgmlDType::F32 })?;
         out_tensors.push((name.clone(), q));
     }
-    let mut metadata: Vec<(String, Value)> = raw_meta
-        .into_iter()
-        .filter(|(k, _)| !k.starts_with("sprig.pruning.") && k != "general.file_type" && k != "general.alignment")
-        .collect();
-    metadata.push(("general.file_type".into(), Value::U32(if dtype == GgmlDType::F16 { 1 } else { 0 })));
+    // The input's metadata (requant's rules: no split keys, the file type of
+    // --dtype), an earlier pruning's keys replaced by this one's.
+    let mut metadata: Vec<(String, Value)> =
+        output_metadata(&raw_meta, Recipe::Uniform(dtype)).into_iter().filter(|(k, _)| !k.starts_with("sprig.pruning.")).collect();
+    if !metadata.iter().any(|(k, _)| k == "general.file_type") {
+        metadata.push(("general.file_type".into(), Value::U32(Recipe::Uniform(dtype).file_type())));
+    }
     metadata.push(("sprig.pruning.method".into(), Value::String(format!("{:?}", args.method).to_lowercase())));
     metadata.push(("sprig.pruning.sparsity".into(), Value::F32(args.sparsity as f32)));
     if let Some(calib) = &args.calib.as_ref().filter(|_| args.method == Method::Wanda) {
@@ -251,17 +250,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             .push(("sprig.pruning.calibration".into(), Value::String(format!("{name}: {} chunks of {} tokens", args.chunks, args.ctx))));
     }
     metadata.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut part = args.output.as_os_str().to_owned();
-    part.push(".part");
-    let part = PathBuf::from(part);
-    {
-        let mut out = std::io::BufWriter::new(std::fs::File::create(&part).with_context(|| format!("cannot create {}", part.display()))?);
-        let meta_refs: Vec<(&str, &Value)> = metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
-        let refs: Vec<(&str, &QTensor)> = out_tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
-        gguf_file::write(&mut out, &meta_refs, &refs).with_context(|| format!("cannot write {}", part.display()))?;
-        std::io::Write::flush(&mut out)?;
-    }
-    std::fs::rename(&part, &args.output).with_context(|| format!("cannot rename {} into place", part.display()))?;
+    write(&args.output, &metadata, &out_tensors)?;
     let per_row: Vec<String> = [cfg.n_embd, cfg.n_head * cfg.head_dim, cfg.n_ff]
         .iter()
         .map(|&cols| format!("{} of {cols}", pruned_per_row(cols, args.sparsity)))

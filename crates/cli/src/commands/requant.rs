@@ -205,7 +205,7 @@ fn block_count(meta: &std::collections::HashMap<String, Value>) -> usize {
 /// The output's metadata: the input's without the `split.*` keys, sorted by
 /// key, with `general.alignment` at the alignment candle writes and
 /// `general.file_type` (when present, in its own integer type) set to `to`'s.
-fn output_metadata(meta: &std::collections::HashMap<String, Value>, to: Recipe) -> Vec<(String, Value)> {
+pub(crate) fn output_metadata(meta: &std::collections::HashMap<String, Value>, to: Recipe) -> Vec<(String, Value)> {
     let file_type = to.file_type();
     let mut out: Vec<(String, Value)> = meta
         .iter()
@@ -240,7 +240,7 @@ fn requantize(path: &Path, name: &str, tensor: &QTensor, to: GgmlDType, mode: Qu
 
 /// Writes `tensors` with `metadata` to `output`, through a `.part` file
 /// renamed when complete.
-fn write(output: &Path, metadata: &[(String, Value)], tensors: &[(String, QTensor)]) -> Result<(), RequantError> {
+pub(crate) fn write(output: &Path, metadata: &[(String, Value)], tensors: &[(String, QTensor)]) -> Result<(), RequantError> {
     let mut part = output.as_os_str().to_owned();
     part.push(".part");
     let part = PathBuf::from(part);
@@ -260,7 +260,7 @@ fn write(output: &Path, metadata: &[(String, Value)], tensors: &[(String, QTenso
 }
 
 /// Refuses an output that is the input, or that exists without `force`.
-fn check_output(input: &Path, output: &Path, force: bool) -> Result<(), RequantError> {
+pub(crate) fn check_output(input: &Path, output: &Path, force: bool) -> Result<(), RequantError> {
     if !output.exists() {
         return Ok(());
     }

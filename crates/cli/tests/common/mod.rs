@@ -30,6 +30,26 @@ pub fn greedy_chat(model: &str, question: &str, max_tokens: usize, extra: &[&str
     sprig(&args)
 }
 
+/// Every tensor of the GGUF model at `path` (any shard names a split
+/// model): its type, shape and values, dequantized.
+pub fn dequantized(path: &str) -> std::collections::BTreeMap<String, (candle_core::quantized::GgmlDType, Vec<usize>, Vec<f32>)> {
+    use candle_core::Device;
+    let readers = sprig_engine::gguf::split_paths(Path::new(path))
+        .into_iter()
+        .map(|p| std::io::BufReader::new(std::fs::File::open(p).unwrap()))
+        .collect();
+    let mut file = sprig_engine::GgufFile::open_split(readers).unwrap();
+    let names: Vec<String> = file.tensors().into_iter().map(|(n, _)| n.to_string()).collect();
+    names
+        .into_iter()
+        .map(|n| {
+            let t = file.tensor(&n, &Device::Cpu).unwrap();
+            let v = t.dequantize(&Device::Cpu).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            (n, (t.dtype(), t.shape().dims().to_vec(), v))
+        })
+        .collect()
+}
+
 /// `path`, checked to exist.
 pub fn model_file(path: &str) -> &str {
     assert!(Path::new(path).exists(), "{path} is missing: run scripts/fetch-models");

@@ -38,9 +38,11 @@ pub struct Args {
     /// The model's display name (default: from the checkpoint and the quantization).
     #[arg(long)]
     pub name: Option<String>,
-    /// The pruning method to record in the provenance keys.
-    #[arg(long, default_value = "wanda")]
-    pub pruning: String,
+    /// The pruning method to record in the provenance keys (default: the
+    /// `sprig.pruning.method` that `sprig prune` records in the checkpoint,
+    /// else `wanda`).
+    #[arg(long)]
+    pub pruning: Option<String>,
     /// Use candle's plain quantizer (pruned zeros may not stay zero).
     #[arg(long)]
     pub plain: bool,
@@ -66,7 +68,7 @@ struct Job<'a> {
     dtype: candle_core::quantized::GgmlDType,
 }
 
-fn prepare_output(output: &Path, force: bool) -> anyhow::Result<PathBuf> {
+pub(crate) fn prepare_output(output: &Path, force: bool) -> anyhow::Result<PathBuf> {
     if output.exists() {
         let empty = std::fs::read_dir(output).with_context(|| format!("cannot read {}", output.display()))?.next().is_none();
         if !empty && !force {
@@ -241,16 +243,17 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
             .unwrap_or_else(|| "checkpoint".into())
     });
+    let pruning = args.pruning.clone().or_else(|| ck.metadata.get("sprig.pruning.method").cloned()).unwrap_or_else(|| "wanda".into());
     let prov = Provenance {
         source: source.clone(),
-        pruning_method: args.pruning.clone(),
+        pruning_method: pruning.clone(),
         sparsity: pz as f64 / pn.max(1) as f64,
         keep_zeros: !args.plain,
     };
     eprintln!("pruned linear weights: {:.2} % zeros", prov.sparsity * 100.0);
 
     let name =
-        args.name.clone().unwrap_or_else(|| format!("{} ({} {:.0} %, {})", source, args.pruning, prov.sparsity * 100.0, args.quant.name()));
+        args.name.clone().unwrap_or_else(|| format!("{} ({} {:.0} %, {})", source, pruning, prov.sparsity * 100.0, args.quant.name()));
     let prefix = format!(
         "{}-{}",
         args.input

@@ -25,6 +25,7 @@ use sprig_engine::sentencepiece::SentencePieceModel;
 
 pub use shape::{Shape, ShapeName};
 pub use values::Dtype;
+pub use writer::safetensors_header;
 
 /// Arguments of `sprig synth`.
 #[derive(Debug, clap::Args)]

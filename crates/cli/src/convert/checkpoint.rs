@@ -208,6 +208,11 @@ pub struct Checkpoint {
     pub dir: PathBuf,
     /// Its `config.json`.
     pub config: HfConfig,
+    /// Its safetensors files' names, in the order [`TensorRef::file`] counts.
+    pub file_names: Vec<String>,
+    /// The `__metadata__` of its files, merged (`format`, and e.g. the
+    /// `sprig.pruning.*` keys `sprig prune` writes).
+    pub metadata: BTreeMap<String, String>,
     files: Vec<Mmap>,
     tensors: BTreeMap<String, TensorRef>,
 }
@@ -247,6 +252,7 @@ impl Checkpoint {
         }
         let mut files = Vec::with_capacity(names.len());
         let mut tensors = BTreeMap::new();
+        let mut metadata = BTreeMap::new();
         for (i, name) in names.iter().enumerate() {
             if name.contains(['/', '\\']) {
                 return Err(CheckpointError::Json { path: index_path, message: format!("shard name {name:?} is not a file name") });
@@ -259,6 +265,7 @@ impl Checkpoint {
             let header = |message: String| CheckpointError::Header { path: path.clone(), message };
             let (n, meta) = SafeTensors::read_metadata(&map).map_err(|e| header(e.to_string()))?;
             let base = 8 + n;
+            metadata.extend(meta.metadata().clone().unwrap_or_default());
             for (tname, info) in meta.tensors() {
                 let dtype = match info.dtype {
                     Dtype::F16 => SrcType::F16,
@@ -281,7 +288,17 @@ impl Checkpoint {
                 return Err(CheckpointError::NotInFile { name: tname.clone(), file: fname.clone() });
             }
         }
-        Ok(Self { dir: dir.to_path_buf(), config, files, tensors })
+        Ok(Self { dir: dir.to_path_buf(), config, file_names: names, metadata, files, tensors })
+    }
+
+    /// Every tensor, by name.
+    pub fn tensors(&self) -> impl Iterator<Item = (&str, &TensorRef)> {
+        self.tensors.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
+    /// Whether the checkpoint has `model.safetensors.index.json` (several files).
+    pub fn is_indexed(&self) -> bool {
+        self.dir.join("model.safetensors.index.json").exists()
     }
 
     /// The tensor `name`, checked to have `shape`.

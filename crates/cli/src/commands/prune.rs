@@ -182,7 +182,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     if checkpoint {
         println!("next: sprig convert --input {} --output OUT_DIR --quant q4_k_m", args.output.display());
     } else {
-        println!("next: sprig requant --input {} --output OUT.gguf --quant q4_k_m", args.output.display());
+        println!("next: sprig requant {} OUT.gguf --quant q4_k_m", args.output.display());
     }
     Ok(())
 }

@@ -13,6 +13,8 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 use sprig_protocol::{ModelSource, Request, StoredModel, WorkerInfo};
 
+use crate::catalog::{CatalogState, Touched};
+use crate::catalog_fetch::fetch_catalog;
 use crate::client::{WorkerClient, WORKER_URL};
 use crate::reduce::reduce;
 use crate::remembered;
@@ -36,11 +38,6 @@ fn source_for(url: &str) -> Result<ModelSource, String> {
     let base = web_sys::window().and_then(|w| w.document()).and_then(|d| d.base_uri().ok().flatten()).unwrap_or_default();
     let url = web_sys::Url::new_with_base(url, &base).map_err(|_| format!("{url} is not a valid URL"))?.href();
     Ok(ModelSource::for_url(&url))
-}
-
-/// The absolute URL of a catalog or typed model URL.
-pub fn absolute(url: &str) -> Option<String> {
-    source_for(url).ok()?.url().map(str::to_string)
 }
 
 /// The store entry for the model at absolute `url`.
@@ -99,6 +96,8 @@ pub struct Controller {
     pub reply: Memo<Option<Reply>>,
     /// The turn id of the reply in progress.
     pub generating: Memo<Option<u64>>,
+    /// The deployment's model catalog.
+    pub catalog: Memo<CatalogState>,
     /// Chat settings.
     pub settings: Memo<Settings>,
     /// The last error, shown until dismissed.
@@ -114,7 +113,8 @@ impl Default for Controller {
 }
 
 impl Controller {
-    /// Creates the state, spawns the worker, and restores saved conversations.
+    /// Creates the state, reads the model catalog, spawns the worker, and
+    /// restores saved conversations.
     pub fn new() -> Self {
         let c = Self::create(true);
         c.restore();
@@ -163,10 +163,12 @@ impl Controller {
             history: view(state, chat, |s| s.chat.history.clone()),
             reply: view(state, reply, |s| s.chat.reply.clone()),
             generating: view(state, reply, |s| s.chat.generating()),
+            catalog: view(state, parts.of(Part::Catalog), |s| s.catalog.clone()),
             settings: view(state, parts.of(Part::Settings), |s| s.settings.clone()),
             error: view(state, parts.of(Part::Banners), |s| s.banners.error.clone()),
             notice: view(state, parts.of(Part::Banners), |s| s.banners.notice.clone()),
         };
+        c.dispatch(UiEvent::FetchCatalog);
         c.dispatch(UiEvent::StartWorker);
         c
     }
@@ -199,6 +201,7 @@ impl Controller {
                     Err(e) => self.dispatch(UiEvent::WorkerFailed(e.to_string())),
                 }
             }
+            Effect::FetchCatalog => spawn_local(async move { self.dispatch(UiEvent::CatalogFetched(fetch_catalog().await)) }),
             Effect::Post(request) => {
                 let file = if matches!(request, Request::Load { source: ModelSource::File { .. }, .. }) {
                     self.pending_file.try_update_value(Option::take).flatten()
@@ -373,6 +376,14 @@ impl Controller {
         let mut settings = self.state.with_value(|s| s.settings.clone());
         change(&mut settings);
         self.dispatch(UiEvent::Settings(settings));
+    }
+
+    /// Sets the settings the widget's host page chose (`pinned`: they stay
+    /// when a model with defaults loads).
+    pub fn set_host_settings(self, change: impl FnOnce(&mut Settings), pinned: Touched) {
+        let mut settings = self.state.with_value(|s| s.settings.clone());
+        change(&mut settings);
+        self.dispatch(UiEvent::HostSettings { settings, pinned });
     }
 
     /// Hides the error banner.

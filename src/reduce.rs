@@ -6,7 +6,8 @@
 
 use sprig_protocol::{ErrorKind, Event, Message, ModelSource, Request, Role};
 
-use crate::state::{next_model_state, Conversation, Entry, LoadProgress, ModelState};
+use crate::catalog::{with_defaults, CatalogState};
+use crate::state::{next_model_state, Conversation, Entry, LoadProgress, ModelState, Settings};
 use crate::ui_state::{Effect, Part, Reply, ReplyEnd, UiEvent, UiState, WorkerStatus, SAVE_EVERY_MS};
 
 /// Applies `event` to `state`; returns the effects, in order, each
@@ -115,14 +116,21 @@ impl Step<'_> {
 
     fn start_load(&mut self, source: ModelSource, now_ms: f64) {
         self.error(None);
+        // The settings the model starts with (`catalog.rs`: the defaults rule).
+        let defaults = source.url().and_then(|url| self.s.catalog.model_at(url)).and_then(|m| m.defaults.as_ref());
+        let settings = with_defaults(&self.s.settings, self.s.touched, defaults);
+        if settings != self.s.settings {
+            self.s.settings = settings;
+            self.show(Part::Settings);
+        }
         self.set_model(ModelState::Loading(LoadProgress::start(now_ms)));
         let file = matches!(source, ModelSource::File { .. });
         self.s.models.active = Some(source.clone());
         if !file && self.s.models.persisted != Some(true) {
             self.effects.push(Effect::AskPersistence);
         }
-        let (connections, workers) = (self.s.settings.connections, self.s.settings.workers);
-        self.post(Request::Load { source, connections, workers });
+        let Settings { connections, workers, context, .. } = self.s.settings;
+        self.post(Request::Load { source, connections, workers, context });
     }
 
     fn delete_model(&mut self, id: String) {
@@ -162,6 +170,18 @@ impl Step<'_> {
                 self.set_model(ModelState::Idle);
                 self.s.models.loaded = None;
                 self.start_worker();
+            }
+            UiEvent::FetchCatalog => {
+                self.s.catalog = CatalogState::Loading;
+                self.show(Part::Catalog);
+                self.effects.push(Effect::FetchCatalog);
+            }
+            UiEvent::CatalogFetched(fetched) => {
+                self.s.catalog = match fetched {
+                    Ok(catalog) => CatalogState::Ready(catalog),
+                    Err(reason) => CatalogState::Failed(reason),
+                };
+                self.show(Part::Catalog);
             }
             UiEvent::Worker { event, now_ms } => self.on_worker(event, now_ms),
             UiEvent::Unreadable(message) | UiEvent::Failed(message) => self.error(Some(message)),
@@ -271,6 +291,12 @@ impl Step<'_> {
             }
             UiEvent::SaveConflict { mine, fresh_id } => self.fork(mine, fresh_id),
             UiEvent::Settings(settings) => {
+                self.s.touched.mark(&self.s.settings, &settings);
+                self.s.settings = settings;
+                self.show(Part::Settings);
+            }
+            UiEvent::HostSettings { settings, pinned } => {
+                self.s.touched.pin(pinned);
                 self.s.settings = settings;
                 self.show(Part::Settings);
             }
@@ -395,7 +421,6 @@ mod tests {
     use sprig_protocol::{LoadStage, LoadedModel, ReplyStats, StopReason, StoreStatus, StoredModel};
 
     use super::*;
-    use crate::state::Settings;
 
     fn conversation(id: &str) -> Conversation {
         Conversation { id: id.into(), title: "New chat".into(), entries: Vec::new(), updated: 0.0, rev: 0 }
@@ -480,14 +505,14 @@ mod tests {
     #[test]
     fn a_load_posts_the_request_with_the_settings_and_asks_for_persistence() {
         let mut s = app();
-        s.settings = Settings { connections: 3, workers: 2, ..Settings::default() };
+        reduce(&mut s, UiEvent::Settings(Settings { connections: 3, workers: 2, ..Settings::default() }));
         s.banners.error = Some("old".into());
         let effects = reduce(&mut s, UiEvent::Load { source: demo(), now_ms: 7.0 });
         assert_eq!(s.models.model, ModelState::Loading(LoadProgress::start(7.0)));
         assert_eq!(s.models.active, Some(demo()));
         assert_eq!(s.banners.error, None);
         assert!(effects.contains(&Effect::AskPersistence));
-        assert_eq!(posted(&effects), [&Request::Load { source: demo(), connections: 3, workers: 2 }]);
+        assert_eq!(posted(&effects), [&Request::Load { source: demo(), connections: 3, workers: 2, context: 0 }]);
         // A file is read in place: no persistence to ask for.
         let file = ModelSource::File { name: "m.gguf".into(), size: 9 };
         assert!(!reduce(&mut app(), UiEvent::Load { source: file, now_ms: 7.0 }).contains(&Effect::AskPersistence));
@@ -506,7 +531,7 @@ mod tests {
         }
         // The request could not be posted.
         let mut s = loading();
-        let request = Request::Load { source: demo(), connections: 1, workers: 0 };
+        let request = Request::Load { source: demo(), connections: 1, workers: 0, context: 0 };
         reduce(&mut s, UiEvent::PostFailed { request, message: "the model worker is not running".into() });
         load_is_offered_again_with(&s, "the model worker is not running");
         // The worker could not start.
@@ -743,5 +768,68 @@ mod tests {
         assert_eq!(s.banners.error.as_deref(), Some("bad message"));
         reduce(&mut s, UiEvent::DismissError);
         assert_eq!(s.banners.error, None);
+    }
+
+    fn catalog(allow_custom_urls: bool) -> sprig_protocol::Catalog {
+        let json = format!(
+            r#"{{"version":1,"allow_custom_urls":{allow_custom_urls},"models":[{{"id":"demo","label":"Demo","url":"{DEMO}","size":10,
+                "license":"MIT","defaults":{{"temperature":0.2,"max_tokens":64,"context":2048,"workers":1,"system_prompt":"Be brief."}}}}]}}"#
+        );
+        sprig_protocol::Catalog::parse(&json).unwrap()
+    }
+
+    #[test]
+    fn the_catalog_is_fetched_at_start_and_kept_or_its_failure_said() {
+        let mut s = app();
+        assert_eq!(reduce(&mut s, UiEvent::FetchCatalog), [Effect::Show(Part::Catalog), Effect::FetchCatalog]);
+        assert_eq!(s.catalog, CatalogState::Loading);
+        let effects = reduce(&mut s, UiEvent::CatalogFetched(Ok(catalog(false))));
+        assert_eq!(effects, [Effect::Show(Part::Catalog)], "only the views of the catalog change");
+        assert!(!s.catalog.allows_custom_urls());
+        assert_eq!(s.catalog.models()[0].id, "demo");
+        let mut s = app();
+        reduce(&mut s, UiEvent::CatalogFetched(Err("models.json: HTTP 404".into())));
+        assert_eq!(s.catalog, CatalogState::Failed("models.json: HTTP 404".into()));
+        assert!(s.catalog.allows_custom_urls(), "the custom URL still works");
+        // A load without a catalog goes ahead with the app's settings.
+        let effects = reduce(&mut s, UiEvent::Load { source: demo(), now_ms: 1.0 });
+        assert_eq!(posted(&effects), [&Request::Load { source: demo(), connections: 4, workers: 0, context: 0 }]);
+    }
+
+    #[test]
+    fn a_catalog_model_starts_with_its_defaults_but_the_users_settings_stay() {
+        let mut s = app();
+        reduce(&mut s, UiEvent::CatalogFetched(Ok(catalog(true))));
+        // The user set a temperature before loading.
+        let mut mine = s.settings.clone();
+        mine.generation.temperature = 1.5;
+        reduce(&mut s, UiEvent::Settings(mine));
+        let effects = reduce(&mut s, UiEvent::Load { source: demo(), now_ms: 1.0 });
+        assert!(shown(&effects).contains(&Part::Settings));
+        assert_eq!(posted(&effects), [&Request::Load { source: demo(), connections: 4, workers: 1, context: 2048 }]);
+        assert_eq!((s.settings.generation.temperature, s.settings.generation.max_tokens), (1.5, 64));
+        assert_eq!(s.settings.system_prompt, "Be brief.");
+        // The model's system prompt goes into the reply's request.
+        worker(&mut s, Event::Loaded { model: model() });
+        let effects = reduce(&mut s, UiEvent::Send { text: "Hi".into(), now_ms: 2.0 });
+        let Some(Request::Generate { messages, settings, .. }) = posted(&effects).pop() else { panic!("{effects:?}") };
+        assert_eq!((messages[0].content.as_str(), settings.max_tokens, settings.temperature), ("Be brief.", 64, 1.5));
+        // A model the catalog does not list: the untouched settings are the app's again.
+        let other = ModelSource::Url { url: "http://elsewhere/m.gguf".into() };
+        let effects = reduce(&mut s, UiEvent::Load { source: other.clone(), now_ms: 3.0 });
+        assert_eq!(posted(&effects), [&Request::Load { source: other, connections: 4, workers: 0, context: 0 }]);
+        assert_eq!((s.settings.generation.temperature, s.settings.generation.max_tokens), (1.5, 512));
+        assert_eq!(s.settings.system_prompt, "");
+    }
+
+    #[test]
+    fn the_widget_hosts_settings_win_over_a_models_defaults_even_at_the_apps_values() {
+        let mut s = UiState::new(conversation("w"), false);
+        reduce(&mut s, UiEvent::CatalogFetched(Ok(catalog(false))));
+        // data-temperature="0.7": the app's own default, yet the page's choice.
+        let pinned = crate::catalog::Touched { temperature: true, ..Default::default() };
+        reduce(&mut s, UiEvent::HostSettings { settings: Settings::default(), pinned });
+        reduce(&mut s, UiEvent::Load { source: demo(), now_ms: 1.0 });
+        assert_eq!((s.settings.generation.temperature, s.settings.generation.max_tokens), (0.7, 64));
     }
 }

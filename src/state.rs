@@ -1,4 +1,5 @@
-//! The UI's data: conversations, the model's state and the settings.
+//! The UI's data: conversations, the model's state and the settings (the
+//! deployment's model catalog is [`crate::catalog`]).
 
 use serde::{Deserialize, Serialize};
 use sprig_protocol::{
@@ -169,11 +170,20 @@ pub struct Settings {
     pub connections: usize,
     /// Workers to split a model across (0: chosen from its size).
     pub workers: usize,
+    /// The most context positions a conversation uses (0: as many as the
+    /// model and the workers' memory allow).
+    pub context: usize,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Self { system_prompt: String::new(), generation: GenerationSettings::default(), connections: DEFAULT_CONNECTIONS, workers: 0 }
+        Self {
+            system_prompt: String::new(),
+            generation: GenerationSettings::default(),
+            connections: DEFAULT_CONNECTIONS,
+            workers: 0,
+            context: 0,
+        }
     }
 }
 
@@ -277,35 +287,6 @@ pub fn download_state(stored: Option<&StoredModel>, active: Option<&ModelState>,
         None => DownloadState::NotCached,
     }
 }
-
-/// A model the picker offers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CatalogEntry {
-    /// Stable key (the `<option>` value).
-    pub key: &'static str,
-    /// What the user reads.
-    pub label: &'static str,
-    /// Where it is, relative to the app: a shard manifest (`.json`) or a GGUF file.
-    pub url: &'static str,
-    /// Download size in bytes.
-    pub size: u64,
-}
-
-/// The models the picker lists; "custom" takes a URL.
-pub const CATALOG: &[CatalogEntry] = &[
-    CatalogEntry {
-        key: "demo",
-        label: "SmolLM2 135M Instruct · Q4_1 (demo)",
-        url: "models/SmolLM2-135M-Instruct.Q4_1.manifest.json",
-        size: 98_362_432,
-    },
-    CatalogEntry {
-        key: "mistral-wanda30",
-        label: "Mistral 7B Instruct v0.2 · Wanda 30 % · Q4_K_M",
-        url: "models/mistral-7b-instruct-v0.2-wanda30-q4_k_m.manifest.json",
-        size: 4_400_000_000,
-    },
-];
 
 /// Human-readable bytes (KiB, MiB, GiB).
 pub fn bytes(n: u64) -> String {

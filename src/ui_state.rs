@@ -6,8 +6,9 @@
 //! feeds it [`UiEvent`]s, carries out the [`Effect`]s, and re-renders only
 //! the [`Part`]s an event changed.
 
-use sprig_protocol::{Event, ModelSource, ReplyStats, Request, StoredModel, WorkerInfo};
+use sprig_protocol::{Catalog, Event, ModelSource, ReplyStats, Request, StoredModel, WorkerInfo};
 
+use crate::catalog::{CatalogState, Touched};
 use crate::state::{Conversation, ModelState, Settings};
 
 /// Where the worker stands.
@@ -108,8 +109,8 @@ pub struct Banners {
     pub notice: Option<String>,
 }
 
-/// The UI's state: four parts with one owner each, plus the settings and the
-/// banners.
+/// The UI's state: four parts with one owner each, plus the catalog, the
+/// settings and the banners.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UiState {
     /// The worker link.
@@ -118,8 +119,12 @@ pub struct UiState {
     pub models: ModelsState,
     /// The conversations.
     pub chat: ChatState,
+    /// The deployment's model catalog (`models.json`).
+    pub catalog: CatalogState,
     /// Chat settings.
     pub settings: Settings,
+    /// Which settings the user changed (a model's defaults leave them).
+    pub touched: Touched,
     /// Error and notice.
     pub banners: Banners,
 }
@@ -131,7 +136,9 @@ impl UiState {
             link: WorkerLink::default(),
             models: ModelsState::default(),
             chat: ChatState { conversation, history: Vec::new(), reply: None, turn: 0, saved_at: 0.0, keep_history },
+            catalog: CatalogState::default(),
             settings: Settings::default(),
+            touched: Touched::default(),
             banners: Banners::default(),
         }
     }
@@ -152,6 +159,8 @@ pub enum Part {
     Chat,
     /// [`ChatState::reply`].
     Reply,
+    /// [`UiState::catalog`].
+    Catalog,
     /// [`UiState::settings`].
     Settings,
     /// [`UiState::banners`].
@@ -160,7 +169,7 @@ pub enum Part {
 
 impl Part {
     /// Every part.
-    pub const ALL: [Part; 6] = [Part::Link, Part::Models, Part::Chat, Part::Reply, Part::Settings, Part::Banners];
+    pub const ALL: [Part; 7] = [Part::Link, Part::Models, Part::Chat, Part::Reply, Part::Catalog, Part::Settings, Part::Banners];
 }
 
 /// How a reply ended, as told to whoever waits for it.
@@ -189,6 +198,11 @@ pub enum UiEvent {
     WorkerFailed(String),
     /// The crashed worker is replaced by a fresh one.
     RestartWorker,
+    /// The page reads the model catalog (`models.json`).
+    FetchCatalog,
+    /// The catalog was read and checked (its model URLs made absolute), or
+    /// could not be: why.
+    CatalogFetched(Result<Catalog, String>),
     /// An event from the worker, received at `now_ms`.
     Worker {
         /// The event.
@@ -268,8 +282,17 @@ pub enum UiEvent {
         /// A new conversation id for it.
         fresh_id: String,
     },
-    /// New settings.
+    /// The user changed the settings.
     Settings(Settings),
+    /// The widget's host page set these settings (its `data-*` options):
+    /// `pinned` ones keep their value when a model with defaults loads,
+    /// even where they equal the app's defaults.
+    HostSettings {
+        /// The settings.
+        settings: Settings,
+        /// The ones the page set.
+        pinned: Touched,
+    },
     /// Something the page did failed (the conversation store, say).
     Failed(String),
     /// The user dismissed the error.
@@ -283,6 +306,8 @@ pub enum Effect {
     Show(Part),
     /// Spawn the model worker (answer: [`UiEvent::WorkerSpawned`] or [`UiEvent::WorkerFailed`]).
     SpawnWorker,
+    /// Fetch `models.json` beside the page (answer: [`UiEvent::CatalogFetched`]).
+    FetchCatalog,
     /// Post a request to the worker (failure: [`UiEvent::PostFailed`]).
     Post(Request),
     /// Save a conversation (a conflict: [`UiEvent::SaveConflict`]).

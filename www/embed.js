@@ -1,7 +1,7 @@
 /*!
  * Sprig's chat widget, with one tag on any page:
  *
- *   <script src="https://SPRIG/embed.js" data-model="MANIFEST_URL" data-title="Help"
+ *   <script src="https://SPRIG/embed.js" data-model="demo" data-title="Help"
  *           data-position="bottom-right" data-theme="auto" async></script>
  *
  * Adds a launcher button; the chat opens in an iframe served from Sprig's own
@@ -9,8 +9,9 @@
  * cannot reach into it and the model store is Sprig's. The launcher lives in a
  * shadow root, so the page's CSS cannot restyle it either.
  *
- * Options (data attributes): data-model (manifest or GGUF URL, relative to
- * Sprig), data-title, data-position (bottom-right | bottom-left), data-theme
+ * Options (data attributes): data-model (the id of a model in Sprig's
+ * models.json; or, only where that catalog allows custom URLs, a manifest or
+ * GGUF URL, relative to Sprig, with a '/' or ':' in it), data-title, data-position (bottom-right | bottom-left), data-theme
  * (auto | light | dark), data-system (system prompt), data-max-tokens,
  * data-temperature.
  *
@@ -51,11 +52,14 @@
   const data = (name) => (script.getAttribute(`data-${name}`) ?? '').trim();
   const oneOf = (value, allowed) => (allowed.includes(value) ? value : allowed[0]);
 
+  // A catalog id as it is (the widget looks it up in Sprig's models.json);
+  // anything else is a URL, made absolute against Sprig.
+  const CATALOG_ID = /^[a-z0-9._-]{1,64}$/;
   let model = '';
   try {
-    model = data('model') && new URL(data('model'), APP).href;
+    model = CATALOG_ID.test(data('model')) ? data('model') : data('model') && new URL(data('model'), APP).href;
   } catch {
-    console.error(`Sprig: data-model is not a URL: ${data('model')}`);
+    console.error(`Sprig: data-model is neither a catalog id nor a URL: ${data('model')}`);
   }
   const title = data('title') || 'Chat';
   const position = oneOf(data('position'), ['bottom-right', 'bottom-left']);

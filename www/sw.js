@@ -1,13 +1,23 @@
 // Sprig's service worker: the app shell, offline.
 //
 // scripts/pwa-build writes dist/sw.js from this file, filling BUILD with the
-// build's version and its shell (every file of the build but models/, each but
+// build's version and its shell (every file of the build but models/ and
+// models.json, each but
 // index.html with its SRI hash; index.html is checked to name only files of
 // that shell). Each version precaches its shell into its own cache,
 // `sprig-shell-<version>`, and serves it cache-first; a new version installs
 // beside the running one and waits until the page asks for it (the page's
 // "new version — reload" prompt posts SKIP_WAITING), then deletes the older
 // caches as it activates.
+//
+// The model catalog, models.json, is not in the shell: a deployer edits it
+// without a rebuild (so it has no build hash to check, and must not stay
+// stale). It is served network-first: each start fetches it (revalidated
+// past the HTTP cache) and keeps the answer in its own cache,
+// `sprig-catalog`, which versions share; offline, or when the network has
+// not answered within CATALOG_WAIT_MS, the kept copy answers. Installing a
+// version stores it too (best effort), so an app installed and then taken
+// offline still lists its models.
 //
 // Left to the network, never cached here: model files (the worker's model
 // store in OPFS owns them), Range requests, anything but GET, other origins,
@@ -22,11 +32,36 @@ const CACHE = PREFIX + BUILD.version;
 const SCOPE = new URL('./', self.location.href);
 const INDEX = new URL('./index.html', SCOPE).href;
 const SHELL = new Set(BUILD.shell.map((f) => new URL(f.url, SCOPE).href));
+const CATALOG = new URL('./models.json', SCOPE).href;
+const CATALOG_CACHE = 'sprig-catalog';
+const CATALOG_WAIT_MS = 5000;
 
 self.addEventListener('install', (event) => {
   // No skipWaiting() here: a new version never takes over a page on its own.
-  event.waitUntil(precache());
+  event.waitUntil(Promise.all([precache(), fetchCatalog().catch(() => {})]));
 });
+
+/** Fetches models.json past the HTTP cache; keeps a good answer. */
+async function fetchCatalog() {
+  const response = await fetch(new Request(CATALOG, { cache: 'no-cache' }));
+  if (response.ok) {
+    const cache = await caches.open(CATALOG_CACHE);
+    await cache.put(CATALOG, response.clone());
+  }
+  return response;
+}
+
+/**
+ * models.json, network-first: the network's answer (a 404 too: the deployer
+ * removed it), or the kept copy when the network fails or is slow.
+ */
+async function catalog() {
+  const kept = await (await caches.open(CATALOG_CACHE)).match(CATALOG);
+  const network = fetchCatalog();
+  if (!kept) return network;
+  const late = new Promise((resolve) => setTimeout(resolve, CATALOG_WAIT_MS, kept));
+  return Promise.race([network.catch(() => kept), late]);
+}
 
 async function precache() {
   const cache = await caches.open(CACHE);
@@ -91,9 +126,19 @@ self.addEventListener('message', (event) => {
 });
 
 self.addEventListener('fetch', (event) => {
+  if (isCatalog(event.request)) return event.respondWith(catalog());
   const key = shellKey(event.request);
   if (key) event.respondWith(fromShell(key, event.request));
 });
+
+/** Whether `request` asks for the app's models.json (whatever its query). */
+function isCatalog(request) {
+  if (request.method !== 'GET' || request.headers.has('range')) return false;
+  const url = new URL(request.url);
+  url.search = '';
+  url.hash = '';
+  return url.href === CATALOG;
+}
 
 /** The cache key answering `request`, or null when the network should. */
 function shellKey(request) {

@@ -3,39 +3,80 @@
 use leptos::prelude::*;
 use sprig_protocol::LoadStage;
 
+use crate::catalog::CatalogState;
 use crate::components::progress::LoadProgressBar;
 use crate::controller::Controller;
-use crate::state::{bytes, ModelState, CATALOG};
+use crate::state::{bytes, ModelState};
 
-/// The model picker, load button, progress bar and model badge.
+/// The picker's value for a URL of the user's own.
+const CUSTOM: &str = "custom";
+
+/// The picker's choice: the one made, while the catalog still offers it,
+/// else the catalog's first model, else a custom URL (where allowed);
+/// nothing while the catalog is being read.
+fn effective_choice(chosen: &str, catalog: &CatalogState) -> Option<String> {
+    if *catalog == CatalogState::Loading {
+        return None;
+    }
+    let offered = |c: &str| catalog.models().iter().any(|m| m.id == c) || (c == CUSTOM && catalog.allows_custom_urls());
+    if offered(chosen) {
+        return Some(chosen.to_string());
+    }
+    catalog.models().first().map(|m| m.id.clone()).or_else(|| catalog.allows_custom_urls().then(|| CUSTOM.to_string()))
+}
+
+/// The model picker (the catalog's models and, unless it forbids them, a
+/// URL of the user's own), load button, progress bar and model badge.
 #[component]
 pub fn ModelPanel() -> impl IntoView {
     let ctl = expect_context::<Controller>();
-    let (choice, set_choice) = signal(CATALOG[0].key.to_string());
+    let (chosen, set_choice) = signal(String::new());
     let (custom_url, set_custom_url) = signal(String::new());
     let loading = move || matches!(ctl.model.get(), ModelState::Loading(_));
-    let url = move || {
-        let key = choice.get();
-        CATALOG.iter().find(|m| m.key == key).map_or_else(|| custom_url.get(), |m| m.url.to_string())
+    let choice = Memo::new(move |_| effective_choice(&chosen.get(), &ctl.catalog.get()));
+    let selected = move || {
+        let id = choice.get()?;
+        ctl.catalog.with(|c| c.models().iter().find(|m| m.id == id).cloned())
+    };
+    let url = move || match choice.get() {
+        Some(c) if c == CUSTOM => Some(custom_url.get()),
+        Some(_) => selected().map(|m| m.url),
+        None => None,
     };
     view! {
         <section class="model-panel" aria-label="Model">
+            {move || match ctl.catalog.get() {
+                CatalogState::Failed(reason) => view! {
+                    <p class="failed" role="alert" data-testid="catalog-error">{reason} ". You can still load a model from its URL."</p>
+                }.into_any(),
+                _ => ().into_any(),
+            }}
             <div class="model-row">
                 <label for="model-select">"Model"</label>
                 <select
                     id="model-select"
                     data-testid="model-select"
-                    prop:value=move || choice.get()
+                    prop:value=move || choice.get().unwrap_or_default()
                     on:change=move |ev| set_choice.set(event_target_value(&ev))
-                    disabled=loading
+                    disabled=move || loading() || choice.get().is_none()
                 >
-                    {CATALOG
-                        .iter()
-                        .map(|m| view! { <option value=m.key>{format!("{} — {}", m.label, bytes(m.size))}</option> })
-                        .collect_view()}
-                    <option value="custom">"Another model (GGUF or manifest URL)…"</option>
+                    {move || {
+                        let catalog = ctl.catalog.get();
+                        let models = catalog
+                            .models()
+                            .iter()
+                            .map(|m| view! { <option value=m.id.clone()>{format!("{} — {}", m.label, bytes(m.size))}</option> })
+                            .collect_view();
+                        let custom = catalog.allows_custom_urls().then(|| view! {
+                            <option value=CUSTOM>"Another model (GGUF or manifest URL)…"</option>
+                        });
+                        let reading = matches!(catalog, CatalogState::Loading).then(|| view! {
+                            <option value="" disabled=true>"Reading the model list…"</option>
+                        });
+                        (models, reading, custom)
+                    }}
                 </select>
-                <Show when=move || choice.get() == "custom">
+                <Show when=move || choice.get().as_deref() == Some(CUSTOM)>
                     <input
                         type="url"
                         data-testid="model-url"
@@ -45,7 +86,16 @@ pub fn ModelPanel() -> impl IntoView {
                         on:input=move |ev| set_custom_url.set(event_target_value(&ev))
                     />
                 </Show>
-                <button class="primary" data-testid="model-load" disabled=loading on:click=move |_| ctl.load(url())>
+                <button
+                    class="primary"
+                    data-testid="model-load"
+                    disabled=move || loading() || choice.get().is_none()
+                    on:click=move |_| {
+                        if let Some(url) = url() {
+                            ctl.load(url);
+                        }
+                    }
+                >
                     "Load"
                 </button>
                 <label class="file-pick" title="Open a GGUF file from this device; it is read in place, never uploaded">
@@ -65,6 +115,12 @@ pub fn ModelPanel() -> impl IntoView {
                     />
                 </label>
             </div>
+            {move || selected().map(|m| view! {
+                <p class="muted model-about" data-testid="model-about">
+                    {m.description.clone().map(|d| format!("{d} "))}
+                    {format!("Licence: {}.", m.license)}
+                </p>
+            })}
             {move || match ctl.model.get() {
                 ModelState::Idle => view! { <p class="muted">"No model loaded. Models run on this device; nothing is sent to a server."</p> }.into_any(),
                 ModelState::Loading(progress) => {

@@ -1,13 +1,14 @@
-//! The Models panel: every model the app knows (the catalog and whatever the
-//! store holds), its download state, size, and actions (load, resume, pause,
+//! The Models panel: every model the app knows (the catalog's, from
+//! `models.json`, and whatever the store holds), its download state, size, and actions (load, resume, pause,
 //! cancel, delete), plus the site's storage figures.
 
 use leptos::prelude::*;
 use sprig_protocol::{ModelSource, StoreStatus, StoredModel};
 
-use crate::controller::{absolute, stored_for, Controller};
+use crate::catalog::CatalogState;
+use crate::controller::{stored_for, Controller};
 use crate::remembered;
-use crate::state::{bytes, download_state, DownloadState, ModelState, CATALOG};
+use crate::state::{bytes, download_state, DownloadState, ModelState};
 
 /// One row: a model's name, URL and what the store knows of it.
 #[derive(Clone, PartialEq)]
@@ -18,13 +19,13 @@ struct Row {
     stored: Option<StoredModel>,
 }
 
-fn rows(stored: &[StoredModel]) -> Vec<Row> {
-    let mut rows: Vec<Row> = CATALOG
+fn rows(catalog: &CatalogState, stored: &[StoredModel]) -> Vec<Row> {
+    let mut rows: Vec<Row> = catalog
+        .models()
         .iter()
-        .filter_map(|c| {
-            let url = absolute(c.url)?;
-            let s = stored_for(stored, &url).cloned();
-            Some(Row { name: c.label.to_string(), size: s.as_ref().map_or(c.size, |s| s.total_size), url, stored: s })
+        .map(|c| {
+            let s = stored_for(stored, &c.url).cloned();
+            Row { name: c.label.clone(), size: s.as_ref().map_or(c.size, |s| s.total_size), url: c.url.clone(), stored: s }
         })
         .collect();
     for m in stored {
@@ -99,7 +100,7 @@ pub fn ModelsPanel() -> impl IntoView {
         <details class="models-panel" data-testid="models-panel" on:toggle=move |_| ctl.refresh_models()>
             <summary>"Models on this device"</summary>
             <ul class="stored-list">
-                {move || rows(&ctl.stored.get()).into_iter().map(row_view).collect_view()}
+                {move || rows(&ctl.catalog.get(), &ctl.stored.get()).into_iter().map(row_view).collect_view()}
             </ul>
             <p class="muted" data-testid="storage-usage">
                 {move || match ctl.storage.get() {

@@ -54,7 +54,8 @@ pub enum Outbound {
     Ready {
         /// Its name.
         model: String,
-        /// The URL it was loaded from (embed.js checks it is its `data-model`).
+        /// The `data-model` it was asked for and loaded (a catalog id, or
+        /// a URL), which embed.js checks is its own; else the URL loaded.
         url: String,
     },
     /// The whole reply to an ask.
@@ -85,11 +86,11 @@ pub enum ModelPhase {
     /// Not loaded yet (or loading).
     #[default]
     Waiting,
-    /// Loaded: its name and the URL it came from.
+    /// Loaded: its name and what it was loaded as.
     Ready {
         /// The model's name.
         name: String,
-        /// The URL loaded.
+        /// The `data-model` loaded (catalog id or URL), else the URL loaded.
         url: String,
     },
     /// It could not be loaded, for this reason.

@@ -2,6 +2,7 @@
 //! checked here, so the rest of the widget trusts it.
 
 use leptos::prelude::window;
+use sprig_protocol::limits;
 
 /// The widget's colours.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -28,7 +29,9 @@ impl Theme {
 /// What the embedding page asked for, read from the widget's query string.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct EmbedConfig {
-    /// The model to load (manifest or GGUF URL), if any.
+    /// The model to load, if any: a catalog id, or a manifest or GGUF URL
+    /// (loaded only where the catalog allows custom URLs:
+    /// [`crate::catalog::CatalogState::widget_model`]).
     pub model: Option<String>,
     /// The title bar's text.
     pub title: String,
@@ -64,8 +67,8 @@ impl EmbedConfig {
                 "parent" if is_origin(v) => c.parent = Some(v.to_string()),
                 "nonce" if (16..=64).contains(&v.len()) && v.chars().all(|c| c.is_ascii_alphanumeric()) => c.nonce = Some(v.to_string()),
                 "system" if !v.is_empty() => c.system_prompt = Some(v.to_string()),
-                "max_tokens" => c.max_tokens = v.parse().ok().filter(|n| (1..=4096).contains(n)),
-                "temperature" => c.temperature = v.parse().ok().filter(|t: &f64| (0.0..=2.0).contains(t)),
+                "max_tokens" => c.max_tokens = v.parse().ok().filter(|n| limits::MAX_TOKENS.contains(n)),
+                "temperature" => c.temperature = v.parse().ok().filter(|t: &f64| limits::TEMPERATURE.contains(t)),
                 _ => {}
             }
         }

@@ -2,8 +2,10 @@
 //! as `/?embed=1&…` (by `www/embed.js`, in an iframe on Sprig's own origin),
 //! and its `postMessage` bridge to the page that embeds it.
 //!
-//! The query carries what the embedding page chose: `model` (a manifest or
-//! GGUF URL, loaded at once: from the model store when it is there),
+//! The query carries what the embedding page chose: `model` (a catalog id
+//! of `models.json`, or a manifest or GGUF URL only where the catalog
+//! allows custom URLs; loaded at once once the catalog is read: from the
+//! model store when it is there),
 //! `title`, `theme` (`auto`, `light`, `dark`), `system` (system prompt),
 //! `max_tokens`, `temperature`, `parent`, the embedding page's origin, and
 //! `nonce`, a random value of embed.js's.
@@ -17,7 +19,7 @@
 //! |---|---|
 //! | page → widget | `{type: "sprig:ask", id, text}`: send `text` as the user's message (queued until the model is ready and no reply is running) |
 //! | widget → page | `{type: "sprig:hello", v: 1}`: the bridge listens (posted once, at start) |
-//! | widget → page | `{type: "sprig:ready", model, url}`: the model (its name, and the URL loaded, which embed.js checks is its `data-model`) is loaded |
+//! | widget → page | `{type: "sprig:ready", model, url}`: the model (its name, and the `data-model` it was asked for and loaded, a catalog id or URL, which embed.js checks is its own) is loaded |
 //! | widget → page | `{type: "sprig:reply", id, text}`: the whole reply to ask `id` |
 //! | widget → page | `{type: "sprig:error", id?, message}`: ask `id` failed, or (no `id`) the model did |
 //! | widget → page | `{type: "sprig:close"}`: the user closed the chat (× or Escape) |
@@ -49,6 +51,7 @@ pub use bridge::{BridgeState, Inbound, ModelPhase, Outbound, BRIDGE_VERSION, STO
 pub use config::{is_origin, EmbedConfig, Theme};
 use dom::Parent;
 
+use crate::catalog::Touched;
 use crate::components::banners::Banners;
 use crate::components::composer::Composer;
 use crate::components::conversation::ConversationView;
@@ -59,7 +62,8 @@ use crate::state::ModelState;
 /// Starts the bridge: listens to the parent, tells it about the model, and
 /// answers its asks ([`BridgeState`] decides; this wires it to the
 /// controller and the parent window).
-fn start_bridge(ctl: Controller, parent: Rc<Parent>, has_model: bool) {
+fn start_bridge(ctl: Controller, parent: Rc<Parent>, requested: Option<String>, resolved: Memo<Option<Result<String, String>>>) {
+    let has_model = requested.is_some();
     let state = Rc::new(RefCell::new(BridgeState::new(has_model)));
     // Sends the next queued ask when the model is ready and no reply runs.
     let pump = {
@@ -96,7 +100,11 @@ fn start_bridge(ctl: Controller, parent: Rc<Parent>, has_model: bool) {
         move |_| {
             let phase = match ctl.model.get() {
                 ModelState::Ready(m) => {
+                    // The page is told the data-model it asked for (id or
+                    // URL) when that is what loaded, else the URL loaded.
                     let url = ctl.active.get_untracked().and_then(|s| s.url().map(str::to_string)).unwrap_or_default();
+                    let asked = resolved.get_untracked().and_then(Result::ok).is_some_and(|r| r == url);
+                    let url = if asked { requested.clone().unwrap_or(url) } else { url };
                     ModelPhase::Ready { name: m.name, url }
                 }
                 ModelState::Failed(reason) => ModelPhase::Failed(reason),
@@ -113,8 +121,10 @@ fn start_bridge(ctl: Controller, parent: Rc<Parent>, has_model: bool) {
 /// The compact model line: progress while loading, the model's name once ready.
 #[component]
 fn EmbedModelStatus(
-    /// The configured model's URL, if any.
-    model: Option<String>,
+    /// Whether the page configured a model (`data-model`).
+    has_model: bool,
+    /// The configured model's URL, once the catalog says which (or why none).
+    resolved: Memo<Option<Result<String, String>>>,
     /// Set when the browser denies this page storage.
     blocked: ReadSignal<bool>,
     /// Starts loading the model (opened as a top-level page, the widget
@@ -122,10 +132,8 @@ fn EmbedModelStatus(
     start: Callback<()>,
 ) -> impl IntoView {
     let ctl = expect_context::<Controller>();
-    let has_model = model.is_some();
-    let shown = model.clone().unwrap_or_default();
     let retry = move || {
-        if let Some(url) = model.clone() {
+        if let Some(Ok(url)) = resolved.get_untracked() {
             ctl.load(url);
         }
     };
@@ -141,8 +149,8 @@ fn EmbedModelStatus(
                 ModelState::Idle if !has_model => view! {
                     <p class="muted" data-testid="model-none">"No model is configured: the page embedding this chat sets one with data-model."</p>
                 }.into_any(),
-                ModelState::Idle if !crate::app::framed() => {
-                    let url = shown.clone();
+                ModelState::Idle if !crate::app::framed() && matches!(resolved.get(), Some(Ok(_))) => {
+                    let url = resolved.get().and_then(Result::ok).unwrap_or_default();
                     view! {
                         <p class="muted" data-testid="model-consent">"This link asks Sprig to download the model at "
                             <code>{url}</code>" and run it on this device. "
@@ -181,45 +189,69 @@ pub fn EmbedApp(
     config: EmbedConfig,
 ) -> impl IntoView {
     let ctl = expect_context::<Controller>();
-    ctl.update_settings(|s| {
-        if let Some(p) = &config.system_prompt {
-            s.system_prompt.clone_from(p);
-        }
-        if let Some(n) = config.max_tokens {
-            s.generation.max_tokens = n;
-        }
-        if let Some(t) = config.temperature {
-            s.generation.temperature = t;
-        }
-    });
+    // The page's choices win over a catalog model's defaults.
+    let pinned = Touched {
+        system_prompt: config.system_prompt.is_some(),
+        max_tokens: config.max_tokens.is_some(),
+        temperature: config.temperature.is_some(),
+        ..Touched::default()
+    };
+    ctl.set_host_settings(
+        |s| {
+            if let Some(p) = &config.system_prompt {
+                s.system_prompt.clone_from(p);
+            }
+            if let Some(n) = config.max_tokens {
+                s.generation.max_tokens = n;
+            }
+            if let Some(t) = config.temperature {
+                s.generation.temperature = t;
+            }
+        },
+        pinned,
+    );
     dom::dress_document(&config);
     let (blocked, set_blocked) = signal(false);
-    let start = Callback::new({
-        let model = config.model.clone();
-        move |()| {
-            if let Some(url) = model.clone() {
-                leptos::task::spawn_local(async move {
-                    if dom::storage_available().await {
-                        ctl.load(url); // from the store when it is there; queued until the worker is up
-                    } else {
-                        set_blocked.set(true);
-                        ctl.refuse_load(STORAGE_BLOCKED.into());
-                        // the bridge tells the page
-                    }
-                });
+    // The model data-model names, once the catalog says (an id's URL, or
+    // the URL where the catalog allows it), or why none.
+    let requested = config.model.clone();
+    let resolved = Memo::new({
+        let requested = requested.clone();
+        move |_| requested.as_deref().and_then(|r| ctl.catalog.with(|c| c.widget_model(r)))
+    });
+    let start = Callback::new(move |()| match resolved.get_untracked() {
+        Some(Ok(url)) => leptos::task::spawn_local(async move {
+            if dom::storage_available().await {
+                ctl.load(url); // from the store when it is there; queued until the worker is up
+            } else {
+                set_blocked.set(true);
+                ctl.refuse_load(STORAGE_BLOCKED.into());
+                // the bridge tells the page
             }
+        }),
+        Some(Err(reason)) => ctl.refuse_load(reason),
+        None => {}
+    });
+    // Once the catalog is read: framed by a page (embed.js), the widget
+    // loads its model at once; opened as a top-level page (a link from
+    // anywhere), it downloads nothing before a click. A data-model the
+    // catalog refuses fails at once, either way.
+    let framed_page = crate::app::framed();
+    let decided = StoredValue::new(false);
+    Effect::new(move |_| {
+        let Some(outcome) = resolved.get() else { return };
+        if decided.get_value() {
+            return;
+        }
+        decided.set_value(true);
+        if framed_page || outcome.is_err() {
+            start.run(());
         }
     });
-    // Framed by a page (embed.js), the widget loads its model at once. Opened
-    // as a top-level page (a link from anywhere), it downloads nothing
-    // before a click.
-    if crate::app::framed() {
-        start.run(());
-    }
     let parent = Parent::connect(&config).map(Rc::new);
     let framed = parent.is_some();
     if let Some(parent) = parent.clone() {
-        start_bridge(ctl, parent, config.model.is_some());
+        start_bridge(ctl, parent, requested.clone(), resolved);
     }
     let close = move |_| {
         if let Some(b) = &parent {
@@ -256,7 +288,7 @@ pub fn EmbedApp(
                     <button class="embed-close" data-testid="embed-close" aria-label="Close the chat" title="Close (Esc)" on:click=close>"×"</button>
                 })}
             </header>
-            <EmbedModelStatus model=config.model.clone() blocked start />
+            <EmbedModelStatus has_model=requested.is_some() resolved blocked start />
             <Banners />
             <div class="embed-scroll" node_ref=scroller on:scroll=on_scroll>
                 <ConversationView empty_hint="Ask anything. Enter sends, Shift+Enter starts a new line." />

@@ -20,10 +20,13 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod catalog;
 #[cfg(feature = "js")]
 pub mod codec;
+pub mod limits;
 pub mod manifest;
 
+pub use catalog::{Catalog, CatalogError, CatalogModel, ModelDefaults, Provenance, CATALOG_VERSION};
 pub use manifest::{hex, Manifest, ManifestError, MAX_MANIFEST_BYTES, MAX_MODEL_BYTES, MAX_SHARDS};
 
 /// Version of the message format. Bump it on any incompatible change.
@@ -222,6 +225,11 @@ pub enum Request {
         /// (0: chosen from the model's size and the device's cores).
         #[serde(default)]
         workers: usize,
+        /// The most context positions a conversation may use (0: as many
+        /// as the model and the workers' memory allow; else within
+        /// [`limits::CONTEXT`]).
+        #[serde(default)]
+        context: usize,
     },
     /// Stops the download in progress: keeps what is stored (pause; loading
     /// the same source again resumes) or, with `discard`, deletes it (cancel).
@@ -592,7 +600,12 @@ mod tests {
         let req: Envelope<Request> = serde_json::from_str(json).unwrap();
         assert_eq!(
             req.open().unwrap(),
-            Request::Load { source: ModelSource::Manifest { url: "m.json".into() }, connections: DEFAULT_CONNECTIONS, workers: 0 }
+            Request::Load {
+                source: ModelSource::Manifest { url: "m.json".into() },
+                connections: DEFAULT_CONNECTIONS,
+                workers: 0,
+                context: 0
+            }
         );
     }
 

@@ -4,7 +4,7 @@
 
 use std::rc::Rc;
 
-use sprig_protocol::{Event, ModelSource, Request};
+use sprig_protocol::{limits, Event, ModelSource, Request};
 use wasm_bindgen_futures::spawn_local;
 use web_sys::File;
 
@@ -24,11 +24,13 @@ pub fn on_request(shared: &Shared, request: Request, file: Option<File>) {
             Ok(info) => Event::Hello { nonce, info },
             Err(message) => failure::event(&HostError::Engine(message)),
         }),
-        Request::Load { source, connections, workers } => {
+        Request::Load { source, connections, workers, context } => {
             if let Err(refused) = shared.borrow_mut().begin_load() {
                 return js::post(failure::event(&refused));
             }
-            spawn_local(run_load(shared.clone(), source, file, connections.clamp(1, 16), workers));
+            let connections = connections.clamp(*limits::CONNECTIONS.start(), *limits::CONNECTIONS.end());
+            let team = load::TeamPlan { workers: workers.min(*limits::WORKERS.end()), context };
+            spawn_local(run_load(shared.clone(), source, file, connections, team));
         }
         Request::StopDownload { discard } => {
             if let Err(refused) = shared.borrow().stop_download(discard) {
@@ -64,15 +66,15 @@ pub fn on_request(shared: &Shared, request: Request, file: Option<File>) {
 }
 
 /// Loads `source` (the coordinator is already loading) and installs it.
-async fn run_load(shared: Shared, source: ModelSource, file: Option<File>, connections: usize, workers: usize) {
+async fn run_load(shared: Shared, source: ModelSource, file: Option<File>, connections: usize, plan: load::TeamPlan) {
     let result = match &source {
-        ModelSource::File { .. } => load::from_file(&source, file, workers).await.map(|l| Outcome::Loaded(Box::new(l))),
+        ModelSource::File { .. } => load::from_file(&source, file, plan).await.map(|l| Outcome::Loaded(Box::new(l))),
         _ => match Control::new() {
             Err(message) => Err(LoadError::Control(message)),
             Ok(control) => {
                 let control = Rc::new(control);
                 shared.borrow_mut().downloading(control.clone());
-                load::from_store(&source, connections, workers, &control, || shared.borrow_mut().downloaded()).await
+                load::from_store(&source, connections, plan, &control, || shared.borrow_mut().downloaded()).await
             }
         },
     };

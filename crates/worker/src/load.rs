@@ -87,6 +87,27 @@ impl Failure for LoadError {
     }
 }
 
+/// How the user asked a model to be run: across how many workers, and with
+/// how much context at most.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TeamPlan {
+    /// Workers to split it across (0: chosen from its size and the cores).
+    pub workers: usize,
+    /// The most context positions a conversation uses (0: as the memory allows).
+    pub context: usize,
+}
+
+impl TeamPlan {
+    /// The limits on the context beside this worker's own memory: the
+    /// other workers' (`others`) and the user's, if set.
+    fn cap(self, mut others: Vec<usize>) -> Vec<usize> {
+        if self.context > 0 {
+            others.push(self.context);
+        }
+        others
+    }
+}
+
 /// A loaded model, ready to install in the coordinator.
 #[derive(Debug)]
 pub struct Loaded {
@@ -114,7 +135,7 @@ pub enum Outcome {
 ///
 /// # Errors
 /// [`LoadError`].
-pub async fn from_file(source: &ModelSource, file: Option<File>, requested: usize) -> Result<Loaded, LoadError> {
+pub async fn from_file(source: &ModelSource, file: Option<File>, plan: TeamPlan) -> Result<Loaded, LoadError> {
     let name = match source {
         ModelSource::File { name, .. } => name.clone(),
         _ => String::new(),
@@ -123,7 +144,7 @@ pub async fn from_file(source: &ModelSource, file: Option<File>, requested: usiz
     let reader = FileSource::new(file.clone()).map_err(|message| LoadError::File { name, message })?;
     let size = reader.len();
     let reader = BufReader::with_capacity(READ_BUFFER, SourceReader::new(reader));
-    split(vec![reader], size, source, &[file], requested).await
+    split(vec![reader], size, source, &[file], plan).await
 }
 
 /// Acquires a manifest or URL model into the store (stopped through `ctl`;
@@ -136,7 +157,7 @@ pub async fn from_file(source: &ModelSource, file: Option<File>, requested: usiz
 pub async fn from_store(
     source: &ModelSource,
     connections: usize,
-    requested: usize,
+    plan: TeamPlan,
     ctl: &Control,
     downloaded: impl FnOnce(),
 ) -> Result<Outcome, LoadError> {
@@ -156,7 +177,7 @@ pub async fn from_store(
             return Err(e.into());
         }
     };
-    match split(readers, size, source, &[], requested).await {
+    match split(readers, size, source, &[], plan).await {
         Ok(mut loaded) => {
             loaded.model.fetch_ms = fetch_ms;
             Ok(Outcome::Loaded(Box::new(loaded)))
@@ -178,16 +199,16 @@ async fn split<R: Read + Seek>(
     size: u64,
     source: &ModelSource,
     files: &[File],
-    requested: usize,
+    plan: TeamPlan,
 ) -> Result<Loaded, LoadError> {
     let gguf = host::open(readers)?;
     // A model whose parts cannot be told fails in the load below, which says why.
     let parts = split_parts(&gguf).unwrap_or(1);
-    let count = team_size(requested, size, parts, js::cores());
+    let count = team_size(plan.workers, size, parts, js::cores());
     let mut host = Host::new();
     if count == 1 {
         let mut model = host.load_file(gguf, size, Partition::WHOLE, &mut js::post)?;
-        fit_context(&mut host, &mut model, &[]);
+        fit_context(&mut host, &mut model, &plan.cap(Vec::new()));
         warm_up(&mut host, &mut model, &mut Alone).await?;
         return Ok(Loaded { host, team: None, model });
     }
@@ -197,7 +218,7 @@ async fn split<R: Read + Seek>(
     let mut model = host.load_file(gguf, size, partition, &mut js::post)?;
     team.loaded().await.map_err(|source| LoadError::Team { count, source })?;
     model.worker_memory_bytes = std::iter::once(memory_bytes()).chain(team.memory.iter().copied()).collect();
-    let positions = team.positions.clone();
+    let positions = plan.cap(team.positions.clone());
     fit_context(&mut host, &mut model, &positions);
     warm_up(&mut host, &mut model, &mut team.mesh).await?;
     Ok(Loaded { host, team: Some(team), model })

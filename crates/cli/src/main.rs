@@ -43,8 +43,10 @@ enum Command {
     Verify(commands::verify::Args),
     /// Measure perplexity on a text as llama.cpp does; save or compare next-token distributions (KL divergence).
     Perplexity(commands::perplexity::Args),
-    /// Prune every linear layer of a GGUF model (Wanda or magnitude), writing an F16 or F32 GGUF.
+    /// Prune every linear layer of a GGUF model or a Hugging Face checkpoint (Wanda or magnitude).
     Prune(commands::prune::Args),
+    /// Add or update a converted model in a deployment's catalog (models.json).
+    Publish(commands::publish::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -63,5 +65,6 @@ fn main() -> anyhow::Result<()> {
         Command::Verify(args) => commands::verify::run(&args),
         Command::Perplexity(args) => commands::perplexity::run(&args),
         Command::Prune(args) => commands::prune::run(&args),
+        Command::Publish(args) => commands::publish::run(&args),
     }
 }

@@ -9,6 +9,7 @@ pub mod inspect;
 pub mod manifest;
 pub mod perplexity;
 pub mod prune;
+pub mod publish;
 pub mod requant;
 pub mod split;
 pub mod synth;

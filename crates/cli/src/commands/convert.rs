@@ -316,7 +316,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         peak_rss().map_or(String::new(), |kb| format!(", peak RSS {:.0} MB", kb as f64 / 1024.0))
     );
     let out = args.output.display();
-    eprintln!("next: sprig verify {out}, then sprig publish {out} --base-url URL --catalog dist/models.json (docs/deploy.md)");
+    eprintln!("next: sprig verify {out}, then sprig publish {out} --base-url URL --catalog www/models.json (docs/deploy.md)");
     Ok(())
 }
 

@@ -22,8 +22,8 @@
 // A file URL `${hub.url}/ORG/REPO/resolve/REVISION/PATH` (any revision) answers
 // 302 with `Location` a CDN URL signed for this request only:
 // `${hub.cdn.url}/blobs/ID/NAME?Expires=MS&X-Amz-Nonce=N&X-Amz-Signature=HMAC`,
-// where ID names the file's current version (so a URL resolved against it
-// reaches nothing), and with CORS, `X-Linked-Etag` (the CDN's ETag of that
+// where ID names the file's current version (a URL resolved against the signed
+// one loses the signature and is refused), and with CORS, `X-Linked-Etag` (the CDN's ETag of that
 // version) and `X-Linked-Size`; an unknown file is a 404 with `X-Error-Code:
 // EntryNotFound`. The CDN is a startServer as above (Range, ETag/If-Range,
 // CORS with the range headers exposed, faults, log; each entry's `signature`)

@@ -9,7 +9,30 @@
 //   s.url; s.requests; s.bytesServed(/\.gguf$/);
 //   s.setFaults({ cutAfter: [5_000_000] }); ...; s.clearFaults();
 //   await s.close();
-// As a command: `node tests/server.mjs --root dist --port 8081 [--cors] [--faults '<json>']`.
+// As a command: `node tests/server.mjs --root dist --port 8081 [--cors] [--faults '<json>']`,
+// with hub mode: `... [--hub ORG/REPO=DIR]... [--hub-port N] [--cdn-port N] [--ttl SECONDS]
+// [--cdn-faults '<json>']` (one line per repository gives its URL).
+//
+// Hub mode emulates a model hub such as Hugging Face, on two more origins:
+//   const hub = await startHub({ repos: { 'ORG/REPO': dir }, ttlMs });
+//   hub.fileUrl('ORG/REPO', 'split/m.manifest.json')  // `${hub.url}/ORG/REPO/resolve/main/split/m.manifest.json`
+//   hub.cdn.setFaults({ cutAfter: [...] }); hub.cdn.requests; hub.cdn.bytesServed(/\.gguf$/);
+//   await hub.replace('ORG/REPO', 'm.gguf', '/tmp/m-v2.gguf');  // a new version, a new ETag
+//   hub.expireSignatures(); hub.requests; await hub.close();
+// A file URL `${hub.url}/ORG/REPO/resolve/REVISION/PATH` (any revision) answers
+// 302 with `Location` a CDN URL signed for this request only:
+// `${hub.cdn.url}/blobs/ID/NAME?Expires=MS&X-Amz-Nonce=N&X-Amz-Signature=HMAC`,
+// where ID names the file's current version (a URL resolved against the signed
+// one loses the signature and is refused), and with CORS, `X-Linked-Etag` (the CDN's ETag of that
+// version) and `X-Linked-Size`; an unknown file is a 404 with `X-Error-Code:
+// EntryNotFound`. The CDN is a startServer as above (Range, ETag/If-Range,
+// CORS with the range headers exposed, faults, log; each entry's `signature`)
+// that answers 403 to a malformed signature, one that does not match, or one
+// past its `Expires` (ttlMs after it was given, 10 minutes by default) or
+// revoked by expireSignatures(). hub.replace() makes a local file the new
+// version of a repository file: the hub redirects to it from then on, with a
+// new ETag; URLs signed before still reach the old version, as on a real CDN.
+// Both answer CORS preflights; hub.setFaults acts on the hub's own answers.
 //
 // Faults (all optional; see setFaults below):
 //   match        which request paths the faults apply to: RegExp, or a substring (default /\.gguf$/)
@@ -37,7 +60,8 @@
 import { createServer } from 'node:http';
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import { extname, join, normalize, resolve, sep } from 'node:path';
+import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { basename, extname, join, normalize, resolve, sep } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -84,6 +108,22 @@ function matches(pattern, path) {
     return pattern.test(path);
   }
   return path.includes(String(pattern));
+}
+
+/**
+ * The file a URL path names under the directory `base`: 'bad' when the path
+ * does not decode, null when it leaves `base`; a path ending in `/` keeps its
+ * separator (the caller adds index.html).
+ */
+function inRoot(base, pathname) {
+  let path;
+  try {
+    path = decodeURIComponent(pathname);
+  } catch {
+    return 'bad';
+  }
+  const file = normalize(join(base, path));
+  return file === base || file.startsWith(base + sep) ? file : null;
 }
 
 /** Whether an `If-Range` value still names this version of the file (strong comparison, as RFC 9110 asks). */
@@ -172,8 +212,14 @@ function cut(res) {
   socket.end(() => socket.destroy());
 }
 
-export async function startServer({ root, port = 0, host = '127.0.0.1', cors = false } = {}) {
-  const base = resolve(root);
+/**
+ * A server answering from `root`, or, given `route(url, entry)`, from what
+ * `route` says for each request: `{ file, etag }` serves that file (with the
+ * Range, ETag and fault machinery below), `{ code, text, headers }` answers
+ * that, null is a 404. (The hub and the CDN of startHub are such routes.)
+ */
+export async function startServer({ root, port = 0, host = '127.0.0.1', cors = false, route = null } = {}) {
+  const base = route ? null : resolve(root);
   const requests = [];
   let faults = null;
 
@@ -272,18 +318,30 @@ export async function startServer({ root, port = 0, host = '127.0.0.1', cors = f
       return;
     }
 
-    let path;
-    try {
-      path = decodeURIComponent(url.pathname);
-    } catch {
-      answer(400, 'bad path');
-      return;
-    }
-    if (path.endsWith('/')) path += 'index.html';
-    const file = normalize(join(base, path));
-    if (file !== base && !file.startsWith(base + sep)) {
-      answer(403, 'forbidden');
-      return;
+    let file;
+    let etag = null; // a route's own ETag for the file, else one from its size and time
+    if (route) {
+      const to = await route(url, entry);
+      if (!to) {
+        answer(404, 'not found');
+        return;
+      }
+      if (to.code) {
+        answer(to.code, to.text ?? '', to.headers);
+        return;
+      }
+      ({ file, etag = null } = to);
+    } else {
+      file = inRoot(base, url.pathname);
+      if (file === 'bad') {
+        answer(400, 'bad path');
+        return;
+      }
+      if (file === null) {
+        answer(403, 'forbidden');
+        return;
+      }
+      if (file.endsWith(sep)) file += 'index.html';
     }
     let info;
     try {
@@ -293,7 +351,7 @@ export async function startServer({ root, port = 0, host = '127.0.0.1', cors = f
       answer(404, 'not found');
       return;
     }
-    const etag = `"${info.size.toString(16)}-${Math.floor(info.mtimeMs).toString(16)}"`;
+    etag ??= `"${info.size.toString(16)}-${Math.floor(info.mtimeMs).toString(16)}"`;
     const lastModified = info.mtime.toUTCString();
     const headers = {
       ...corsHeaders,
@@ -348,6 +406,138 @@ export async function startServer({ root, port = 0, host = '127.0.0.1', cors = f
   };
 }
 
+/** The headers a hub and its CDN let a page on another origin read. */
+const HUB_EXPOSED = 'content-length, content-range, accept-ranges, etag, x-linked-etag, x-linked-size, x-repo-commit, x-error-code';
+
+/**
+ * A model hub in the manner of Hugging Face's, on an origin of its own, with
+ * its CDN on a third (see the top of this file). `repos` maps "ORG/REPO" to
+ * the directory holding that repository's files.
+ */
+export async function startHub({ repos, host = '127.0.0.1', port = 0, cdnPort = 0, ttlMs = 10 * 60_000 } = {}) {
+  const dirs = new Map();
+  for (const [name, dir] of Object.entries(repos ?? {})) {
+    if (!/^[\w.-]+\/[\w.-]+$/.test(name)) throw new TypeError(`startHub: "${name}" is not ORG/REPO`);
+    dirs.set(name, resolve(dir));
+  }
+  if (dirs.size === 0) throw new TypeError('startHub: no repos');
+  if (!(ttlMs > 0)) throw new TypeError('startHub: bad ttlMs');
+  const secret = randomBytes(32);
+  const sign = (path, expires, nonce) => createHmac('sha256', secret).update(`${path}\n${expires}\n${nonce}`).digest('hex');
+  let nonces = 0; // signed URLs given so far; each has its own
+  let validFrom = 0; // nonces below this were revoked by expireSignatures()
+  let versions = 0;
+  const replaced = new Map(); // "ORG/REPO/PATH" -> { file, etag } of a new version
+  const blobs = new Map(); // the CDN's objects: id -> { file, etag }
+  const cors = { 'access-control-allow-origin': '*', 'access-control-expose-headers': HUB_EXPOSED };
+
+  /** The version of `path` (`raw` as in the URL) in `repo` the hub serves now: { file, etag, size }, or null. */
+  async function current(repo, raw, path) {
+    let version = replaced.get(`${repo}/${path}`);
+    if (!version) {
+      const file = inRoot(dirs.get(repo), '/' + raw);
+      if (typeof file !== 'string' || file.endsWith(sep)) return null;
+      version = { file, etag: null };
+    }
+    let info;
+    try {
+      info = await stat(version.file);
+    } catch {
+      return null;
+    }
+    if (!info.isFile()) return null;
+    const etag = version.etag ?? `"${info.size.toString(16)}-${Math.floor(info.mtimeMs).toString(16)}"`;
+    return { file: version.file, etag, size: info.size };
+  }
+
+  const cdn = await startServer({
+    host,
+    port: cdnPort,
+    cors: true,
+    // `/blobs/ID/NAME?Expires=MS&X-Amz-Nonce=N&X-Amz-Signature=HEX`, signed by the hub.
+    route: async (url, entry) => {
+      const m = /^\/blobs\/([0-9a-f]{32})\/[^/]+$/.exec(url.pathname);
+      const blob = m && blobs.get(m[1]);
+      if (!blob) return null;
+      const q = url.searchParams;
+      const [expires, nonce, signature] = [q.get('Expires'), q.get('X-Amz-Nonce'), q.get('X-Amz-Signature')];
+      entry.signature = signature;
+      const refuse = (why) => ({ code: 403, text: `AccessDenied: ${why}\n`, headers: { 'x-error-code': 'AccessDenied' } });
+      if (!/^\d{1,16}$/.test(expires ?? '') || !/^\d{1,16}$/.test(nonce ?? '') || !/^[0-9a-f]{64}$/.test(signature ?? '')) {
+        return refuse('malformed signature');
+      }
+      const want = Buffer.from(sign(url.pathname, expires, nonce), 'hex');
+      if (!timingSafeEqual(want, Buffer.from(signature, 'hex'))) return refuse('the signature does not match');
+      if (Number(expires) < Date.now() || Number(nonce) < validFrom) return refuse('the request has expired');
+      return blob;
+    },
+  });
+
+  const hub = await startServer({
+    host,
+    port,
+    cors: true,
+    // `/ORG/REPO/resolve/REVISION/PATH`: 302 to a freshly signed CDN URL.
+    route: async (url, entry) => {
+      const m = /^\/([^/]+\/[^/]+)\/resolve\/[^/]+\/(.+)$/.exec(url.pathname);
+      let path = null;
+      try {
+        path = m && decodeURIComponent(m[2]);
+      } catch {
+        // not a path: a 404 below
+      }
+      const version = path && dirs.has(m[1]) ? await current(m[1], m[2], path) : null;
+      if (!version) {
+        return { code: 404, text: 'Entry not found\n', headers: { ...cors, 'x-error-code': 'EntryNotFound' } };
+      }
+      const id = createHash('sha256').update(`${m[1]}/${path}\n${version.etag}`).digest('hex').slice(0, 32);
+      blobs.set(id, { file: version.file, etag: version.etag });
+      const blobPath = `/blobs/${id}/${encodeURIComponent(basename(path))}`;
+      const expires = Date.now() + ttlMs;
+      const nonce = nonces++;
+      const location = `${cdn.url}${blobPath}?Expires=${expires}&X-Amz-Nonce=${nonce}&X-Amz-Signature=${sign(blobPath, expires, nonce)}`;
+      entry.location = location;
+      return {
+        code: 302,
+        text: `Found. Redirecting to ${location}`,
+        headers: { ...cors, location, 'x-linked-etag': version.etag, 'x-linked-size': String(version.size), 'x-repo-commit': '0'.repeat(40) },
+      };
+    },
+  });
+
+  return {
+    url: hub.url,
+    /** The hub's own log (as startServer's; `location` is the signed URL it redirected to). */
+    requests: hub.requests,
+    /** The hub's faults (answers before any redirect); the CDN's are cdn.setFaults. */
+    setFaults: hub.setFaults,
+    clearFaults: hub.clearFaults,
+    /** The CDN: url, requests (with each one's `signature`), setFaults, clearFaults, bytesServed. */
+    cdn,
+    /** The URL of `path` in repository `repo` on branch main. */
+    fileUrl: (repo, path) => `${hub.url}/${repo}/resolve/main/${path.split('/').map(encodeURIComponent).join('/')}`,
+    /**
+     * Makes `file` (a local path) the new version of `path` in `repo`, with a
+     * new ETag: from now on the hub redirects there; signed URLs given before
+     * still reach the old version, as on a real CDN.
+     */
+    replace: async (repo, path, file) => {
+      if (!dirs.has(repo)) throw new TypeError(`replace: no repository ${repo}`);
+      const info = await stat(file);
+      versions += 1;
+      replaced.set(`${repo}/${path}`, { file: resolve(file), etag: `"${info.size.toString(16)}-v${versions}"` });
+    },
+    /** Every signed URL given so far is refused from now on, as expired. */
+    expireSignatures: () => {
+      validFrom = nonces;
+    },
+    close: async () => {
+      await hub.close();
+      await cdn.close();
+    },
+  };
+}
+
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   const arg = (name, dflt) => {
     const i = process.argv.indexOf(name);
@@ -355,6 +545,24 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   };
   const faults = arg('--faults');
   const spec = faults ? faultsFromJson(faults) : null; // a bad spec fails before the server starts
+  const cdnFaults = arg('--cdn-faults');
+  const cdnSpec = cdnFaults ? faultsFromJson(cdnFaults) : null;
+  const repos = {};
+  process.argv.forEach((a, i) => {
+    if (a !== '--hub') return;
+    const [repo, dir] = (process.argv[i + 1] ?? '').split(/=(.*)/s);
+    if (!dir) throw new TypeError(`--hub takes ORG/REPO=DIR, not "${process.argv[i + 1]}"`);
+    repos[repo] = dir;
+  });
+  const hubbed = Object.keys(repos).length > 0;
+  const hub = hubbed
+    ? await startHub({
+        repos,
+        port: Number(arg('--hub-port', '0')),
+        cdnPort: Number(arg('--cdn-port', '0')),
+        ttlMs: Number(arg('--ttl', '600')) * 1000,
+      })
+    : null;
   const s = await startServer({
     root: arg('--root', 'dist'),
     port: Number(arg('--port', '8081')),
@@ -364,5 +572,12 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
     s.setFaults(spec);
     console.error(`faults: ${faults}`);
   }
+  if (cdnSpec && hub) {
+    hub.cdn.setFaults(cdnSpec);
+    console.error(`CDN faults: ${cdnFaults}`);
+  }
   console.log(`serving ${arg('--root', 'dist')} at ${s.url}`);
+  for (const [repo, dir] of Object.entries(repos)) {
+    console.log(`hub repository ${repo} (${dir}) at ${hub.url}/${repo}/resolve/main/, CDN at ${hub.cdn.url}`);
+  }
 }

@@ -1,5 +1,6 @@
 // The test server's own behaviour: Range parsing, answers over real HTTP, and
-// the injected network faults the download tests rely on.
+// the injected network faults the download tests rely on, and hub mode (a
+// model hub redirecting to a CDN with signed URLs).
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -10,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { faultsFromJson, parseRange, startServer } from './server.mjs';
+import { faultsFromJson, parseRange, startHub, startServer } from './server.mjs';
 
 test('parseRange handles the forms of a single byte range', () => {
   assert.equal(parseRange(undefined, 10), null);
@@ -315,6 +316,205 @@ test('the command line serves a root and takes --faults', async () => {
     const res = await fetch(m[2] + '/model.gguf', { headers: { range: 'bytes=0-3' } });
     assert.equal(res.status, 206);
     assert.equal(res.headers.get('access-control-allow-origin'), '*');
+    assert.deepEqual(Buffer.from(await res.arrayBuffer()), slice(0, 3));
+  } finally {
+    child.kill();
+    await once(child, 'exit');
+  }
+});
+
+// ---- Hub mode: a model hub redirecting to a CDN on a third origin. ----
+
+/** A hub serving ctx.dir as repository sprig/demo; closed by the caller. */
+const hubOf = (options = {}) => startHub({ repos: { 'sprig/demo': ctx.dir }, ...options });
+
+/** The query of a signed CDN URL, as an object. */
+const signed = (location) => Object.fromEntries(new URL(location).searchParams);
+
+test('hub: a file URL answers 302 with CORS to a freshly signed CDN URL, which serves ranges with the ETag', async () => {
+  const hub = await hubOf();
+  try {
+    const url = hub.fileUrl('sprig/demo', 'model.gguf');
+    assert.equal(url, `${hub.url}/sprig/demo/resolve/main/model.gguf`);
+    const a = await fetch(url, { redirect: 'manual', headers: { range: 'bytes=0-9' } });
+    const b = await fetch(url, { redirect: 'manual', method: 'HEAD' });
+    for (const r of [a, b]) {
+      assert.equal(r.status, 302);
+      assert.equal(r.headers.get('access-control-allow-origin'), '*');
+      assert.ok(r.headers.get('access-control-expose-headers').split(/,\s*/).includes('x-linked-etag'));
+      assert.equal(r.headers.get('x-linked-size'), String(SIZE));
+      const to = new URL(r.headers.get('location'));
+      assert.equal(to.origin, hub.cdn.url, 'the CDN is a third origin');
+      assert.notEqual(to.origin, hub.url);
+      assert.match(to.pathname, /^\/blobs\/[0-9a-f]{32}\/model\.gguf$/);
+      assert.deepEqual(Object.keys(signed(to)), ['Expires', 'X-Amz-Nonce', 'X-Amz-Signature']);
+    }
+    assert.notEqual(a.headers.get('location'), b.headers.get('location'), 'every redirect is signed anew');
+    assert.equal(new URL(a.headers.get('location')).pathname, new URL(b.headers.get('location')).pathname, 'same version, same object');
+    // Followed, as a browser does: the CDN answers the range, with the linked ETag.
+    const part = await fetch(url, { headers: { range: `bytes=${MiB}-${MiB + 99}` } });
+    assert.equal(part.status, 206);
+    assert.ok(part.redirected);
+    assert.equal(part.headers.get('content-range'), `bytes ${MiB}-${MiB + 99}/${SIZE}`);
+    assert.equal(part.headers.get('etag'), a.headers.get('x-linked-etag'));
+    const exposed = part.headers.get('access-control-expose-headers').split(/,\s*/);
+    for (const h of ['content-length', 'content-range', 'accept-ranges', 'etag']) assert.ok(exposed.includes(h), h);
+    assert.deepEqual(Buffer.from(await part.arrayBuffer()), slice(MiB, MiB + 99));
+    assert.deepEqual(hub.requests.map((r) => [r.method, r.path, r.range, r.status]), [
+      ['GET', '/sprig/demo/resolve/main/model.gguf', 'bytes=0-9', 302],
+      ['HEAD', '/sprig/demo/resolve/main/model.gguf', null, 302],
+      ['GET', '/sprig/demo/resolve/main/model.gguf', `bytes=${MiB}-${MiB + 99}`, 302],
+    ]);
+    assert.equal(hub.cdn.requests.length, 1);
+    assert.equal(hub.cdn.requests[0].signature, signed(hub.requests[2].location)['X-Amz-Signature']);
+    // Unknown files, repositories and paths out of the repository are 404s with CORS.
+    for (const path of ['/sprig/demo/resolve/main/nothing.gguf', '/other/repo/resolve/main/model.gguf', '/sprig/demo/resolve/main/..%2f..%2fetc%2fpasswd', '/sprig/demo/model.gguf']) {
+      const r = await fetch(hub.url + path, { redirect: 'manual' });
+      assert.equal(r.status, 404, path);
+      assert.equal(r.headers.get('access-control-allow-origin'), '*');
+    }
+    // Preflights, on both origins.
+    for (const origin of [hub.url, hub.cdn.url]) {
+      const pre = await fetch(origin + '/anything', {
+        method: 'OPTIONS',
+        headers: { origin: 'http://elsewhere.test', 'access-control-request-method': 'GET', 'access-control-request-headers': 'range' },
+      });
+      assert.equal(pre.status, 204);
+      assert.match(pre.headers.get('access-control-allow-headers'), /range/);
+    }
+  } finally {
+    await hub.close();
+  }
+});
+
+test('hub: the CDN refuses malformed, altered, expired and revoked signatures', async () => {
+  const hub = await hubOf({ ttlMs: 300 });
+  try {
+    const url = hub.fileUrl('sprig/demo', 'model.gguf');
+    const location = async () => (await fetch(url, { redirect: 'manual' })).headers.get('location');
+    const status = async (to) => {
+      const r = await fetch(to, { headers: { range: 'bytes=0-3' } });
+      assert.equal(r.headers.get('access-control-allow-origin'), '*', 'the page can read the refusal');
+      return [r.status, r.status === 403 ? (await r.text()).trim() : null];
+    };
+    const good = await location();
+    assert.deepEqual(await status(good), [206, null]);
+    assert.deepEqual(await status(good), [206, null], 'a signed URL may be used again until it expires');
+    const bare = good.split('?')[0];
+    assert.deepEqual(await status(bare), [403, 'AccessDenied: malformed signature']);
+    assert.deepEqual(await status(good.replace(/Expires=\d+/, 'Expires=soon')), [403, 'AccessDenied: malformed signature']);
+    assert.deepEqual(await status(good.replace(/Expires=(\d+)/, (_, n) => `Expires=${Number(n) + 60_000}`)), [403, 'AccessDenied: the signature does not match']);
+    // Resolved against the signed URL, a sibling name loses the signature.
+    assert.deepEqual(await status(new URL('app.js', good).href), [403, 'AccessDenied: malformed signature']);
+    await new Promise((ok) => setTimeout(ok, 400));
+    assert.deepEqual(await status(good), [403, 'AccessDenied: the request has expired']);
+    assert.equal((await fetch(url, { headers: { range: 'bytes=0-3' } })).status, 206, 'through the hub again: a fresh URL');
+  } finally {
+    await hub.close();
+  }
+  const long = await hubOf();
+  try {
+    const url = long.fileUrl('sprig/demo', 'model.gguf');
+    const old = (await fetch(url, { redirect: 'manual' })).headers.get('location');
+    long.expireSignatures();
+    assert.equal((await fetch(old)).status, 403);
+    assert.equal((await fetch(url, { headers: { range: 'bytes=0-3' } })).status, 206);
+    assert.deepEqual(long.cdn.requests.map((r) => r.status), [403, 206]);
+  } finally {
+    await long.close();
+  }
+});
+
+test('hub: a file replaced mid-download gets a new ETag; URLs signed before still reach the old version', async () => {
+  const hub = await hubOf();
+  const v2 = join(ctx.dir, 'model-v2.bin');
+  const NEW = Buffer.from(MODEL).map((b) => b ^ 0x55);
+  await writeFile(v2, NEW);
+  try {
+    const url = hub.fileUrl('sprig/demo', 'model.gguf');
+    const first = await fetch(url, { headers: { range: 'bytes=0-99' } });
+    const oldTag = first.headers.get('etag');
+    assert.deepEqual(Buffer.from(await first.arrayBuffer()), slice(0, 99));
+    const before = (await fetch(url, { redirect: 'manual' })).headers.get('location');
+    await hub.replace('sprig/demo', 'model.gguf', v2);
+    const hop = await fetch(url, { redirect: 'manual' });
+    const newTag = hop.headers.get('x-linked-etag');
+    assert.notEqual(newTag, oldTag);
+    assert.notEqual(new URL(hop.headers.get('location')).pathname, new URL(before).pathname, 'another object');
+    const second = await fetch(url, { headers: { range: 'bytes=100-199' } });
+    assert.equal(second.headers.get('etag'), newTag);
+    assert.deepEqual(Buffer.from(await second.arrayBuffer()), NEW.subarray(100, 200));
+    const stale = await fetch(before, { headers: { range: 'bytes=100-199' } });
+    assert.equal(stale.headers.get('etag'), oldTag);
+    assert.deepEqual(Buffer.from(await stale.arrayBuffer()), slice(100, 199));
+    // If-Range with the old ETag: the whole new version.
+    const whole = await fetch(url, { headers: { range: 'bytes=0-9', 'if-range': oldTag } });
+    assert.equal(whole.status, 200);
+    assert.equal((await whole.arrayBuffer()).byteLength, SIZE);
+    await hub.replace('sprig/demo', 'model.gguf', v2);
+    assert.notEqual((await fetch(url, { redirect: 'manual' })).headers.get('x-linked-etag'), newTag, 'every replacement is a new version');
+    await assert.rejects(hub.replace('no/repo', 'model.gguf', v2), /no repository no\/repo/);
+  } finally {
+    await hub.close();
+    await rm(v2);
+  }
+});
+
+test('hub: the CDN keeps the fault machinery; the hub has its own', async () => {
+  const hub = await hubOf();
+  try {
+    const url = hub.fileUrl('sprig/demo', 'model.gguf');
+    hub.cdn.setFaults({ cutAfter: [1000] });
+    const cutOne = await get2(url);
+    assert.ok(cutOne.error);
+    assert.equal(cutOne.body.length, 1000);
+    assert.equal(hub.cdn.requests[0].cut, true);
+    const again = await get2(url, [0, MiB - 1]);
+    assert.equal(again.error, null);
+    assert.deepEqual(again.body, slice(0, MiB - 1));
+    assert.notEqual(hub.cdn.requests[1].signature, hub.cdn.requests[0].signature, 'the retry went through the hub');
+    assert.equal(hub.cdn.bytesServed(/\.gguf$/), 1000 + MiB);
+    hub.cdn.clearFaults();
+    hub.setFaults({ status: { code: 503, times: 1 } });
+    assert.equal((await fetch(url, { redirect: 'manual' })).status, 503);
+    assert.equal((await fetch(url, { redirect: 'manual' })).status, 302);
+  } finally {
+    await hub.close();
+  }
+  await assert.rejects(startHub({ repos: { nope: ctx.dir } }), /not ORG\/REPO/);
+});
+
+/** GETs an absolute `url` (following redirects), with an optional byte range, reading the body to its end or its error. */
+async function get2(url, range) {
+  const res = await fetch(url, { headers: range ? { range: `bytes=${range[0]}-${range[1]}` } : {} });
+  const parts = [];
+  let error = null;
+  try {
+    for await (const part of res.body) parts.push(part);
+  } catch (e) {
+    error = e;
+  }
+  return { res, body: Buffer.concat(parts), error };
+}
+
+test('the command line serves a hub with --hub', async () => {
+  const script = fileURLToPath(new URL('./server.mjs', import.meta.url));
+  const child = spawn(process.execPath, [script, '--root', ctx.dir, '--port', '0', '--hub', `sprig/demo=${ctx.dir}`, '--cdn-faults', '{"status":{"code":500}}'], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  try {
+    const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
+    assert.match((await lines.next()).value, /^serving .+ at http:\/\/\S+$/);
+    const m = /^hub repository sprig\/demo \((.+)\) at (http:\/\/\S+\/sprig\/demo\/resolve\/main\/), CDN at (http:\/\/\S+)$/.exec((await lines.next()).value);
+    assert.ok(m);
+    assert.equal(m[1], ctx.dir);
+    const url = m[2] + 'model.gguf';
+    const hop = await fetch(url, { redirect: 'manual' });
+    assert.equal(hop.status, 302);
+    assert.ok(hop.headers.get('location').startsWith(m[3] + '/blobs/'));
+    assert.equal((await fetch(url)).status, 500, 'the CDN faults');
+    const res = await fetch(url, { headers: { range: 'bytes=0-3' } });
+    assert.equal(res.status, 206);
     assert.deepEqual(Buffer.from(await res.arrayBuffer()), slice(0, 3));
   } finally {
     child.kill();

@@ -234,7 +234,7 @@ test('the widget view opened as a top-level page (a link) downloads nothing befo
   }
 });
 
-test('a plain GGUF URL replaced on the server mid-download is refused, not stored as a mix; loading again gets the new file', async () => {
+test('a plain GGUF URL replaced on the server mid-download starts over with the new version; replaced again then, it is refused, not stored as a mix; loading again gets the new file', async () => {
   const origin = await otherOrigin({});
   const file = join(origin.server.root ?? '', 'model.gguf');
   const context = await env.browser.newContext();
@@ -247,9 +247,19 @@ test('a plain GGUF URL replaced on the server mid-download is refused, not store
     await page.getByTestId('model-url').fill(`${origin.server.url}/model.gguf`);
     await page.getByTestId('model-load').click();
     await page.waitForFunction(() => Number(document.querySelector('[data-testid="model-progress"]')?.getAttribute('aria-valuenow') ?? 0) >= 10, null, { timeout: 60_000 });
-    // A new version: same bytes, new modification time, so a new ETag.
-    const later = new Date(Date.now() + 60_000);
-    await utimes(file, later, later);
+    /** A new version: same bytes, new modification time, so a new ETag. */
+    const replace = async (minutes) => {
+      const later = new Date(Date.now() + minutes * 60_000);
+      await utimes(file, later, later);
+    };
+    const first = origin.server.requests.length;
+    await replace(1);
+    // The worker starts over: a new four-byte probe, answered with the new ETag…
+    const probed = () => origin.server.requests.slice(first).some((r) => r.range === 'bytes=0-3' && r.status === 206);
+    for (let i = 0; i < 300 && !probed(); i++) await page.waitForTimeout(100);
+    assert.ok(probed(), 'the download started over');
+    // …and when the file changes again during that download, it gives up.
+    await replace(2);
     const failed = page.getByTestId('model-failed');
     await failed.waitFor({ timeout: 60_000 });
     assert.match(await failed.textContent(), /changed on the server during the download/);

@@ -75,9 +75,10 @@ impl Failure for AcquireError {
         match self {
             Self::Plan(e) => e.kind(),
             Self::Store(_) | Self::NoFolder => ErrorKind::Storage,
-            Self::Download(DownloadError::Fetch(_) | DownloadError::Protocol { .. } | DownloadError::Stopped) | Self::Manifest(_) => {
-                ErrorKind::Network
-            }
+            Self::Download(
+                DownloadError::Fetch(_) | DownloadError::Protocol { .. } | DownloadError::Changed { .. } | DownloadError::Stopped,
+            )
+            | Self::Manifest(_) => ErrorKind::Network,
             Self::HiddenRange { .. } | Self::NoLength { .. } => ErrorKind::Network,
             Self::Download(DownloadError::Verification { .. }) | Self::NotGguf { .. } | Self::TooLarge(_) => ErrorKind::BadModel,
             Self::Download(DownloadError::Store(_)) => ErrorKind::Storage,
@@ -103,11 +104,29 @@ pub enum Acquired {
     },
 }
 
-/// Brings a URL or manifest model into the store and opens its shards.
+/// Brings a URL or manifest model into the store and opens its shards. A
+/// plain URL whose file changes on the server mid-download (another ETag)
+/// starts over with the new version, up to [`plan::RESTARTS_ON_CHANGE`]
+/// times: the new probe's ETag differs from the one recorded, so what was
+/// stored of the old version is discarded, never mixed with the new.
 ///
 /// # Errors
 /// [`AcquireError`]; a stop on request is [`Acquired::Stopped`], not an error.
 pub async fn acquire(store: &ModelStore, source: &ModelSource, connections: usize, ctl: &Control) -> Result<Acquired, AcquireError> {
+    let mut restarts = 0;
+    loop {
+        match acquire_once(store, source, connections, ctl).await {
+            Err(AcquireError::Download(DownloadError::Changed { url })) if restarts < plan::RESTARTS_ON_CHANGE => {
+                restarts += 1;
+                web_sys::console::warn_1(&format!("sprig-worker: {url} changed on the server; downloading the new version").into());
+                ctl.rearm().map_err(|message| AcquireError::Download(DownloadError::Protocol { url, message }))?;
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn acquire_once(store: &ModelStore, source: &ModelSource, connections: usize, ctl: &Control) -> Result<Acquired, AcquireError> {
     let id = model_id(source);
     // The folder is created only once the model is checked and fits.
     let existing = store.model(&id, false).await?;
@@ -159,9 +178,8 @@ pub async fn acquire(store: &ModelStore, source: &ModelSource, connections: usiz
         None => store.model(&id, true).await?.ok_or(AcquireError::NoFolder)?,
     };
     dir.save_meta(&meta).await?;
-    // Ranges of a plain URL must come from the version begun (a strong ETag;
-    // a weak one cannot be used with If-Range).
-    let etag = meta.etag.clone().filter(|e| !e.starts_with("W/"));
+    // Ranges of a plain URL must come from the version begun.
+    let etag = meta.etag.clone();
     let mut targets = Vec::new();
     for (shard, url, state, _) in missing {
         let map = match state {

@@ -16,6 +16,7 @@ use crate::chunk_map::{backoff_ms, MAX_ATTEMPTS};
 use crate::fetch::{self, FetchError, RangeReply, WholeBody};
 use crate::model_store::{ModelDir, ShardWriter};
 use crate::opfs::StoreError;
+use crate::plan::{self, Version};
 
 /// Why a download ended without the model.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +35,12 @@ pub enum DownloadError {
         expected: String,
         /// The stored bytes' digest.
         got: String,
+    },
+    /// The file changed on the server (another ETag) during the download.
+    #[error("{url}: the file changed on the server during the download (another ETag); load it again to download the new version from the start")]
+    Changed {
+        /// The URL.
+        url: String,
     },
     /// The server's answers do not fit together.
     #[error("{url}: {message}")]
@@ -54,7 +61,7 @@ pub enum DownloadError {
 /// Pauses or cancels a download from outside.
 #[derive(Debug)]
 pub struct Control {
-    controller: AbortController,
+    controller: RefCell<AbortController>,
     stop: Cell<Option<bool>>,
 }
 
@@ -65,14 +72,26 @@ impl Control {
     /// The browser's reason when `AbortController` is unavailable.
     pub fn new() -> Result<Self, String> {
         let controller = AbortController::new().map_err(|e| format!("no AbortController: {e:?}"))?;
-        Ok(Self { controller, stop: Cell::new(None) })
+        Ok(Self { controller: RefCell::new(controller), stop: Cell::new(None) })
     }
 
     /// Stops the download: in-flight requests are aborted; `discard` says
     /// whether the caller will delete what is stored.
     pub fn stop(&self, discard: bool) {
         self.stop.set(Some(discard));
-        self.controller.abort();
+        self.controller.borrow().abort();
+    }
+
+    /// Readies the control for another download after a failed one, whose
+    /// first error aborted its other requests; a stop on request stays.
+    ///
+    /// # Errors
+    /// The browser's reason when `AbortController` is unavailable.
+    pub fn rearm(&self) -> Result<(), String> {
+        if self.stopped().is_none() {
+            *self.controller.borrow_mut() = AbortController::new().map_err(|e| format!("no AbortController: {e:?}"))?;
+        }
+        Ok(())
     }
 
     /// `Some(discard)` once stopped.
@@ -81,7 +100,7 @@ impl Control {
     }
 
     fn signal(&self) -> AbortSignal {
-        self.controller.signal()
+        self.controller.borrow().signal()
     }
 
     fn check(&self) -> Result<(), DownloadError> {
@@ -112,9 +131,10 @@ pub struct Target {
     pub url: String,
     /// Its writer, positioned on what is already stored.
     pub writer: ShardWriter,
-    /// A plain URL's ETag when its download began: every range is asked with
-    /// `If-Range` and must come back with it, so a file replaced on the
-    /// server mid-download is never stored as a mix of two versions.
+    /// A plain URL's ETag when its download began: every range must come
+    /// back with it (weak comparison; asked with `If-Range` when strong and
+    /// same-origin), so a file replaced on the server mid-download is never
+    /// stored as a mix of two versions.
     pub etag: Option<String>,
 }
 
@@ -186,7 +206,7 @@ pub async fn fetch_chunk(url: &str, start: u64, end: u64, etag: Option<&str>, ct
     let mut attempt = 1;
     loop {
         ctl.check()?;
-        match fetch::range(url, start, end, etag, &ctl.signal()).await {
+        match fetch::range(url, start, end, plan::if_range(etag), &ctl.signal()).await {
             Ok(reply) => return Ok(reply),
             Err(FetchError::Aborted) => return Err(DownloadError::Stopped),
             Err(e) if e.transient() && attempt < MAX_ATTEMPTS => {
@@ -254,7 +274,7 @@ pub async fn run(
         }
         // With If-Range, a whole answer is a new version, unless it is the
         // same one from a server that ignores Range.
-        RangeReply::Whole(body) if etag.is_some() && body.etag != etag => {
+        RangeReply::Whole(body) if whole_is_other(etag.as_deref(), body.etag.as_deref()) => {
             body.cancel();
             return Err(changed(&url));
         }
@@ -278,20 +298,22 @@ fn task_range(state: &RefCell<State>, si: usize, ci: usize) -> (String, u64, u64
 
 /// The error of a file replaced on the server mid-download.
 fn changed(url: &str) -> DownloadError {
-    DownloadError::Protocol {
-        url: url.to_string(),
-        message:
-            "the file changed on the server during the download (another ETag); load it again to download the new version from the start"
-                .into(),
-    }
+    DownloadError::Changed { url: url.to_string() }
 }
 
 /// Refuses a range of another version of the file than the one begun.
 fn same_version(url: &str, want: Option<&str>, got: Option<&str>) -> Result<(), DownloadError> {
-    match (want, got) {
-        (Some(want), Some(got)) if want != got => Err(changed(url)),
-        _ => Ok(()),
+    match plan::version(want, got) {
+        Version::Other => Err(changed(url)),
+        Version::Same | Version::Unknown => Ok(()),
     }
+}
+
+/// Whether a whole-file answer to a range request with `If-Range: want`
+/// is another version of the file: it must carry the same ETag to be the
+/// same version from a server that ignores Range.
+fn whole_is_other(want: Option<&str>, got: Option<&str>) -> bool {
+    want.is_some() && plan::version(want, got) != Version::Same
 }
 
 /// Stores a ranged chunk, and finishes its shard when that was the last one.
@@ -330,7 +352,7 @@ async fn connection(dir: &ModelDir, state: &RefCell<State>, ctl: &Control, progr
             Ok(RangeReply::Partial { bytes, etag: got, .. }) => {
                 same_version(&url, etag.as_deref(), got.as_deref()).and_then(|()| store(state, si, ci, &bytes, progress))
             }
-            Ok(RangeReply::Whole(body)) if etag.is_some() && body.etag != etag => {
+            Ok(RangeReply::Whole(body)) if whole_is_other(etag.as_deref(), body.etag.as_deref()) => {
                 body.cancel();
                 Err(changed(&url))
             }
@@ -351,7 +373,7 @@ async fn connection(dir: &ModelDir, state: &RefCell<State>, ctl: &Control, progr
             }
             drop(s);
             // Stop the other connections' requests too (not a pause: nothing is discarded).
-            ctl.controller.abort();
+            ctl.controller.borrow().abort();
             return;
         }
     }

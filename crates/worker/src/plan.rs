@@ -1,7 +1,8 @@
 //! The pure decisions of bringing a model into the store, testable natively:
 //! the record and shard URLs a manifest gives, the record of a plain GGUF URL,
-//! how much is left to download and whether the site's quota holds it, and
-//! whether a failed download leaves an entry behind. `acquire.rs` carries
+//! whether an answer comes from the version of the file a download began
+//! with, how much is left to download and whether the site's quota holds it,
+//! and whether a failed download leaves an entry behind. `acquire.rs` carries
 //! them out against OPFS and the network.
 
 use sprig_protocol::{ErrorKind, Manifest, ManifestError, ModelSource, MAX_MODEL_BYTES};
@@ -112,6 +113,41 @@ pub fn replaced(old: &StoreMeta, new: &StoreMeta) -> bool {
     old.total_size != new.total_size || old.etag != new.etag
 }
 
+/// How many times a plain URL's download starts over by itself when the
+/// file changes on the server mid-download (a new ETag, as when a model
+/// hub's repository gets a new commit); a file that changes again is an
+/// error.
+pub const RESTARTS_ON_CHANGE: u32 = 1;
+
+/// What a range answer's ETag says of the file's version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    /// The version the download began with.
+    Same,
+    /// Another version: the file changed on the server.
+    Other,
+    /// Cannot tell: an ETag is absent (or hidden by CORS) on one side.
+    Unknown,
+}
+
+/// Compares the ETag a download began with (`want`) and an answer's
+/// (`got`) by RFC 9110's weak comparison: the same opaque tag, weak or not,
+/// is the same version (a strong tag is still needed for `If-Range`, see
+/// [`if_range`]).
+pub fn version(want: Option<&str>, got: Option<&str>) -> Version {
+    let opaque = |tag: &str| tag.trim().strip_prefix("W/").unwrap_or(tag.trim()).to_string();
+    match (want, got) {
+        (Some(want), Some(got)) if opaque(want) == opaque(got) => Version::Same,
+        (Some(_), Some(_)) => Version::Other,
+        _ => Version::Unknown,
+    }
+}
+
+/// The ETag to send as `If-Range`: only a strong one may be (RFC 9110).
+pub fn if_range(etag: Option<&str>) -> Option<&str> {
+    etag.filter(|tag| !tag.trim_start().starts_with("W/"))
+}
+
 /// Bytes left to download: each missing shard's size less what of it is
 /// stored (`stored` pairs them).
 pub fn bytes_needed<'a>(stored: impl IntoIterator<Item = (&'a ShardMeta, u64)>) -> u64 {
@@ -201,6 +237,21 @@ mod tests {
         assert!(replaced(&old, &url_record("https://h.example/m.gguf", 8, Some("\"v1\"".into())).unwrap()));
         assert!(replaced(&old, &url_record("https://h.example/m.gguf", 7, Some("\"v2\"".into())).unwrap()));
         assert!(replaced(&old, &url_record("https://h.example/m.gguf", 7, None).unwrap()));
+    }
+
+    #[test]
+    fn etags_compare_weakly_and_only_strong_ones_go_in_if_range() {
+        let v = |want: Option<&str>, got: Option<&str>| version(want, got);
+        assert_eq!(v(Some("\"a1\""), Some("\"a1\"")), Version::Same);
+        assert_eq!(v(Some("W/\"a1\""), Some("\"a1\"")), Version::Same, "weak comparison");
+        assert_eq!(v(Some("\"a1\""), Some("W/\"a1\"")), Version::Same);
+        assert_eq!(v(Some("W/\"a1\""), Some("W/\"a2\"")), Version::Other, "a weak tag still tells versions apart");
+        assert_eq!(v(Some("\"a1\""), Some("\"a2\"")), Version::Other);
+        assert_eq!(v(Some("\"a1\""), None), Version::Unknown, "a hidden ETag");
+        assert_eq!(v(None, Some("\"a1\"")), Version::Unknown);
+        assert_eq!(if_range(Some("\"a1\"")), Some("\"a1\""));
+        assert_eq!(if_range(Some("W/\"a1\"")), None);
+        assert_eq!(if_range(None), None);
     }
 
     #[test]

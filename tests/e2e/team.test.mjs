@@ -32,13 +32,17 @@ async function conversation(workers) {
   return { ready, replies, errors };
 }
 
-test('two and three workers give the same greedy replies as one', async () => {
+test('two and three workers give the same greedy replies as one, with the same context', async () => {
   const one = await conversation(1);
   assert.ok(one.replies.every((r) => r.length > 10), JSON.stringify(one.replies));
   assert.doesNotMatch(one.ready, /workers/);
+  assert.match(one.ready, / 8192 tokens of context /, one.ready);
   for (const k of [2, 3]) {
     const split = await conversation(k);
     assert.match(split.ready, new RegExp(`${k} workers, memory [\\d.]+ [MG]iB( \\+ [\\d.]+ [MG]iB){${k - 1}}`), split.ready);
+    // Every worker's memory leaves room for the whole context (a peer's
+    // count once reached rank 0 wrapped to 256 on wasm32).
+    assert.match(split.ready, / 8192 tokens of context /, `${k} workers: ${split.ready}`);
     assert.deepEqual(split.replies, one.replies, `${k} workers`);
     assert.deepEqual(split.errors, []);
   }

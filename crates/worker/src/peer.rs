@@ -62,7 +62,9 @@ pub async fn run(rank: usize, count: usize, source: ModelSource, files: Vec<File
     // the smallest of the workers'.
     let (reserved, memory) = (RESERVED_CONTEXT.min(model.config().context_length), memory_bytes());
     let positions = usable_positions(reserved, model.cache_bytes() as u64, memory);
-    let _ = coordinator.send(&PeerMessage::Loaded { memory, positions: positions.min(1 << 40) as u64 });
+    // In u64: on wasm32 a usize cannot hold the cap (`1 << 40` would wrap to 256).
+    let positions = u64::try_from(positions).unwrap_or(u64::MAX).min(1 << 40);
+    let _ = coordinator.send(&PeerMessage::Loaded { memory, positions });
     loop {
         let Some(coordinator) = mesh.link(0) else { return };
         match coordinator.recv().await {

@@ -159,23 +159,17 @@ fn EmbedModelStatus(
                 }
                 ModelState::Idle => view! { <p class="muted">"Starting…"</p> }.into_any(),
                 ModelState::Loading(progress) => view! { <LoadProgressBar progress compact=true /> }.into_any(),
-                ModelState::Paused { .. } => {
-                    let retry = retry.clone();
-                    view! {
-                        <p class="muted" data-testid="model-paused">"The download is paused. "
-                            <button class="link" data-testid="download-resume" on:click=move |_| retry()>"Resume"</button></p>
-                    }.into_any()
-                }
+                ModelState::Paused { .. } => view! {
+                    <p class="muted" data-testid="model-paused">"The download is paused. "
+                        <button class="link" data-testid="download-resume" on:click=move |_| retry()>"Resume"</button></p>
+                }.into_any(),
                 ModelState::Ready(m) => view! {
                     <p class="muted" data-testid="model-ready">{m.name} " · runs on this device"</p>
                 }.into_any(),
-                ModelState::Failed(reason) => {
-                    let retry = retry.clone();
-                    view! {
-                        <p class="failed" data-testid="model-failed">"Could not load the model: " {reason} " "
-                            <button class="link" data-testid="model-retry" on:click=move |_| retry()>"Try again"</button></p>
-                    }.into_any()
-                }
+                ModelState::Failed(reason) => view! {
+                    <p class="failed" data-testid="model-failed">"Could not load the model: " {reason} " "
+                        <button class="link" data-testid="model-retry" on:click=move |_| retry()>"Try again"</button></p>
+                }.into_any(),
             }}
         </div>
     }

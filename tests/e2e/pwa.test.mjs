@@ -96,7 +96,7 @@ test('the built worker files carry a hash of their content, and the page and loa
     assert.ok(shell.includes(f), `${f} is precached: ${shell.join(' ')}`);
   }
   assert.ok(shell.some((f) => /^\.\/sprig-app-.*_bg\.wasm$/.test(f)) && shell.some((f) => /^\.\/styles-.*\.css$/.test(f)));
-  assert.ok(!shell.some((f) => f.startsWith('./models/') || f === './sw.js'), shell.join(' '));
+  assert.ok(!shell.some((f) => f.startsWith('./models/') || f === './models.json' || f === './sw.js'), shell.join(' '));
   for (const f of build.shell) {
     if (f.url === './index.html') assert.equal(f.integrity, undefined, 'trunk serve rewrites index.html as it serves it');
     else assert.match(f.integrity, /^sha256-[A-Za-z0-9+/]{43}=$/, f.url);
@@ -152,8 +152,10 @@ test('the service worker answers the shell from its cache and leaves models, ran
 
     const build = await swBuild(DIST);
     const all = await caches(page);
-    assert.deepEqual(Object.keys(all), [`sprig-shell-${build.version}`]);
+    assert.deepEqual(Object.keys(all).sort(), ['sprig-catalog', `sprig-shell-${build.version}`]);
     assert.deepEqual(all[`sprig-shell-${build.version}`].sort(), build.shell.map((f) => f.url.slice(1)).sort(), 'the shell, nothing else');
+    // The model catalog is kept apart from any version's shell (catalog.test.mjs).
+    assert.deepEqual(all['sprig-catalog'], ['/models.json']);
     assert.equal(await swVersion(page), build.version);
 
     const first = env.server.requests.length;
@@ -247,7 +249,8 @@ test('a new build is offered with a prompt on the next visit, never taken mid-re
     assert.equal(await workerMeta(page), fresh.worker);
     await page.getByTestId('worker-hello').waitFor({ timeout: 60_000 });
     assert.equal(await swVersion(page), fresh.build.version);
-    assert.deepEqual(Object.keys(await caches(page)), [`sprig-shell-${fresh.build.version}`], 'the old version cleaned up');
+    // The old version's shell is gone; the catalog's cache, which versions share, stays.
+    assert.deepEqual(Object.keys(await caches(page)).sort(), ['sprig-catalog', `sprig-shell-${fresh.build.version}`], 'the old version cleaned up');
     assert.equal(await page.getByTestId('update-prompt').count(), 0);
     // The conversation is still there.
     await page.getByTestId('message-user').first().waitFor();

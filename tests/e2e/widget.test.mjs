@@ -2,7 +2,9 @@
 // only the one <script src=".../embed.js"> tag (and a hostile stylesheet); the
 // launcher opens Sprig's compact view in an iframe from Sprig's own origin,
 // where the real worker loads the demo model and chats; Sprig.ask()
-// round-trips over postMessage; messages from anyone but the widget's parent
+// round-trips over postMessage; data-model names the demo by its id in
+// dist/models.json (one host page gives its URL instead, which that catalog
+// allows; catalog.test.mjs covers one that does not); messages from anyone but the widget's parent
 // at its parent's origin are ignored, and the widget posts only to that origin.
 //
 // Origins: Sprig is served from http://127.0.0.1:A (dist/), the host page from
@@ -79,7 +81,7 @@ const FOREIGN_PAGES = {
   addEventListener('message', (e) => received.push({ origin: e.origin, data: e.data }));
   const parentOrigin = new URLSearchParams(location.search).get('parent');
   const frame = document.createElement('iframe');
-  frame.src = '${env.server.url}/?embed=1&model=' + encodeURIComponent('${env.server.url + MANIFEST}') +
+  frame.src = '${env.server.url}/?embed=1&model=demo' +
     '&parent=' + encodeURIComponent(parentOrigin);
   document.body.append(frame);
   window.ask = (text) => frame.contentWindow.postMessage({ type: 'sprig:ask', id: 'liar', text }, '*');
@@ -116,10 +118,11 @@ before(async () => {
   for (const [name, html] of Object.entries(FOREIGN_PAGES)) {
     await writeFile(join(sites.dir, name), typeof html === 'function' ? html() : html);
   }
-  const model = env.server.url + MANIFEST;
-  const common = { 'data-model': model, 'data-title': 'Shop helper', 'data-temperature': '0', 'data-max-tokens': '32' };
-  await writeFile(join(sites.dir, 'host.html'), hostHtml({ ...common, 'data-theme': 'dark' }));
-  await writeFile(join(sites.dir, 'host-left.html'), hostHtml({ ...common, 'data-position': 'bottom-left', 'data-theme': 'light' }));
+  const common = { 'data-title': 'Shop helper', 'data-temperature': '0', 'data-max-tokens': '32' };
+  // By its catalog id; the second page by its URL, which dist/models.json allows (allow_custom_urls).
+  await writeFile(join(sites.dir, 'host.html'), hostHtml({ ...common, 'data-model': 'demo', 'data-theme': 'dark' }));
+  const url = { 'data-model': env.server.url + MANIFEST, 'data-position': 'bottom-left', 'data-theme': 'light' };
+  await writeFile(join(sites.dir, 'host-left.html'), hostHtml({ ...common, ...url }));
 });
 
 after(async () => {
@@ -342,7 +345,7 @@ test('a page framing the host page cannot reach the widget\'s frame; a page put 
   // The widget view set up the top page's way: the same model and parent, so
   // only the nonce (which the top page cannot read) tells it apart.
   const forged = `${env.server.url}/?embed=1&title=Forged&parent=${encodeURIComponent(hostUrl())}` +
-    `&model=${encodeURIComponent(env.server.url + MANIFEST)}&nonce=forged`;
+    '&model=demo&nonce=forged';
   // The top page cannot even reach Sprig's frame: in embed.js's shadow root,
   // it is not among the host page's frames (only the ad is).
   assert.equal(await top.evaluate((url) => window.swap(url), forged), false);
@@ -424,7 +427,7 @@ test('on another site\'s page, where third-party storage is blocked, the widget 
   const url = new URL(tab.url());
   assert.equal(url.origin, env.server.url);
   assert.equal(url.searchParams.get('parent'), null);
-  assert.equal(url.searchParams.get('model'), env.server.url + MANIFEST);
+  assert.equal(url.searchParams.get('model'), 'demo', 'the catalog id of data-model');
   // A top-level widget view downloads only after a click.
   await tab.getByTestId('model-consent-load').click();
   await tab.getByTestId('model-ready').waitFor({ timeout: LOAD_TIMEOUT });

@@ -301,12 +301,17 @@ impl Checkpoint {
         self.dir.join("model.safetensors.index.json").exists()
     }
 
+    /// The tensor `name`, if the checkpoint has it.
+    pub fn tensor(&self, name: &str) -> Option<&TensorRef> {
+        self.tensors.get(name)
+    }
+
     /// The tensor `name`, checked to have `shape`.
     ///
     /// # Errors
     /// [`CheckpointError::MissingTensor`], [`CheckpointError::Shape`].
     pub fn expect(&self, name: &str, shape: &[usize]) -> Result<&TensorRef, CheckpointError> {
-        let t = self.tensors.get(name).ok_or_else(|| CheckpointError::MissingTensor(name.into()))?;
+        let t = self.tensor(name).ok_or_else(|| CheckpointError::MissingTensor(name.into()))?;
         if t.shape != shape {
             return Err(CheckpointError::Shape { name: name.into(), expected: shape.to_vec(), actual: t.shape.clone() });
         }

@@ -96,7 +96,7 @@ impl HfModel {
         let cfg = LlamaConfig::from_metadata(&Metadata(&meta)).context("the checkpoint is not a model sprig can prune")?;
         let tokenizer = Tokenizer::from_gguf(&Metadata(&meta))?;
         let embedding = &plan_by_name["token_embd.weight"].hf;
-        let dtype = dtype.unwrap_or_else(|| ck.tensors().find(|(n, _)| n == embedding).map_or(Dtype::F16, |(_, t)| stored_type(t)));
+        let dtype = dtype.unwrap_or_else(|| ck.tensor(embedding).map_or(Dtype::F16, stored_type));
 
         let same = input.canonicalize().ok().zip(output.canonicalize().ok()).is_some_and(|(a, b)| a == b);
         if same {
@@ -129,14 +129,19 @@ impl HfModel {
     /// The tensor planned as `gguf`, in GGUF row order, f32.
     fn read(&self, gguf: &str) -> anyhow::Result<Vec<f32>> {
         let p = self.plan.get(gguf).with_context(|| format!("the model has no tensor {gguf}"))?;
-        let t = self.ck.expect(&p.hf, &p.shape)?;
+        Ok(self.read_rows(self.ck.expect(&p.hf, &p.shape)?, p.permute_heads))
+    }
+
+    /// Every row of `t` as f32, in GGUF order when `permute_heads` says so;
+    /// its pages released afterwards.
+    fn read_rows(&self, t: &TensorRef, permute_heads: Option<usize>) -> Vec<f32> {
         let mut out = Vec::with_capacity(t.rows() * t.cols());
         for r in 0..t.rows() {
-            let from = p.permute_heads.map_or(r, |heads| source_row(r, t.rows(), heads));
+            let from = permute_heads.map_or(r, |heads| source_row(r, t.rows(), heads));
             self.ck.read_row(t, from, &mut out);
         }
         self.ck.release(t);
-        Ok(out)
+        out
     }
 
     /// Writes `values` (rows in GGUF order) as the checkpoint's tensor `hf`,
@@ -170,21 +175,10 @@ impl HfModel {
     /// Writes the tensor planned as `gguf` (or, when unplanned, the
     /// checkpoint's tensor `hf` as stored).
     fn copy(&mut self, hf: &str) -> anyhow::Result<()> {
-        let planned = self.plan.values().find(|p| p.hf == hf).cloned();
-        let values = match &planned {
-            Some(p) => self.read(&p.gguf)?,
-            None => {
-                let t = self.ck.tensors().find(|(n, _)| *n == hf).map(|(_, t)| t.clone()).with_context(|| format!("no tensor {hf}"))?;
-                let mut out = Vec::with_capacity(t.rows() * t.cols());
-                for r in 0..t.rows() {
-                    self.ck.read_row(&t, r, &mut out);
-                }
-                self.ck.release(&t);
-                out
-            }
-        };
-        let shape = self.ck.tensors().find(|(n, _)| *n == hf).map(|(_, t)| t.shape.clone()).unwrap_or_default();
-        self.write(hf, &shape, planned.and_then(|p| p.permute_heads), &values)
+        let t = self.ck.tensor(hf).cloned().with_context(|| format!("no tensor {hf}"))?;
+        let permute_heads = self.plan.values().find(|p| p.hf == hf).and_then(|p| p.permute_heads);
+        let values = self.read_rows(&t, permute_heads);
+        self.write(hf, &t.shape, permute_heads, &values)
     }
 }
 

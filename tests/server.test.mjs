@@ -72,10 +72,13 @@ function fresh() {
   return s;
 }
 
-/** GETs `path` (with an optional byte range) and reads the body to its end or its error. */
-async function get(path, { range, headers = {}, signal } = {}) {
+/** GETs `path` on the test server (with an optional byte range) and reads the body to its end or its error. */
+const get = (path, options) => getUrl(ctx.server.url + path, options);
+
+/** GETs an absolute `url` (following redirects), with an optional byte range, reading the body to its end or its error. */
+async function getUrl(url, { range, headers = {}, signal } = {}) {
   if (range) headers.range = `bytes=${range[0]}-${range[1]}`;
-  const res = await fetch(ctx.server.url + path, { headers, signal });
+  const res = await fetch(url, { headers, signal });
   const parts = [];
   let error = null;
   try {
@@ -465,11 +468,11 @@ test('hub: the CDN keeps the fault machinery; the hub has its own', async () => 
   try {
     const url = hub.fileUrl('sprig/demo', 'model.gguf');
     hub.cdn.setFaults({ cutAfter: [1000] });
-    const cutOne = await get2(url);
+    const cutOne = await getUrl(url);
     assert.ok(cutOne.error);
     assert.equal(cutOne.body.length, 1000);
     assert.equal(hub.cdn.requests[0].cut, true);
-    const again = await get2(url, [0, MiB - 1]);
+    const again = await getUrl(url, { range: [0, MiB - 1] });
     assert.equal(again.error, null);
     assert.deepEqual(again.body, slice(0, MiB - 1));
     assert.notEqual(hub.cdn.requests[1].signature, hub.cdn.requests[0].signature, 'the retry went through the hub');
@@ -483,19 +486,6 @@ test('hub: the CDN keeps the fault machinery; the hub has its own', async () => 
   }
   await assert.rejects(startHub({ repos: { nope: ctx.dir } }), /not ORG\/REPO/);
 });
-
-/** GETs an absolute `url` (following redirects), with an optional byte range, reading the body to its end or its error. */
-async function get2(url, range) {
-  const res = await fetch(url, { headers: range ? { range: `bytes=${range[0]}-${range[1]}` } : {} });
-  const parts = [];
-  let error = null;
-  try {
-    for await (const part of res.body) parts.push(part);
-  } catch (e) {
-    error = e;
-  }
-  return { res, body: Buffer.concat(parts), error };
-}
 
 test('the command line serves a hub with --hub', async () => {
   const script = fileURLToPath(new URL('./server.mjs', import.meta.url));

@@ -3,6 +3,9 @@
 // Settings, through the data-testids the UI carries. The test files use these
 // instead of writing the same steps again.
 
+import assert from 'node:assert/strict';
+import { collectErrors } from './browser.mjs';
+
 /** How long a model may take to download and load in a test. */
 export const LOAD_TIMEOUT = 180_000;
 /** How long a reply may take. */
@@ -63,4 +66,50 @@ export async function ask(page, n, text, timeout = REPLY_TIMEOUT) {
   await send(page, text);
   await waitReply(page, n, timeout);
   return replyText(page, n);
+}
+
+/** A fresh browser context (its own storage) of `browser`, and a page on the app at `url`, collecting its errors. */
+export async function freshPage(browser, url) {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  const errors = collectErrors(page);
+  await page.goto(url + '/');
+  return { context, page, errors };
+}
+
+/** The greedy 8-token reply to a fixed question. */
+export async function greedyAnswer(page) {
+  await setSettings(page, { temperature: 0, 'max-tokens': 8 });
+  return ask(page, 1, 'What is the capital of France?');
+}
+
+/**
+ * The greedy reply after a clean load of the demo (its one-shard manifest)
+ * in a page `open()` gives, computed once: what every faulty or hosted
+ * download must answer too.
+ */
+export function cleanReply(open) {
+  let reply;
+  return async () => {
+    if (reply === undefined) {
+      const { context, page } = await open();
+      await page.getByTestId('model-load').click();
+      await waitReady(page);
+      reply = await greedyAnswer(page);
+      assert.ok(reply.length > 0);
+      await context.close();
+    }
+    return reply;
+  };
+}
+
+/** The download's progress in percent, from the progress bar (0 when absent). */
+export async function percent(page) {
+  const v = await page.getByTestId('model-progress').getAttribute('aria-valuenow', { timeout: 1000 }).catch(() => null);
+  return Number(v ?? 0);
+}
+
+/** Waits (up to 60 s) until the download's progress reaches `p` %. */
+export async function waitPercent(page, p) {
+  for (let i = 0; i < 600 && (await percent(page)) < p; i++) await page.waitForTimeout(100);
 }

@@ -15,8 +15,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startHub } from '../server.mjs';
-import { collectErrors, useDistAndBrowser } from './browser.mjs';
-import { ask, setSettings, startUrl, waitReady } from './app.mjs';
+import { useDistAndBrowser } from './browser.mjs';
+import { cleanReply, freshPage as openApp, greedyAnswer as answer, percent, startUrl, waitPercent, waitReady } from './app.mjs';
 
 const REPO = 'sprig/SmolLM2-135M-Instruct';
 const MODELS = fileURLToPath(new URL('../../models/', import.meta.url));
@@ -26,6 +26,10 @@ const SIZE = 98_362_432;
 const CHUNK = 4 << 20;
 const env = await useDistAndBrowser();
 const hub = {};
+/** A fresh browser context (own storage) and page on the app. */
+const freshPage = () => openApp(env.browser, env.server.url);
+/** The reply after a clean load of the demo from Sprig's own origin: every hub load must match it. */
+const baseline = cleanReply(freshPage);
 
 before(async () => {
   hub.server = await startHub({ repos: { [REPO]: MODELS } });
@@ -34,43 +38,9 @@ after(async () => {
   await hub.server?.close();
 });
 
-/** A fresh browser context (own storage) and page on the app. */
-async function freshPage() {
-  const context = await env.browser.newContext();
-  const page = await context.newPage();
-  const errors = collectErrors(page);
-  await page.goto(env.server.url + '/');
-  return { context, page, errors };
-}
-
-/** The greedy 8-token reply to a fixed question. */
-async function answer(page) {
-  await setSettings(page, { temperature: 0, 'max-tokens': 8 });
-  return ask(page, 1, 'What is the capital of France?');
-}
-
-let cleanReply;
-/** The reply after a clean load of the demo from Sprig's own origin: every hub load must match it. */
-async function baseline() {
-  if (cleanReply === undefined) {
-    const { context, page } = await freshPage();
-    await page.getByTestId('model-load').click(); // the demo's one-shard manifest
-    await waitReady(page);
-    cleanReply = await answer(page);
-    assert.ok(cleanReply.length > 0);
-    await context.close();
-  }
-  return cleanReply;
-}
-
-/** The download's progress in percent, from the progress bar (0 when absent). */
-async function percent(page) {
-  const v = await page.getByTestId('model-progress').getAttribute('aria-valuenow', { timeout: 1000 }).catch(() => null);
-  return Number(v ?? 0);
-}
-
-async function waitPercent(page, p) {
-  for (let i = 0; i < 600 && (await percent(page)) < p; i++) await page.waitForTimeout(100);
+/** Waits until the download reaches `p` %, and checks it did. */
+async function reachPercent(page, p) {
+  await waitPercent(page, p);
   assert.ok((await percent(page)) >= p, `the download reached ${p} %`);
 }
 
@@ -144,7 +114,7 @@ test('a download cut mid-way resumes through the hub on fresh signed URLs; pause
   try {
     cdn.setFaults({ cutAfter: [Math.floor(SIZE * 0.3) + 12_345], delayMs: 20 });
     await startUrl(page, hub.server.fileUrl(REPO, SINGLE));
-    await waitPercent(page, 55);
+    await reachPercent(page, 55);
     // The cut range was asked again at the hub and fetched from another signed URL.
     const log = since(m);
     const cut = log.cdn.filter((r) => r.cut);
@@ -191,7 +161,7 @@ test('the file replaced on the hub mid-download (a new ETag): the download start
     cdn.setFaults({ delayMs: 15 });
     const url = hub.server.fileUrl(REPO, SINGLE);
     await startUrl(page, url);
-    await waitPercent(page, 30);
+    await reachPercent(page, 30);
     await hub.server.replace(REPO, SINGLE, v2);
     const atSwap = mark();
     cdn.clearFaults();

@@ -7,43 +7,22 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
-import { collectErrors, useDistAndBrowser } from './browser.mjs';
-import { LOAD_TIMEOUT, ask, openModels, setSettings, startUrl, waitReady } from './app.mjs';
+import { useDistAndBrowser } from './browser.mjs';
+import { LOAD_TIMEOUT, cleanReply, freshPage as openApp, greedyAnswer as answer, openModels, startUrl, waitPercent, waitReady } from './app.mjs';
 
 const SPLIT = '/models/split/SmolLM2-135M-Instruct.Q4_1.manifest.json';
 const SINGLE = '/models/SmolLM2-135M-Instruct.Q4_1.gguf';
 const SIZE = 98_362_432;
 const CHUNK = 4 << 20;
 const env = await useDistAndBrowser();
-
 /** A fresh browser context (own storage) and page on the app. */
-async function freshPage() {
-  const context = await env.browser.newContext();
-  const page = await context.newPage();
-  const errors = collectErrors(page);
-  await page.goto(env.server.url + '/');
-  return { context, page, errors };
-}
+const freshPage = () => openApp(env.browser, env.server.url);
+/** The reply of a clean download: every faulty download must match it. */
+const baseline = cleanReply(freshPage);
 
 /** Starts loading the model at `path` (a manifest or a GGUF file on the test server). */
 const startLoad = (page, path) => startUrl(page, env.server.url + path);
 const ready = (page) => waitReady(page);
-
-/** The greedy 8-token reply to a fixed question. */
-async function answer(page) {
-  await setSettings(page, { temperature: 0, 'max-tokens': 8 });
-  return ask(page, 1, 'What is the capital of France?');
-}
-
-/** The download's progress in percent, from the progress bar (0 when absent). */
-async function percent(page) {
-  const v = await page.getByTestId('model-progress').getAttribute('aria-valuenow', { timeout: 1000 }).catch(() => null);
-  return Number(v ?? 0);
-}
-
-async function waitPercent(page, p) {
-  for (let i = 0; i < 600 && (await percent(page)) < p; i++) await page.waitForTimeout(100);
-}
 
 /**
  * The site's storage usage in bytes, as the browser estimates it, but for the
@@ -62,20 +41,6 @@ function row(page, path) {
 
 const modelBytes = (re = /^\/models\//) => env.server.bytesServed(re);
 const modelRequests = (re = /^\/models\//) => env.server.requests.filter((r) => re.test(r.path));
-
-let cleanReply;
-/** The reply of a clean, single-file download: every faulty download must match it. */
-async function baseline() {
-  if (cleanReply === undefined) {
-    const { context, page } = await freshPage();
-    await page.getByTestId('model-load').click(); // the demo's one-shard manifest
-    await ready(page);
-    cleanReply = await answer(page);
-    assert.ok(cleanReply.length > 0);
-    await context.close();
-  }
-  return cleanReply;
-}
 
 test('connections cut at random offsets: the download resumes chunk by chunk and the model answers as usual', async () => {
   const seed = Number(process.env.SPRIG_TEST_SEED ?? Date.now() % 100_000);

@@ -183,6 +183,43 @@ fn matmul_is_identical_on_raw_bytes() {
     }
 }
 
+/// Every stored value at its largest (all value bits set; Q8_0's at -128),
+/// with finite scales (every f16 field 1.0), against activations all at
+/// +127: each integer sum at its largest in one direction, where a 16-bit
+/// running sum that could not hold it would wrap.
+#[wasm_bindgen_test]
+fn matmul_is_identical_at_the_largest_sums() {
+    for backend in simd_backends() {
+        for dtype in TYPES.into_iter().filter(|&t| block(t) > 1) {
+            // The fill byte and the offsets of the block's f16 fields.
+            let (fill, halves): (u8, &[usize]) = match dtype {
+                GgmlDType::Q4_0 | GgmlDType::Q5_0 => (0xff, &[0]),
+                GgmlDType::Q8_0 => (0x80, &[0]),
+                GgmlDType::Q4_1 | GgmlDType::Q5_1 | GgmlDType::Q4K | GgmlDType::Q5K => (0xff, &[0, 2]),
+                GgmlDType::Q2K => (0xff, &[80, 82]),
+                GgmlDType::Q3K => (0xff, &[108]),
+                GgmlDType::Q6K => (0xff, &[208]),
+                other => panic!("no layout for {other:?}"),
+            };
+            let (rows, cols) = (5, if block(dtype) == 256 { 768 } else { 608 });
+            let row_bytes = QMatrix::row_bytes(dtype, cols).unwrap();
+            let mut data = vec![fill; rows * row_bytes];
+            for blk in data.chunks_exact_mut(row_bytes * block(dtype) / cols) {
+                for &at in halves {
+                    blk[at..at + 2].copy_from_slice(&0x3c00u16.to_le_bytes());
+                }
+            }
+            let m = QMatrix::new(dtype, rows, cols, data).unwrap();
+            for tokens in [1, 4, 5] {
+                let (want, got) = scalar_and(backend, &m, &vec![1e3; tokens * cols], tokens);
+                assert!(want.iter().all(|v| v.is_finite()), "{dtype:?}: the reference is not finite");
+                let (want, got): (Vec<u32>, Vec<u32>) = (want.iter().map(|&v| bits(v)).collect(), got.iter().map(|&v| bits(v)).collect());
+                assert_eq!(want, got, "{backend:?} {dtype:?} tokens {tokens}");
+            }
+        }
+    }
+}
+
 /// The benchmark, when built with `SPRIG_KERNELS_BENCH=<budget ms>` (run
 /// with `--release` and `-- --nocapture` to see the figures).
 #[wasm_bindgen_test]

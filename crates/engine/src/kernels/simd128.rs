@@ -113,9 +113,7 @@ pub(crate) trait IDot {
     /// any lanes (only their total is meant).
     fn dot(q: v128, u: v128, acc: v128) -> v128;
 
-    /// `acc` plus four i32 partial sums over 32 pairs (two vectors each),
-    /// for weights `u` below 64 (each lane's sums fit 16 bits before they
-    /// are widened: `4·127·63 < 2^15`).
+    /// `acc` plus four i32 partial sums over 32 pairs (two vectors each).
     #[inline(always)]
     fn dot2(q0: v128, u0: v128, q1: v128, u1: v128, acc: v128) -> v128 {
         Self::dot(q1, u1, Self::dot(q0, u0, acc))
@@ -127,41 +125,12 @@ pub(crate) trait IDot {
     /// An empty running sum.
     fn lanes_zero() -> Self::Lanes;
 
+    /// Adds the products of `q` and `u` to `acc`.
+    fn lanes_dot(q: v128, u: v128, acc: Self::Lanes) -> Self::Lanes;
+
     /// The i32 lanes of a running sum: lane `m` holds the products of bytes
     /// `4m..4m + 4` of every vector added (what [`interleave`] lays out).
     fn lanes(acc: Self::Lanes) -> v128;
-
-    /// A short running sum of products in 16-bit lanes, cheaper per step
-    /// than [`IDot::Lanes`]; exact for as many steps as [`short_steps`]
-    /// allows, then added into a running sum by [`IDot::widen`].
-    type Short: Copy;
-
-    /// Products a 16-bit lane of [`IDot::Short`] adds per step.
-    const SHORT_PRODUCTS: i32;
-
-    /// An empty short sum.
-    fn short_zero() -> Self::Short;
-
-    /// Adds the products of `q` and `u` to a short sum.
-    fn short_dot(q: v128, u: v128, acc: Self::Short) -> Self::Short;
-
-    /// Adds a short sum to a running sum, lane `m` holding the
-    /// products of bytes `4m..4m + 4`.
-    fn widen(short: Self::Short, acc: Self::Lanes) -> Self::Lanes;
-}
-
-/// How many of `steps` steps (vectors of 16 byte pairs) a short sum
-/// ([`IDot::Short`]) may take, a divisor of `steps`, when every weight `u`
-/// has `|u| ≤ umax` and every activation `|q| ≤ 127`: each of its 16-bit
-/// lanes adds `products` products a step, so `steps · products · 127 · umax`
-/// must stay within `i16` (a wrapping add of sums whose true total fits is
-/// exact).
-pub(crate) const fn short_steps(products: i32, umax: i32, steps: usize) -> usize {
-    let mut f = steps;
-    while f > 1 && (steps % f != 0 || f as i32 * products * 127 * umax > i16::MAX as i32) {
-        f -= 1;
-    }
-    f
 }
 
 /// [`IDot`] with `simd128`'s widening multiplies: two products fit an i16
@@ -191,28 +160,16 @@ impl IDot for Widening {
     }
 
     #[inline(always)]
+    fn lanes_dot(q: v128, u: v128, acc: Self::Lanes) -> Self::Lanes {
+        (
+            i32x4_add(acc.0, i32x4_extadd_pairwise_i16x8(i16x8_extmul_low_i8x16(q, u))),
+            i32x4_add(acc.1, i32x4_extadd_pairwise_i16x8(i16x8_extmul_high_i8x16(q, u))),
+        )
+    }
+
+    #[inline(always)]
     fn lanes(acc: Self::Lanes) -> v128 {
         i32x4_add(i32x4_shuffle::<0, 2, 4, 6>(acc.0, acc.1), i32x4_shuffle::<1, 3, 5, 7>(acc.0, acc.1))
-    }
-
-    /// The products of bytes 0..8 and 8..16, each in its own 16-bit lane.
-    type Short = (v128, v128);
-
-    const SHORT_PRODUCTS: i32 = 1;
-
-    #[inline(always)]
-    fn short_zero() -> Self::Short {
-        (i16x8_splat(0), i16x8_splat(0))
-    }
-
-    #[inline(always)]
-    fn short_dot(q: v128, u: v128, acc: Self::Short) -> Self::Short {
-        (i16x8_add(acc.0, i16x8_extmul_low_i8x16(q, u)), i16x8_add(acc.1, i16x8_extmul_high_i8x16(q, u)))
-    }
-
-    #[inline(always)]
-    fn widen(short: Self::Short, acc: Self::Lanes) -> Self::Lanes {
-        (i32x4_add(acc.0, i32x4_extadd_pairwise_i16x8(short.0)), i32x4_add(acc.1, i32x4_extadd_pairwise_i16x8(short.1)))
     }
 }
 
@@ -307,12 +264,7 @@ pub(crate) const TILE_TOKENS: usize = 4;
 /// bit: the lanes of a run's integer sums are its four blocks, so the f32
 /// steps are the scalar code's four lanes.
 #[inline(always)]
-fn tile_legacy<D: IDot, const OFFSET: i32, const UMAX: i32, const R: usize, const T: usize>(
-    w: [LegacyRow<'_>; R],
-    t: [Token32<'_>; T],
-    out: &mut [f32; 8],
-) {
-    let short = short_steps(D::SHORT_PRODUCTS, UMAX, 8);
+fn tile_legacy<D: IDot, const OFFSET: i32, const R: usize, const T: usize>(w: [LegacyRow<'_>; R], t: [Token32<'_>; T], out: &mut [f32; 8]) {
     let blocks = t[0].d.len();
     let runs = blocks.div_ceil(4);
     assert!(t.iter().all(|t| t.d.len() == blocks && t.qsum.len() == blocks && t.qi.len() >= 128 * runs));
@@ -322,26 +274,17 @@ fn tile_legacy<D: IDot, const OFFSET: i32, const UMAX: i32, const R: usize, cons
     for n in 0..runs {
         let at = 128 * n;
         let mut s = [[D::lanes_zero(); T]; R];
-        // Kept loops (not unrolled, as in `tile_k`): unrolled, LLVM hoists
+        // Kept a loop (not unrolled, as in `tile_k`): unrolled, LLVM hoists
         // the loads of all eight steps, and V8, allocating registers for
         // the wasm as written, spills the tile's accumulators.
-        for o in 0..core::hint::black_box(8 / short) {
-            let mut h = [[D::short_zero(); T]; R];
-            for i in 0..core::hint::black_box(short) {
-                let at = at + 16 * (o * short + i);
-                // SAFETY: `at + 16 ≤ 128·runs`, within every `qi` and `vals` (checked above).
-                let q: [v128; T] = core::array::from_fn(|k| unsafe { ld_at(qi[k], at) });
-                for r in 0..R {
-                    // SAFETY: as above.
-                    let u = unsafe { ld_at(vals[r], at) };
-                    for k in 0..T {
-                        h[r][k] = D::short_dot(q[k], u, h[r][k]);
-                    }
-                }
-            }
+        for i in 0..core::hint::black_box(8) {
+            // SAFETY: `at + 16i + 16 ≤ 128·runs`, within every `qi` and `vals` (checked above).
+            let q: [v128; T] = core::array::from_fn(|k| unsafe { ld_at(qi[k], at + 16 * i) });
             for r in 0..R {
+                // SAFETY: as above.
+                let u = unsafe { ld_at(vals[r], at + 16 * i) };
                 for k in 0..T {
-                    s[r][k] = D::widen(h[r][k], s[r][k]);
+                    s[r][k] = D::lanes_dot(q[k], u, s[r][k]);
                 }
             }
         }
@@ -377,16 +320,12 @@ fn tile_legacy<D: IDot, const OFFSET: i32, const UMAX: i32, const R: usize, cons
 /// gives for row `i` and token `t`, plus with `MIN` the minimum term
 /// ([`fdot`] of the row's minimums and the token's `d·Σq`), bit for bit.
 #[inline(always)]
-pub(crate) fn legacy_tiles<D: IDot, const OFFSET: i32, const MIN: bool, const UMAX: i32>(
-    w: &[LegacyRow<'_>],
-    x: &Activations,
-    out: &mut [f32],
-) {
+pub(crate) fn legacy_tiles<D: IDot, const OFFSET: i32, const MIN: bool>(w: &[LegacyRow<'_>], x: &Activations, out: &mut [f32]) {
     let (n, tokens) = (w.len(), x.tokens());
     assert!(out.len() >= n * tokens);
     macro_rules! go {
         ($r:literal, $t:literal, $i0:expr, $toks:expr, $got:expr) => {
-            tile_legacy::<D, OFFSET, UMAX, $r, $t>(core::array::from_fn(|i| w[$i0 + i]), core::array::from_fn(|i| $toks[i]), $got)
+            tile_legacy::<D, OFFSET, $r, $t>(core::array::from_fn(|i| w[$i0 + i]), core::array::from_fn(|i| $toks[i]), $got)
         };
     }
     for t0 in (0..tokens).step_by(TILE_TOKENS) {
@@ -421,13 +360,12 @@ pub(crate) fn legacy_tiles<D: IDot, const OFFSET: i32, const MIN: bool, const UM
 /// Up to two unpacked K-quant rows (values [`interleave`]d by `G`) dot up to
 /// four tokens: `out[TILE_TOKENS·r + t]` is what [`scalar::dot_k`] gives, bit for bit.
 #[inline(always)]
-fn tile_k<D: IDot, const G: usize, const OFFSET: i32, const MIN: bool, const UMAX: i32, const R: usize, const T: usize>(
+fn tile_k<D: IDot, const G: usize, const OFFSET: i32, const MIN: bool, const R: usize, const T: usize>(
     w: [KRow<'_>; R],
     t: [TokenK<'_>; T],
     out: &mut [f32; 8],
 ) {
     let per = QK_K / G;
-    let short = short_steps(D::SHORT_PRODUCTS, UMAX, G / 4);
     let z = i32x4_splat(0);
     let supers = t[0].d.len();
     let qi = t.map(|t| if G == 16 { t.qi16 } else { t.qi32 });
@@ -451,23 +389,14 @@ fn tile_k<D: IDot, const G: usize, const OFFSET: i32, const MIN: bool, const UMA
         for j in 0..per / 4 {
             let at = sb * QK_K + j * 4 * G;
             let mut s = [[D::lanes_zero(); T]; R];
-            for o in 0..core::hint::black_box(G / 4 / short) {
-                let mut h = [[D::short_zero(); T]; R];
-                for i in 0..core::hint::black_box(short) {
-                    let at = at + 16 * (o * short + i);
-                    // SAFETY: `at + 16 ≤ 256·supers`, within every `qi` and `vals` (checked above).
-                    let q: [v128; T] = core::array::from_fn(|k| unsafe { ld_at(qi[k], at) });
-                    for r in 0..R {
-                        // SAFETY: as above.
-                        let u = unsafe { ld_at(vals[r], at) };
-                        for k in 0..T {
-                            h[r][k] = D::short_dot(q[k], u, h[r][k]);
-                        }
-                    }
-                }
+            for i in 0..core::hint::black_box(G / 4) {
+                // SAFETY: `at + 16i + 16 ≤ 256·supers`, within every `qi` and `vals` (checked above).
+                let q: [v128; T] = core::array::from_fn(|k| unsafe { ld_at(qi[k], at + 16 * i) });
                 for r in 0..R {
+                    // SAFETY: as above.
+                    let u = unsafe { ld_at(vals[r], at + 16 * i) };
                     for k in 0..T {
-                        s[r][k] = D::widen(h[r][k], s[r][k]);
+                        s[r][k] = D::lanes_dot(q[k], u, s[r][k]);
                     }
                 }
             }
@@ -526,16 +455,12 @@ fn tile_k<D: IDot, const G: usize, const OFFSET: i32, const MIN: bool, const UMA
 /// [`interleave`]d by `G`), in tiles of two rows by four tokens:
 /// `out[t · w.len() + i]` is what [`scalar::dot_k`] gives, bit for bit.
 #[inline(always)]
-pub(crate) fn k_tiles<D: IDot, const G: usize, const OFFSET: i32, const MIN: bool, const UMAX: i32>(
-    w: &[KRow<'_>],
-    x: &Activations,
-    out: &mut [f32],
-) {
+pub(crate) fn k_tiles<D: IDot, const G: usize, const OFFSET: i32, const MIN: bool>(w: &[KRow<'_>], x: &Activations, out: &mut [f32]) {
     let (n, tokens) = (w.len(), x.tokens());
     assert!(out.len() >= n * tokens);
     macro_rules! go {
         ($r:literal, $t:literal, $i0:expr, $toks:expr, $got:expr) => {
-            tile_k::<D, G, OFFSET, MIN, UMAX, $r, $t>(core::array::from_fn(|i| w[$i0 + i]), core::array::from_fn(|i| $toks[i]), $got)
+            tile_k::<D, G, OFFSET, MIN, $r, $t>(core::array::from_fn(|i| w[$i0 + i]), core::array::from_fn(|i| $toks[i]), $got)
         };
     }
     for t0 in (0..tokens).step_by(TILE_TOKENS) {
@@ -1221,13 +1146,13 @@ pub(crate) fn unpack_f16(src: &[u8], out: &mut [f32]) {
     }
 }
 
-/// The tiled dot products of Q4_0, Q4_1, Q5_0, Q5_1 (`legacy`, in that
-/// order) and of Q2_K, Q3_K, Q4_K, Q5_K, Q6_K (`k`); and the packed kernels
-/// of Q4_0, Q4_1, Q8_0, and of Q4_K, Q6_K: each backend's instances. Each
-/// tile instance knows its type's largest stored value (see [`short_steps`]).
+/// The tiled dot products of the legacy types (Q4_1/Q5_1 with minimums,
+/// offset 8, offset 16), and of
+/// Q2_K, Q3_K, Q4_K/Q5_K, Q6_K; and the packed kernels of Q4_0, Q4_1, and of
+/// Q4_K, Q6_K: each backend's instances.
 pub(crate) struct Instances {
-    pub legacy: [LegacyTileFn; 4],
-    pub k: [KTileFn; 5],
+    pub legacy: [LegacyTileFn; 3],
+    pub k: [KTileFn; 4],
     pub packed_q4: [LegacyPackedFn; 2],
     pub packed_q8_0: LegacyPackedFn,
     pub packed_k: [KPackedFn; 2],
@@ -1237,7 +1162,7 @@ pub(crate) struct Instances {
 /// `i`.
 pub(crate) fn kernels_with(dtype: GgmlDType, i: Instances) -> Kernels {
     use GgmlDType as T;
-    let [q2k, q3k, q4k, q5k, q6k] = i.k;
+    let [k16_0_min, k16_4, k32_0_min, k16_32] = i.k;
     let l = |unpack, dot, packed| Kernels::Legacy {
         unpack,
         fdot,
@@ -1250,7 +1175,7 @@ pub(crate) fn kernels_with(dtype: GgmlDType, i: Instances) -> Kernels {
         }
         other => other,
     };
-    let [q4_0, q4_1, q5_0, q5_1] = i.legacy;
+    let [legacy_min, legacy8, legacy16] = i.legacy;
     let kq = |unpack, dot, packed, group| Kernels::K {
         unpack,
         packed,
@@ -1263,17 +1188,17 @@ pub(crate) fn kernels_with(dtype: GgmlDType, i: Instances) -> Kernels {
         other => other,
     };
     match dtype {
-        T::Q4_0 => fused(l(unpack_q4_0, q4_0, Some(i.packed_q4[0])), unpack_q4_tiled::<false>),
-        T::Q4_1 => fused(l(unpack_q4_1, q4_1, Some(i.packed_q4[1])), unpack_q4_tiled::<true>),
-        T::Q5_0 => l(unpack_q5_0, q5_0, None),
-        T::Q5_1 => l(unpack_q5_1, q5_1, None),
+        T::Q4_0 => fused(l(unpack_q4_0, legacy8, Some(i.packed_q4[0])), unpack_q4_tiled::<false>),
+        T::Q4_1 => fused(l(unpack_q4_1, legacy_min, Some(i.packed_q4[1])), unpack_q4_tiled::<true>),
+        T::Q5_0 => l(unpack_q5_0, legacy16, None),
+        T::Q5_1 => l(unpack_q5_1, legacy_min, None),
         // Q8_0's weights are signed bytes: always the widening dot product.
-        T::Q8_0 => l(unpack_q8_0, legacy_tiles::<Widening, 0, false, 128>, Some(i.packed_q8_0)),
-        T::Q2K => kq(unpack_q2k, q2k, None, 16),
-        T::Q3K => kq(unpack_q3k, q3k, None, 16),
-        T::Q4K => k_fused(kq(unpack_q4k, q4k, Some(i.packed_k[0]), 32), unpack_q4k_tiled),
-        T::Q5K => kq(unpack_q5k, q5k, None, 32),
-        T::Q6K => k_fused(kq(unpack_q6k, q6k, Some(i.packed_k[1]), 16), unpack_q6k_tiled),
+        T::Q8_0 => l(unpack_q8_0, legacy_tiles::<Widening, 0, false>, Some(i.packed_q8_0)),
+        T::Q2K => kq(unpack_q2k, k16_0_min, None, 16),
+        T::Q3K => kq(unpack_q3k, k16_4, None, 16),
+        T::Q4K => k_fused(kq(unpack_q4k, k32_0_min, Some(i.packed_k[0]), 32), unpack_q4k_tiled),
+        T::Q5K => kq(unpack_q5k, k32_0_min, None, 32),
+        T::Q6K => k_fused(kq(unpack_q6k, k16_32, Some(i.packed_k[1]), 16), unpack_q6k_tiled),
         T::F16 => Kernels::Float { float: unpack_f16, fdot },
         _ => Kernels::Float { float: scalar::unpack_f32, fdot },
     }
@@ -1284,18 +1209,12 @@ pub(crate) fn kernels(dtype: GgmlDType) -> Kernels {
     kernels_with(
         dtype,
         Instances {
-            legacy: [
-                legacy_tiles::<Widening, 8, false, 15>,
-                legacy_tiles::<Widening, 0, true, 15>,
-                legacy_tiles::<Widening, 16, false, 31>,
-                legacy_tiles::<Widening, 0, true, 31>,
-            ],
+            legacy: [legacy_tiles::<Widening, 0, true>, legacy_tiles::<Widening, 8, false>, legacy_tiles::<Widening, 16, false>],
             k: [
-                k_tiles::<Widening, 16, 0, true, 3>,
-                k_tiles::<Widening, 16, 4, false, 7>,
-                k_tiles::<Widening, 32, 0, true, 15>,
-                k_tiles::<Widening, 32, 0, true, 31>,
-                k_tiles::<Widening, 16, 32, false, 63>,
+                k_tiles::<Widening, 16, 0, true>,
+                k_tiles::<Widening, 16, 4, false>,
+                k_tiles::<Widening, 32, 0, true>,
+                k_tiles::<Widening, 16, 32, false>,
             ],
             packed_q4: [packed_legacy_rows::<Widening, 0>, packed_legacy_rows::<Widening, 1>],
             packed_q8_0: packed_legacy_rows::<Widening, 8>,

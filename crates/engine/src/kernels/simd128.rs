@@ -214,6 +214,29 @@ fn group_sums<const G: usize>(t: &TokenK<'_>, s: usize, j: usize) -> v128 {
     }
 }
 
+/// The sixteen sums `Σq` of super-block `sb` (sixteen activations each) as
+/// i16 lanes, 0..8 and 8..16 (each |Σq| ≤ 16·127: the narrowing is exact).
+#[inline(always)]
+fn half_sums(bsum16: &[i32], sb: usize) -> (v128, v128) {
+    let b = &bsum16[16 * sb..16 * sb + 16];
+    (i16x8_narrow_i32x4(ld(&b[..4]), ld(&b[4..8])), i16x8_narrow_i32x4(ld(&b[8..12]), ld(&b[12..])))
+}
+
+/// The integer scales (or minimums) `c[g0..]` of a super-block's groups of
+/// `G` as i16 lanes, one per sixteen values (a group of 32 twice), in the
+/// order of [`half_sums`] (each |c| ≤ 128: the narrowing is exact).
+#[inline(always)]
+fn per_sixteen<const G: usize>(c: &[i32], g0: usize) -> (v128, v128) {
+    if G == 16 {
+        let c = &c[g0..g0 + 16];
+        (i16x8_narrow_i32x4(ld(&c[..4]), ld(&c[4..8])), i16x8_narrow_i32x4(ld(&c[8..12]), ld(&c[12..])))
+    } else {
+        let c = &c[g0..g0 + 8];
+        let c8 = i16x8_narrow_i32x4(ld(&c[..4]), ld(&c[4..]));
+        (i16x8_shuffle::<0, 0, 1, 1, 2, 2, 3, 3>(c8, c8), i16x8_shuffle::<4, 4, 5, 5, 6, 6, 7, 7>(c8, c8))
+    }
+}
+
 /// Adds four groups' sums to the super-block's integer accumulators:
 /// `acc_sc += sc·(S - OFFSET·Σq)`, `acc_m += m·Σq`.
 #[inline(always)]
@@ -400,13 +423,31 @@ fn tile_k<D: IDot, const G: usize, const OFFSET: i32, const MIN: bool, const R: 
                     }
                 }
             }
-            let bs4: [v128; T] = core::array::from_fn(|k| group_sums::<G>(&t[k], sb, j));
             for r in 0..R {
                 let g = sb * per + 4 * j;
-                // SAFETY: `g + 4 ≤ per·supers`, within `sc` and (with minimums) `m` (checked above).
-                let (sc4, m4) = unsafe { (ld_at(w[r].sc.as_ptr(), g), if MIN { ld_at(w[r].m.as_ptr(), g) } else { z }) };
+                // SAFETY: `g + 4 ≤ per·supers`, within `sc` (checked above).
+                let sc4 = unsafe { ld_at(w[r].sc.as_ptr(), g) };
                 for k in 0..T {
-                    ints[r][k] = k_groups::<OFFSET, MIN>(ints[r][k], D::lanes(s[r][k]), bs4[k], sc4, m4);
+                    ints[r][k].0 = i32x4_add(ints[r][k].0, i32x4_mul(D::lanes(s[r][k]), sc4));
+                }
+            }
+        }
+        // The part that does not depend on the values `u`, `Σ_g c_g·Σq_g`
+        // (`c` the minimums, or the scales times the offset), once per
+        // super-block in 16-bit lanes: each |c| ≤ 128 and |Σq| ≤ 16·127 per
+        // sixteen activations, so the products and their pairs fit i32.
+        if MIN || OFFSET != 0 {
+            let b16: [(v128, v128); T] = core::array::from_fn(|k| half_sums(t[k].bsum16, sb));
+            for r in 0..R {
+                let c = if MIN { w[r].m } else { w[r].sc };
+                let c16 = per_sixteen::<G>(c, sb * per);
+                for k in 0..T {
+                    let corr = i32x4_add(i32x4_dot_i16x8(c16.0, b16[k].0), i32x4_dot_i16x8(c16.1, b16[k].1));
+                    if MIN {
+                        ints[r][k].1 = corr;
+                    } else {
+                        ints[r][k].0 = i32x4_sub(ints[r][k].0, i32x4_mul(corr, i32x4_splat(OFFSET)));
+                    }
                 }
             }
         }

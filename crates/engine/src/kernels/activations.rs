@@ -42,6 +42,8 @@ pub struct Activations {
     qki32: Vec<i8>,
     /// The per-256 values reordered by 16 (for Q2_K, Q3_K, Q6_K tiles).
     qki16: Vec<i8>,
+    /// `bsum16` as i16 (each |Σq| ≤ 16·127), for the K-quant tiles.
+    bsum16_i16: Vec<i16>,
 }
 
 /// One token's per-32 quantization.
@@ -75,6 +77,9 @@ pub(crate) struct TokenK<'a> {
     /// `q` reordered by 16 for the SIMD tiles (empty in builds without them).
     #[cfg_attr(not(all(target_arch = "wasm32", target_feature = "simd128")), allow(dead_code))]
     pub qi16: &'a [i8],
+    /// `bsum16` as i16 for the SIMD tiles (empty in builds without them).
+    #[cfg_attr(not(all(target_arch = "wasm32", target_feature = "simd128")), allow(dead_code))]
+    pub bsum16_i16: &'a [i16],
 }
 
 /// Quantizes one block of 32 activations with `backend`: returns `d` and
@@ -205,6 +210,8 @@ impl Activations {
             self.qki16.resize(self.qk.len(), 0);
             interleave::<32>(&self.qk, &mut self.qki32);
             interleave::<16>(&self.qk, &mut self.qki16);
+            self.bsum16_i16.clear();
+            self.bsum16_i16.extend(self.bsum16.iter().map(|&s| s as i16));
         }
     }
 
@@ -269,6 +276,7 @@ impl Activations {
             bsum16: &self.bsum16[16 * t * s..16 * (t + 1) * s],
             qi32: self.qki32.get(t * c..(t + 1) * c).unwrap_or(&[]),
             qi16: self.qki16.get(t * c..(t + 1) * c).unwrap_or(&[]),
+            bsum16_i16: self.bsum16_i16.get(16 * t * s..16 * (t + 1) * s).unwrap_or(&[]),
         }
     }
 }

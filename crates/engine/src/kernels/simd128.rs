@@ -215,11 +215,11 @@ fn group_sums<const G: usize>(t: &TokenK<'_>, s: usize, j: usize) -> v128 {
 }
 
 /// The sixteen sums `Σq` of super-block `sb` (sixteen activations each) as
-/// i16 lanes, 0..8 and 8..16 (each |Σq| ≤ 16·127: the narrowing is exact).
+/// i16 lanes, 0..8 and 8..16.
 #[inline(always)]
-fn half_sums(bsum16: &[i32], sb: usize) -> (v128, v128) {
-    let b = &bsum16[16 * sb..16 * sb + 16];
-    (i16x8_narrow_i32x4(ld(&b[..4]), ld(&b[4..8])), i16x8_narrow_i32x4(ld(&b[8..12]), ld(&b[12..])))
+fn half_sums(t: &TokenK<'_>, sb: usize) -> (v128, v128) {
+    let b = &t.bsum16_i16[16 * sb..16 * sb + 16];
+    (ld(&b[..8]), ld(&b[8..]))
 }
 
 /// The integer scales (or minimums) `c[g0..]` of a super-block's groups of
@@ -392,7 +392,10 @@ fn tile_k<D: IDot, const G: usize, const OFFSET: i32, const MIN: bool, const R: 
     let z = i32x4_splat(0);
     let supers = t[0].d.len();
     let qi = t.map(|t| if G == 16 { t.qi16 } else { t.qi32 });
-    assert!(t.iter().zip(&qi).all(|(t, qi)| t.d.len() == supers && t.bsum16.len() == 16 * supers && qi.len() >= QK_K * supers));
+    assert!(t.iter().zip(&qi).all(|(t, qi)| t.d.len() == supers
+        && t.bsum16.len() == 16 * supers
+        && t.bsum16_i16.len() == 16 * supers
+        && qi.len() >= QK_K * supers));
     assert!(w.iter().all(|w| {
         let groups = per * supers;
         w.vals.len() >= QK_K * supers
@@ -437,7 +440,7 @@ fn tile_k<D: IDot, const G: usize, const OFFSET: i32, const MIN: bool, const R: 
         // super-block in 16-bit lanes: each |c| ≤ 128 and |Σq| ≤ 16·127 per
         // sixteen activations, so the products and their pairs fit i32.
         if MIN || OFFSET != 0 {
-            let b16: [(v128, v128); T] = core::array::from_fn(|k| half_sums(t[k].bsum16, sb));
+            let b16: [(v128, v128); T] = core::array::from_fn(|k| half_sums(&t[k], sb));
             for r in 0..R {
                 let c = if MIN { w[r].m } else { w[r].sc };
                 let c16 = per_sixteen::<G>(c, sb * per);

@@ -64,7 +64,13 @@ pub fn default_cases() -> Vec<(GgmlDType, usize, usize, usize)> {
     }
     // One of two workers' slices of Mistral-7B's gate (or up) and down
     // projections, for a 14-token prompt and for one token.
-    for (dtype, rows, cols) in [(GgmlDType::Q4K, 7168, 4096), (GgmlDType::Q4K, 4096, 1792), (GgmlDType::Q6K, 4096, 1792)] {
+    for (dtype, rows, cols) in [
+        (GgmlDType::Q4K, 7168, 4096),
+        (GgmlDType::Q4K, 4096, 1792),
+        (GgmlDType::Q6K, 4096, 1792),
+        (GgmlDType::Q4K, 4096, 512),
+        (GgmlDType::Q6K, 512, 4096),
+    ] {
         for tokens in [1, 14] {
             cases.push((dtype, rows, cols, tokens));
         }

@@ -404,12 +404,11 @@ fn tile_k<D: IDot, const G: usize, const OFFSET: i32, const MIN: bool, const R: 
             && (!MIN || (w.m.len() >= groups && w.dmin.len() >= supers))
     }));
     let (qi, vals) = (qi.map(<[i8]>::as_ptr), w.map(|w| w.vals.as_ptr()));
-    // The f32 steps of four tokens at once (`v[r][sb % 4]`, lane `k` for
-    // token `k`), then, every four super-blocks, transposed into each
-    // token's four accumulators (lane `s` for super-block `s % 4`, as the
-    // scalar code's `acc[s % 4]`). Lanes past `T` compute unused values.
-    let mut acc = [[f32x4_splat(0.0); T]; R];
-    let mut v = [[f32x4_splat(0.0); 4]; R];
+    // The f32 steps of four tokens at once (lane `k` for token `k`) into
+    // `acc[r][sb % 4]`: lane `k` of `acc[r][j]` is the scalar code's
+    // `acc[j]` for row `r` and token `k`, the same additions in the same
+    // order. Lanes past `T` compute unused values.
+    let mut acc = [[f32x4_splat(0.0); 4]; R];
     for sb in 0..supers {
         let mut ints = [[(z, z); T]; R];
         for j in 0..per / 4 {
@@ -469,29 +468,23 @@ fn tile_k<D: IDot, const G: usize, const OFFSET: i32, const MIN: bool, const R: 
             };
             let isc = hsum_i32x4(lane(0, false), lane(1, false), lane(2, false), lane(3, false));
             let step = f32x4_mul(f32x4_convert_i32x4(isc), f32x4_mul(f32x4_splat(w[r].d[sb]), dx));
-            v[r][sb % 4] = if MIN {
+            let step = if MIN {
                 let imin = hsum_i32x4(lane(0, true), lane(1, true), lane(2, true), lane(3, true));
                 f32x4_sub(step, f32x4_mul(f32x4_convert_i32x4(imin), f32x4_mul(f32x4_splat(w[r].dmin[sb]), dx)))
             } else {
                 step
             };
-        }
-        if sb % 4 == 3 || sb + 1 == supers {
-            for r in 0..R {
-                // A last group of fewer than four super-blocks adds +0 to the
-                // other lanes: no change (a lane starting at +0 is never -0).
-                v[r][sb % 4 + 1..].fill(f32x4_splat(0.0));
-                let by_token = transpose4(v[r]);
-                for k in 0..T {
-                    acc[r][k] = f32x4_add(acc[r][k], by_token[k]);
-                }
-            }
+            acc[r][sb % 4] = f32x4_add(acc[r][sb % 4], step);
         }
     }
     for r in 0..R {
-        for k in 0..T {
-            out[TILE_TOKENS * r + k] = hsum_f32(acc[r][k]);
-        }
+        // `(acc[0] + acc[2]) + (acc[1] + acc[3])`, as `hsum_f32` and the
+        // scalar code sum their four lanes.
+        let a = &acc[r];
+        let sum = f32x4_add(f32x4_add(a[0], a[2]), f32x4_add(a[1], a[3]));
+        let mut lanes = [0f32; 4];
+        st(&mut lanes, sum);
+        out[TILE_TOKENS * r..TILE_TOKENS * r + T].copy_from_slice(&lanes[..T]);
     }
 }
 

@@ -44,6 +44,9 @@ pub struct Activations {
     qki16: Vec<i8>,
     /// `bsum16` as i16 (each |Σq| ≤ 16·127), for the K-quant tiles.
     bsum16_i16: Vec<i16>,
+    /// `Σq` per 32 of the per-256 values as i16 (each |Σq| ≤ 32·127), for
+    /// the K-quant tiles with groups of 32.
+    bsum32_i16: Vec<i16>,
 }
 
 /// One token's per-32 quantization.
@@ -80,6 +83,9 @@ pub(crate) struct TokenK<'a> {
     /// `bsum16` as i16 for the SIMD tiles (empty in builds without them).
     #[cfg_attr(not(all(target_arch = "wasm32", target_feature = "simd128")), allow(dead_code))]
     pub bsum16_i16: &'a [i16],
+    /// `Σq` per 32 as i16 for the SIMD tiles (empty in builds without them).
+    #[cfg_attr(not(all(target_arch = "wasm32", target_feature = "simd128")), allow(dead_code))]
+    pub bsum32_i16: &'a [i16],
 }
 
 /// Quantizes one block of 32 activations with `backend`: returns `d` and
@@ -212,6 +218,8 @@ impl Activations {
             interleave::<16>(&self.qk, &mut self.qki16);
             self.bsum16_i16.clear();
             self.bsum16_i16.extend(self.bsum16.iter().map(|&s| s as i16));
+            self.bsum32_i16.clear();
+            self.bsum32_i16.extend(self.bsum16.chunks_exact(2).map(|s| (s[0] + s[1]) as i16));
         }
     }
 
@@ -277,6 +285,7 @@ impl Activations {
             qi32: self.qki32.get(t * c..(t + 1) * c).unwrap_or(&[]),
             qi16: self.qki16.get(t * c..(t + 1) * c).unwrap_or(&[]),
             bsum16_i16: self.bsum16_i16.get(16 * t * s..16 * (t + 1) * s).unwrap_or(&[]),
+            bsum32_i16: self.bsum32_i16.get(8 * t * s..8 * (t + 1) * s).unwrap_or(&[]),
         }
     }
 }

@@ -214,26 +214,29 @@ fn group_sums<const G: usize>(t: &TokenK<'_>, s: usize, j: usize) -> v128 {
     }
 }
 
-/// The sixteen sums `Σq` of super-block `sb` (sixteen activations each) as
-/// i16 lanes, 0..8 and 8..16.
+/// The group sums `Σq` of super-block `sb` as i16 lanes: groups of 16 in
+/// two vectors, groups of 32 in the first (the second unused).
 #[inline(always)]
-fn half_sums(t: &TokenK<'_>, sb: usize) -> (v128, v128) {
-    let b = &t.bsum16_i16[16 * sb..16 * sb + 16];
-    (ld(&b[..8]), ld(&b[8..]))
+fn group_sums_i16<const G: usize>(t: &TokenK<'_>, sb: usize) -> (v128, v128) {
+    if G == 16 {
+        let b = &t.bsum16_i16[16 * sb..16 * sb + 16];
+        (ld(&b[..8]), ld(&b[8..]))
+    } else {
+        (ld(&t.bsum32_i16[8 * sb..8 * sb + 8]), i16x8_splat(0))
+    }
 }
 
-/// The integer scales (or minimums) `c[g0..]` of a super-block's groups of
-/// `G` as i16 lanes, one per sixteen values (a group of 32 twice), in the
-/// order of [`half_sums`] (each |c| ≤ 128: the narrowing is exact).
+/// The integer scales (or minimums) `c[g0..]` of a super-block's groups as
+/// i16 lanes, in the order of [`group_sums_i16`] (each |c| ≤ 128: the
+/// narrowing is exact).
 #[inline(always)]
-fn per_sixteen<const G: usize>(c: &[i32], g0: usize) -> (v128, v128) {
+fn group_factors_i16<const G: usize>(c: &[i32], g0: usize) -> (v128, v128) {
     if G == 16 {
         let c = &c[g0..g0 + 16];
         (i16x8_narrow_i32x4(ld(&c[..4]), ld(&c[4..8])), i16x8_narrow_i32x4(ld(&c[8..12]), ld(&c[12..])))
     } else {
         let c = &c[g0..g0 + 8];
-        let c8 = i16x8_narrow_i32x4(ld(&c[..4]), ld(&c[4..]));
-        (i16x8_shuffle::<0, 0, 1, 1, 2, 2, 3, 3>(c8, c8), i16x8_shuffle::<4, 4, 5, 5, 6, 6, 7, 7>(c8, c8))
+        (i16x8_narrow_i32x4(ld(&c[..4]), ld(&c[4..])), i16x8_splat(0))
     }
 }
 
@@ -436,15 +439,18 @@ fn tile_k<D: IDot, const G: usize, const OFFSET: i32, const MIN: bool, const R: 
         }
         // The part that does not depend on the values `u`, `Σ_g c_g·Σq_g`
         // (`c` the minimums, or the scales times the offset), once per
-        // super-block in 16-bit lanes: each |c| ≤ 128 and |Σq| ≤ 16·127 per
-        // sixteen activations, so the products and their pairs fit i32.
+        // super-block in 16-bit lanes: each |c| ≤ 128 and |Σq| ≤ 32·127, so
+        // the products and their pairs fit i32.
         if MIN || OFFSET != 0 {
-            let b16: [(v128, v128); T] = core::array::from_fn(|k| half_sums(&t[k], sb));
+            let b: [(v128, v128); T] = core::array::from_fn(|k| group_sums_i16::<G>(&t[k], sb));
             for r in 0..R {
-                let c = if MIN { w[r].m } else { w[r].sc };
-                let c16 = per_sixteen::<G>(c, sb * per);
+                let c = group_factors_i16::<G>(if MIN { w[r].m } else { w[r].sc }, sb * per);
                 for k in 0..T {
-                    let corr = i32x4_add(i32x4_dot_i16x8(c16.0, b16[k].0), i32x4_dot_i16x8(c16.1, b16[k].1));
+                    let corr = if G == 16 {
+                        i32x4_add(i32x4_dot_i16x8(c.0, b[k].0), i32x4_dot_i16x8(c.1, b[k].1))
+                    } else {
+                        i32x4_dot_i16x8(c.0, b[k].0)
+                    };
                     if MIN {
                         ints[r][k].1 = corr;
                     } else {

@@ -29,7 +29,7 @@
 // and the 7B mix with 2 and 3 workers.
 
 import { fileURLToPath } from 'node:url';
-import { mkdtemp, mkdir, symlink, copyFile, rm, open, readFile, readdir } from 'node:fs/promises';
+import { mkdtemp, mkdir, symlink, copyFile, rm, open, readFile } from 'node:fs/promises';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir, availableParallelism } from 'node:os';
 import { join } from 'node:path';

@@ -63,7 +63,8 @@ pub fn default_cases() -> Vec<(GgmlDType, usize, usize, usize)> {
         cases.push((dtype, 32768, 4096, 1));
     }
     // One of two workers' slices of Mistral-7B's gate (or up) and down
-    // projections, for a 14-token prompt and for one token.
+    // projections, one segment of its attention output and its value
+    // projection, for a 14-token prompt and for one token.
     for (dtype, rows, cols) in [
         (GgmlDType::Q4K, 7168, 4096),
         (GgmlDType::Q4K, 4096, 1792),

@@ -398,6 +398,7 @@ fn tile_k<D: IDot, const G: usize, const OFFSET: i32, const MIN: bool, const R: 
     assert!(t.iter().zip(&qi).all(|(t, qi)| t.d.len() == supers
         && t.bsum16.len() == 16 * supers
         && t.bsum16_i16.len() == 16 * supers
+        && t.bsum32_i16.len() == 8 * supers
         && qi.len() >= QK_K * supers));
     assert!(w.iter().all(|w| {
         let groups = per * supers;
